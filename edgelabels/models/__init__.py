@@ -1,0 +1,1 @@
+"""Backbone registry, classifier head, U-Net. Backend-agnostic Keras; nothing here imports TensorFlow."""

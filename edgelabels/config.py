@@ -1,0 +1,215 @@
+"""Typed experiment config: a YAML file, `--set a.b=value` overrides, unknown keys refused.
+
+Every key is a field of a frozen dataclass below; the resolved config is saved as the run's
+config.yaml, so a run can be reproduced from its own folder. Code never reads environment variables
+for experiment settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from edgelabels.errors import UserError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = ""  # folder per label, or a Ground Truth manifest
+    test_source: str | None = None  # a separate test folder/manifest (else test_fraction is held out)
+    manifest: str | None = None  # a manifest whose source-refs point into `source`
+    s3_root: str | None = None  # local folder standing in for s3://bucket/key
+    image_size: int | list[int] = 224  # one number or [height, width]
+    grayscale: bool = False  # read as one channel, repeated for three-channel backbones
+    resize: str = "bilinear"
+    group_by: str | None = None  # regex on the file name: one group (patient) never spans two splits
+    limit_per_label: int | None = None  # sample at most N images per label (seeded)
+    test_fraction: float = 0.2  # Rekognition holds out 20%
+    val_fraction: float = 0.1  # of what remains after the test split
+    cache_max_gb: float = 4.0  # decoded, resized pixels are cached in memory up to this size
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "efficientnetb0"
+    weights: str = "imagenet"  # imagenet | none | PATH to a no-top weights file | run:RUN_DIR
+    fine_tune_layers: int = 20  # top weighted backbone layers unfrozen in stage b (-1: all)
+    dropout: float = 0.3
+    dense_units: int = 0  # an extra hidden dense layer in the head (0: none)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 5  # stage a: backbone frozen, head trained
+    stage_a_trains: str = "auto"  # head | all | auto (head with pretrained weights, all with weights none)
+    fine_tune_epochs: int = 5  # stage b: top layers unfrozen at a lower learning rate (0 skips it)
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    fine_tune_learning_rate: float = 1e-4
+    class_weight: str | dict = "balanced"  # balanced | none | {label: weight}
+    oversample: bool = False  # resample each epoch so every label is seen equally often
+    loss: str = "crossentropy"  # crossentropy | focal
+    focal_gamma: float = 2.0
+    label_smoothing: float = 0.0
+    monitor: str = "val_loss"  # val_loss | val_accuracy | val_auc: picks the saved best epoch
+    workers: int = 2  # loader threads
+    tensorboard: bool = False
+    verbose: int = 1  # Keras progress bar (0 silent, 1 bar, 2 one line per epoch)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    preset: str = "none"  # none | xray | photo
+    transforms: list = field(default_factory=list)  # extra albumentations transforms: [{Name: {param: value}}]
+
+
+@dataclass(frozen=True)
+class Config:
+    task: str = "classification"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        size = self.data.image_size
+        if isinstance(size, int):
+            return (size, size)
+        return (int(size[0]), int(size[1]))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+TASKS = ("classification",)
+CHOICES = {
+    "train.class_weight": ("balanced", "none"),
+    "train.loss": ("crossentropy", "focal"),
+    "train.stage_a_trains": ("auto", "head", "all"),
+    "train.monitor": ("val_loss", "val_accuracy", "val_auc"),
+    "augment.preset": ("none", "xray", "photo"),
+}
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config (or start from defaults), apply `key=value` overrides, validate everything."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise UserError(f"{path}: config file not found") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise UserError(f"{path}:{where} invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        if not isinstance(raw, dict):
+            raise UserError(f"{path}: a config must be a mapping of keys, not {type(raw).__name__}")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set {item!r}: expected key=value, e.g. train.epochs=3")
+        _set_path(raw, key.strip(), _parse_value(value))
+    where = str(path) if path else "config"
+    return _build(Config, raw, "", where)
+
+
+def _parse_value(text: str):
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+
+
+def _set_path(raw: dict, dotted: str, value) -> None:
+    node = raw
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls, raw, prefix: str, where: str):
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: {prefix.rstrip('.') or 'config'} must be a mapping, not {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            near = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f" (did you mean {prefix}{near[0]}?)" if near else f" (known: {', '.join(fields)})"
+            raise UserError(f"{where}: unknown key {prefix}{key}{hint}")
+    values = {}
+    for name, f in fields.items():
+        if name not in raw:
+            continue
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, raw[name], f"{prefix}{name}.", where)
+        else:
+            values[name] = _check(raw[name], hint, f"{prefix}{name}", where)
+    config = cls(**values)
+    if cls is Config:
+        _check_semantics(config, where)
+    return config
+
+
+def _check(value, hint, key: str, where: str):
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+        else (hint,)
+    for kind in allowed:
+        origin = typing.get_origin(kind) or kind
+        if kind is type(None) and value is None:
+            return None
+        if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if origin in (str, bool, list, dict) and isinstance(value, origin):
+            return value
+    names = " or ".join("null" if k is type(None) else getattr(typing.get_origin(k) or k, "__name__", str(k))
+                        for k in allowed)
+    raise UserError(f"{where}: {key} must be {names}, not {value!r}")
+
+
+def _check_semantics(config: Config, where: str) -> None:
+    if config.task not in TASKS:
+        raise UserError(f"{where}: task must be one of {', '.join(TASKS)}, not {config.task!r}")
+    for key, choices in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if isinstance(value, str) and value not in choices:
+            raise UserError(f"{where}: {key} must be one of {', '.join(choices)}, not {value!r}")
+    size = config.data.image_size
+    if isinstance(size, list) and (len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size)):
+        raise UserError(f"{where}: data.image_size must be a number or [height, width], not {size!r}")
+    if isinstance(size, int) and size <= 0:
+        raise UserError(f"{where}: data.image_size must be positive, not {size}")
+    if not 0 <= config.data.test_fraction < 1 or not 0 <= config.data.val_fraction < 1:
+        raise UserError(f"{where}: data.test_fraction and data.val_fraction must be in [0, 1)")
+    t = config.train
+    if t.epochs < 1 or t.fine_tune_epochs < 0 or t.batch_size < 1:
+        raise UserError(f"{where}: train.epochs must be >= 1, fine_tune_epochs >= 0, batch_size >= 1")
+    if isinstance(t.class_weight, dict):
+        bad = {k: v for k, v in t.class_weight.items() if not isinstance(v, (int, float)) or v <= 0}
+        if bad:
+            raise UserError(f"{where}: train.class_weight weights must be positive numbers: {bad}")
+    if config.data.limit_per_label is not None and config.data.limit_per_label < 1:
+        raise UserError(f"{where}: data.limit_per_label must be >= 1 or null")
+    if not config.data.source:
+        raise UserError(f"{where}: data.source is required (a folder per label or a manifest)")

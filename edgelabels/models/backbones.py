@@ -1,0 +1,149 @@
+"""One registry of backbones: builder, preprocessing and input size travel together.
+
+Adding a backbone is one entry. The classifier head (classifier.py) and the U-Net decoder read the
+same spec. Backend-agnostic Keras only: nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgelabels.data.preprocess import PreprocessSpec
+from edgelabels.errors import UserError
+
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+_GOOGLE = "https://storage.googleapis.com/"
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    application: str | None  # keras.applications constructor name; None for our own CNNs
+    default_size: int
+    min_size: int = 32
+    channel_order: str = "RGB"
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    imagenet_file: str | None = None  # the no-top weights file keras looks for in ~/.keras/models
+    imagenet_url: str | None = None
+    blocks: int = 0  # our own CNNs: number of conv blocks
+    # Encoder outputs for the U-Net, shallow to deep (filled per backbone as the U-Net needs them).
+    feature_layers: tuple[str, ...] = field(default_factory=tuple)
+
+    def preprocess_spec(self, height: int, width: int, grayscale: bool, resize: str = "bilinear") -> PreprocessSpec:
+        # Every backbone takes three channels; a grayscale image is repeated into them.
+        return PreprocessSpec(height=height, width=width, grayscale=grayscale, channels=3, resize=resize,
+                              channel_order=self.channel_order, mean=self.mean, std=self.std)
+
+
+def _caffe(name, application, file, url_dir, features=()):
+    return BackboneSpec(name, application, 224, channel_order="BGR", mean=_CAFFE_MEAN_BGR,
+                        imagenet_file=file, imagenet_url=_GOOGLE + url_dir + file, feature_layers=features)
+
+
+def _raw(name, application, size, file, url_dir, features=()):
+    # These keras.applications models rescale and normalise 0-255 input inside the graph.
+    return BackboneSpec(name, application, size, imagenet_file=file, imagenet_url=_GOOGLE + url_dir + file,
+                        feature_layers=features)
+
+
+def _own(name, blocks, size):
+    return BackboneSpec(name, None, size, min_size=16, mean=(127.5,) * 3, std=(127.5,) * 3, blocks=blocks,
+                        feature_layers=tuple(f"block{i + 1}_relu" for i in range(blocks)))
+
+
+_EFF = "keras-applications/"
+_EFF2 = "tensorflow/keras-applications/efficientnet_v2/"
+_MNV3 = "tensorflow/keras-applications/mobilenet_v3/"
+
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        _caffe("vgg16", "VGG16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+               "tensorflow/keras-applications/vgg16/",
+               ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3", "block5_conv3")),
+        _caffe("resnet50", "ResNet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+               "tensorflow/keras-applications/resnet/",
+               ("conv1_relu", "conv2_block3_out", "conv3_block4_out", "conv4_block6_out", "conv5_block3_out")),
+        _raw("efficientnetb0", "EfficientNetB0", 224, "efficientnetb0_notop.h5", _EFF,
+             ("block1a_project_activation", "block2b_add", "block3b_add", "block5c_add", "top_activation")),
+        _raw("efficientnetb1", "EfficientNetB1", 240, "efficientnetb1_notop.h5", _EFF),
+        _raw("efficientnetb2", "EfficientNetB2", 260, "efficientnetb2_notop.h5", _EFF),
+        _raw("efficientnetb3", "EfficientNetB3", 300, "efficientnetb3_notop.h5", _EFF),
+        _raw("efficientnetv2b0", "EfficientNetV2B0", 224, "efficientnetv2-b0_notop.h5", _EFF2),
+        _raw("mobilenetv3small", "MobileNetV3Small", 224,
+             "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5", _MNV3),
+        _raw("mobilenetv3large", "MobileNetV3Large", 224,
+             "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5", _MNV3),
+        _own("tinycnn", blocks=2, size=32),  # for tests: seconds to train
+        _own("smallcnn", blocks=4, size=128),  # a from-scratch baseline
+    )
+}
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise UserError(f"model.backbone: unknown backbone {name!r} (choose from {', '.join(BACKBONES)})") from None
+
+
+def keras_home() -> Path:
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+
+
+def build_backbone(spec: BackboneSpec, height: int, width: int, weights: str | None):
+    """The feature extractor as a Functional model named "backbone".
+
+    weights: "imagenet", None, or a path to a no-top weights file (keras.applications format).
+    """
+    import keras
+
+    if min(height, width) < spec.min_size:
+        raise UserError(f"data.image_size: {spec.name} needs at least {spec.min_size} px, got {height}x{width}")
+    if spec.application is None:
+        if weights not in (None, "none"):
+            raise UserError(f"model.weights: {spec.name} has no pretrained weights; use none or run:RUN_DIR")
+        return _own_cnn(spec, height, width)
+    if weights not in (None, "imagenet") and not Path(weights).is_file():
+        raise UserError(f"model.weights: {weights}: no such weights file")
+    builder = getattr(keras.applications, spec.application)
+    try:
+        model = builder(include_top=False, weights=weights, input_shape=(height, width, 3))
+    except Exception as exc:
+        if weights == "imagenet" and "fetch failure" in str(exc):
+            # Offline: say exactly which file to place where.
+            target = keras_home() / "models" / spec.imagenet_file
+            raise UserError(
+                f"model.weights: imagenet weights for {spec.name} cannot be downloaded here: download "
+                f"{spec.imagenet_url} and place it at {target} (or set model.weights to none, a local file, "
+                f"or run:RUN_DIR)") from None
+        if isinstance(exc, (ValueError, OSError)):
+            raise UserError(f"model.weights: cannot load {weights} into {spec.name}: {exc}") from None
+        raise
+    return _renamed(model, "backbone")
+
+
+def _renamed(model, name: str):
+    # The classifier and run: initialisation find the backbone by this name.
+    import keras
+
+    return keras.Model(model.input, model.output, name=name)
+
+
+def _own_cnn(spec: BackboneSpec, height: int, width: int):
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((height, width, 3), name="backbone_input")
+    x = inputs
+    for i in range(spec.blocks):
+        filters = 16 * 2**i
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{i + 1}_conv")(x)
+        x = layers.BatchNormalization(name=f"block{i + 1}_bn")(x)
+        x = layers.Activation("relu", name=f"block{i + 1}_relu")(x)
+        if i < spec.blocks - 1:
+            x = layers.MaxPooling2D(2, name=f"block{i + 1}_pool")(x)
+    return keras.Model(inputs, x, name="backbone")

@@ -1,0 +1,62 @@
+import subprocess
+import sys
+
+import pytest
+
+from edgelabels.config import load_config
+from edgelabels.errors import UserError
+from tests.conftest import REPO
+
+PNEUMONIA = REPO / "configs" / "pneumonia.yaml"
+
+
+def test_set_overrides_parse_yaml_values():
+    config = load_config(None, ["data.source=x", "train.epochs=3", "data.image_size=[64, 96]",
+                                "train.class_weight={a: 2, b: 1}", "data.grayscale=true"])
+    assert config.train.epochs == 3
+    assert config.image_hw == (64, 96)
+    assert config.train.class_weight == {"a": 2, "b": 1}
+    assert config.data.grayscale is True
+
+
+def test_unknown_key_is_refused_with_a_suggestion():
+    with pytest.raises(UserError, match=r"unknown key train\.epoch .*did you mean train\.epochs"):
+        load_config(None, ["data.source=x", "train.epoch=3"])
+
+
+def test_wrong_type_and_bad_choice_are_refused():
+    with pytest.raises(UserError, match="train.batch_size must be int"):
+        load_config(None, ["data.source=x", "train.batch_size=big"])
+    with pytest.raises(UserError, match="augment.preset must be one of"):
+        load_config(None, ["data.source=x", "augment.preset=heavy"])
+
+
+def test_invalid_yaml_names_the_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  source: [unclosed\n")
+    with pytest.raises(UserError, match=r"bad.yaml: line \d+ invalid YAML"):
+        load_config(bad)
+
+
+def test_pneumonia_config_accepts_every_documented_key_through_set():
+    keys = ["data.source=elsewhere", "data.test_source=t", "data.image_size=64", "data.grayscale=false",
+            "data.group_by=^(x)", "data.limit_per_label=1000", "model.backbone=vgg16", "model.weights=none",
+            "model.fine_tune_layers=4", "train.epochs=1", "train.fine_tune_epochs=0", "train.batch_size=128",
+            "train.learning_rate=0.01", "train.class_weight=none", "augment.preset=none", "seed=7"]
+    config = load_config(PNEUMONIA, keys)
+    assert (config.data.limit_per_label, config.model.backbone, config.seed) == (1000, "vgg16", 7)
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path):
+    config = load_config(PNEUMONIA, ["train.class_weight={NORMAL: 3}"])
+    saved = tmp_path / "config.yaml"
+    saved.write_text(config.to_yaml())
+    assert load_config(saved) == config
+
+
+def test_train_cli_with_unknown_key_exits_2_with_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "edgelabels.cli", "train", str(PNEUMONIA), "--set", "model.backbon=x"],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "unknown key model.backbon" in result.stderr and "Traceback" not in result.stderr
