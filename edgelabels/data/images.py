@@ -78,6 +78,9 @@ def decode_image(data: bytes, label: str, suffix: str | None = None) -> tuple[Im
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageProblem(label, "image too large (decompression bomb guard)") from None
+    except Image.UnidentifiedImageError:
+        # Pillow's message names an in-memory buffer object (a different address each run): say what it means.
+        raise ImageProblem(label, f"cannot decode {fmt} (header unreadable: truncated or corrupt)") from None
     except OSError as exc:
         message = str(exc)
         if "truncated" in message.lower() or isinstance(exc, EOFError):

@@ -1,0 +1,276 @@
+"""`edgelabels dataset inspect|split|augment|synth-cassettes ...`: check, split, grow or generate a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from edgelabels.errors import UserError
+
+PEDIATRIC = r"^(person\d+|IM-\d+|NORMAL2-IM-\d+)"
+SHOW = 10  # list items printed before "... and N more"
+
+EXAMPLES = f"""\
+examples:
+  edgelabels dataset inspect data/cassettes
+  edgelabels dataset inspect chest-xray/train --group-by '{PEDIATRIC}' --json inspect.json
+  edgelabels dataset inspect train.manifest --s3-root ~/bucket-copy
+  edgelabels dataset split chest-xray/train --out splits/ --group-by '{PEDIATRIC}' --seed 1
+  edgelabels dataset augment data/cassettes --to 2000 --out data/cassettes-2000 --preset photo
+  edgelabels dataset synth-cassettes data/cassettes --n 300 --seed 0
+
+Run `edgelabels dataset ACTION --help` for an action's options."""
+
+SOURCE_HELP = ("a folder with one sub-folder per label (Rekognition's rule: only direct sub-folders name labels; "
+               "images directly in it are unlabelled), or a SageMaker Ground Truth manifest (.manifest/.jsonl), "
+               "e.g. data/cassettes or train.manifest")
+
+
+def add_arguments(parser) -> None:
+    parser.epilog = EXAMPLES
+    actions = parser.add_subparsers(dest="dataset_action", metavar="ACTION", required=True)
+
+    def action(name: str, help_text: str, epilog: str):
+        sub = actions.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
+                                 epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+        return sub
+
+    inspect = action("inspect", "check every image: labels, groups, unreadable files, duplicates, near-duplicates",
+                     "example:\n  edgelabels dataset inspect chest-xray/train "
+                     f"--group-by '{PEDIATRIC}' --json inspect.json\n\n"
+                     "Exit 0 when the dataset is usable (skipped images are listed); 2 with one line on bad input.")
+    _source_arguments(inspect)
+    inspect.add_argument("--json", type=Path, metavar="FILE",
+                         help="also write the full report as JSON (images, labels, groups, duplicates, "
+                              "near_duplicates, problems, notes, unlabelled), e.g. --json inspect.json")
+    inspect.add_argument("--near-distance", type=int, default=None, metavar="BITS",
+                         help="near-duplicate threshold: perceptual-hash bits (of 256) that may differ "
+                              "(default 20; 0: identical hashes only), e.g. --near-distance 10")
+    inspect.add_argument("--show", type=int, default=SHOW, metavar="N",
+                         help=f"list at most N items per section in the printed summary (default {SHOW})")
+
+    split = action("split", "write seeded, stratified, grouped train/val/test file lists",
+                   "example:\n  edgelabels dataset split chest-xray/train --out splits/ "
+                   f"--group-by '{PEDIATRIC}' --seed 1\n\n"
+                   "Writes OUT/train.txt, val.txt, test.txt: one `path<TAB>label<TAB>group` line per image.\n"
+                   "Images that do not decode are left out (and listed). The same seed gives the same files.")
+    _source_arguments(split)
+    split.add_argument("--out", type=Path, required=True, metavar="DIR",
+                       help="folder for train.txt, val.txt, test.txt, e.g. --out runs/pneumonia/splits")
+    split.add_argument("--seed", type=int, default=0, help="random seed (default 0), e.g. --seed 1")
+    split.add_argument("--test-fraction", type=float, default=0.2, metavar="F",
+                       help="share of each label held out for test (default 0.2, as Rekognition), e.g. 0.25")
+    split.add_argument("--val-fraction", type=float, default=0.1, metavar="F",
+                       help="share of what remains held out for validation (default 0.1), e.g. 0.15")
+    split.add_argument("--test-source", metavar="FOLDER_OR_MANIFEST",
+                       help="a separate test dataset (then --test-fraction is not used), e.g. chest-xray/test")
+
+    augment = action("augment", "grow a folder-per-label dataset with augmented copies (label shares kept)",
+                     "example:\n  edgelabels dataset augment data/cassettes --to 2000 --out data/cassettes-2000")
+    augment.add_argument("source", metavar="SOURCE", help="a folder with one sub-folder per label, e.g. data/cassettes")
+    augment.add_argument("--to", type=int, required=True, metavar="N",
+                         help="total images wanted, originals included, e.g. --to 2000")
+    augment.add_argument("--out", type=Path, required=True, metavar="DIR",
+                         help="new folder per label to write, e.g. --out data/cassettes-2000")
+    augment.add_argument("--preset", choices=("photo", "xray"), default="photo",
+                         help="photo: colour, perspective, blur; xray: mild contrast and geometry (default photo)")
+    augment.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    synth = action("synth-cassettes", "generate synthetic lateral-flow test photos (positive/negative/invalid)",
+                   "example:\n  edgelabels dataset synth-cassettes data/cassettes --n 300 --seed 0 --size 640x480")
+    synth.add_argument("out", type=Path, metavar="OUT",
+                       help="folder to create with positive/, negative/, invalid/, e.g. data/cassettes")
+    synth.add_argument("--n", type=int, default=300, help="number of photos (default 300; about 90%% negative)")
+    synth.add_argument("--seed", type=int, default=0,
+                       help="random seed: the same seed gives the same bytes (default 0)")
+    synth.add_argument("--size", metavar="WxH", help="fixed photo size, e.g. --size 640x480 (default: phone sizes)")
+    synth.add_argument("--workers", type=int, default=1, help="processes rendering in parallel (default 1)")
+
+
+def _source_arguments(parser) -> None:
+    parser.add_argument("source", nargs="?", metavar="SOURCE",
+                        help=SOURCE_HELP + "; with --manifest, the folder its images are in")
+    parser.add_argument("--manifest", metavar="FILE",
+                        help="a Ground Truth manifest whose relative source-refs point into SOURCE, "
+                             "e.g. --manifest labels/train.manifest")
+    parser.add_argument("--s3-root", metavar="DIR",
+                        help="local copy of S3: s3://bucket/key is read from DIR/bucket/key, e.g. --s3-root ~/s3")
+    parser.add_argument("--group-by", metavar="REGEX",
+                        help="regex matched at the start of each file name; its first group (or whole match) "
+                             f"keeps one patient's images in one split, e.g. --group-by '{PEDIATRIC}'")
+
+
+def run(args) -> int:
+    handlers = {"inspect": _inspect, "split": _split, "augment": _augment, "synth-cassettes": _synth}
+    return handlers[args.dataset_action](args)
+
+
+def _progress() -> bool:
+    return sys.stderr.isatty()
+
+
+def _load(args, source=None):
+    from edgelabels.data.sources import load_dataset
+
+    source = source if source is not None else args.source
+    if source is None and args.manifest is None:
+        raise UserError("no dataset given: pass SOURCE (a folder per label or a manifest) or --manifest FILE")
+    return load_dataset(source, manifest=args.manifest, s3_root=args.s3_root, group_by=args.group_by)
+
+
+# ---------------------------------------------------------------- inspect
+
+
+def _inspect(args) -> int:
+    from edgelabels import atomic
+    from edgelabels.data.validate import NEAR_DISTANCE, inspect_dataset
+
+    dataset = _load(args)
+    distance = NEAR_DISTANCE if args.near_distance is None else args.near_distance
+    report = inspect_dataset(dataset, near_distance=distance, progress=_progress())
+    print(format_report(report, dataset, distance, args.show))
+    if args.json:
+        atomic.write_json(args.json, report.to_json())
+        print(f"report written to {args.json}")
+    empty = [name for name, count in report.usable_labels.items() if count == 0]
+    if empty:
+        raise UserError(f"{dataset.source}: label {empty[0]!r} has no image that decodes "
+                        "(classification needs >= 1 usable image per label)")
+    return 0
+
+
+def format_report(report, dataset, near_distance: int, show: int = SHOW) -> str:
+    base = Path(dataset.source) if Path(dataset.source).is_dir() else Path(dataset.source).parent
+    rel = lambda p: _relative(p, base)  # noqa: E731
+    kind = "folder per label" if Path(dataset.source).is_dir() else "Ground Truth manifest"
+    lines = [f"dataset: {dataset.source} ({kind})",
+             f"images: {report.images} in {len(report.labels)} labels, {report.groups} groups"]
+    width = max(len(name) for name in report.labels)
+    for name, count in report.labels.items():
+        unusable = count - report.usable_labels.get(name, 0)
+        lines.append(f"  {name:<{width}}  {count:>7}" + (f"  ({unusable} unusable)" if unusable else ""))
+    if report.sizes:
+        (w0, h0), (w1, h1), (wm, hm) = report.sizes["min"], report.sizes["max"], report.sizes["median"]
+        lines.append(f"image sizes: {w0}x{h0} smallest, {w1}x{h1} largest, {wm}x{hm} median")
+    unusable = report.images - report.usable_images
+    lines.append(f"usable: {report.usable_images} of {report.images} images decode"
+                 + (f"; {unusable} will be skipped" if unusable else ""))
+    lines += _section("problems", [f"{rel(p.path)}: {p.problem}" for p in report.problems], show)
+    lines += _section("label conflicts (byte-identical, different labels)",
+                      [f"{rel(a)} == {rel(b)}" for a, b in report.label_conflicts], show)
+    redundant = _redundant(report.duplicates)
+    lines += _section("duplicates", [f"{rel(a)} == {rel(b)}" for a, b in report.duplicates], show,
+                      detail=f" byte-identical {_plural(len(report.duplicates), 'pair')} ({redundant} redundant "
+                             f"{_plural(redundant, 'file')})")
+    lines += _section("near-duplicates", [f"{rel(a)} ~ {rel(b)} ({d} bits)" for a, b, d in report.near_duplicates],
+                      show, total=report.near_duplicates_total,
+                      detail=f" {_plural(report.near_duplicates_total, 'pair')} within {near_distance} of 256 "
+                             "perceptual-hash bits")
+    lines += _section("notes (handled)", [f"{rel(n['path'])}: {n['note']}" for n in report.notes], show)
+    lines += _section("unlabelled (images directly in the dataset folder, not used)",
+                      [rel(p) for p in report.unlabelled], show)
+    return "\n".join(lines)
+
+
+def _section(title: str, items: list[str], show: int, total: int | None = None, detail: str = "") -> list[str]:
+    total = len(items) if total is None else total
+    if not total:
+        return [f"{title}: none"]
+    lines = [f"{title}: {total}{detail}"] + [f"  {item}" for item in items[:show]]
+    if total > show:
+        lines.append(f"  ... and {total - min(show, len(items))} more")
+    return lines
+
+
+def _plural(count: int, word: str) -> str:
+    return word if count == 1 else word + "s"
+
+
+def _redundant(pairs) -> int:
+    """Files beyond the first of each set of identical files (a triple is 3 pairs but 2 redundant files)."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        parent[find(b)] = find(a)
+    return len(parent) - len({find(x) for x in list(parent)})
+
+
+def _relative(path, base: Path) -> str:
+    """A path (or MANIFEST:LINE) shown relative to the dataset folder when it lies inside it."""
+    path = str(path)
+    head, sep, line = path.rpartition(":")
+    if not (sep and line.isdigit()):
+        head, sep, line = path, "", ""
+    relative = os.path.relpath(head, base)
+    return path if relative.startswith("..") else relative + sep + line
+
+
+# ---------------------------------------------------------------- split
+
+
+def _split(args) -> int:
+    from collections import Counter
+
+    from edgelabels.data.splits import check_fractions, make_split, write_split
+    from edgelabels.data.validate import usable_samples
+
+    check_fractions(args.test_fraction, args.val_fraction)  # before minutes of decoding
+    dataset = _load(args)
+    test_dataset = _load(args, args.test_source) if args.test_source else None
+    for part in (dataset, test_dataset):
+        if part is None:
+            continue
+        part.samples, problems = usable_samples(part, progress=_progress())
+        for problem in problems:
+            print(f"skipped {problem.path}: {problem.problem}", file=sys.stderr)
+    split = make_split(dataset, test_fraction=args.test_fraction, val_fraction=args.val_fraction, seed=args.seed,
+                       test_dataset=test_dataset)
+    write_split(split, args.out)
+    labels = dataset.label_names
+    width = max(len(name) for name in labels + ["split"])
+    print(f"{'split':<{width}}  " + "  ".join(f"{name:>9}" for name in labels) + "     groups")
+    for name, samples in split.parts().items():
+        counts = Counter(label for s in samples for label in s.labels)
+        print(f"{name:<{width}}  " + "  ".join(f"{counts[label]:>9}" for label in labels)
+              + f"  {len({s.group for s in samples}):>9}")
+    print(f"written to {args.out}/train.txt, val.txt, test.txt (seed {args.seed})")
+    return 0
+
+
+# ---------------------------------------------------------------- augment and synthetic data
+
+
+def _augment(args) -> int:
+    from edgelabels.data.augment import augment_folder
+
+    counts = augment_folder(args.source, args.to, args.out, args.preset, args.seed, progress=_progress())
+    total = sum(counts.values())
+    print(f"{total} images written to {args.out}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return 0
+
+
+def _synth(args) -> int:
+    from edgelabels.data.synthetic import generate_cassettes
+
+    size = _parse_size(args.size) if args.size else None
+    counts = generate_cassettes(args.out, args.n, args.seed, size=size, progress=_progress(), workers=args.workers)
+    print(f"{sum(counts.values())} cassette photos written to {args.out}: "
+          + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return 0
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 640x480") from None
+    if width < 32 or height < 32:
+        raise UserError(f"--size {text!r}: width and height must be at least 32 pixels")
+    return width, height
