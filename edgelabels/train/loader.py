@@ -1,0 +1,101 @@
+"""Batches for Keras: decode -> resize (cached) -> augment -> normalise, in parallel worker threads.
+
+Decoded, resized uint8 pixels are cached in memory the first time an image is read, so later
+epochs cost only augmentation and normalisation. Backend-agnostic (keras.utils.PyDataset).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import keras
+import numpy as np
+
+from edgelabels.data.images import read_image
+from edgelabels.data.preprocess import PreprocessSpec, normalise, to_pixels
+
+
+class PixelCache:
+    """Resized uint8 pixels per image index, filled on first use (thread-safe: one row per image)."""
+
+    def __init__(self, paths, spec: PreprocessSpec, max_bytes: float):
+        self.paths = [str(p) for p in paths]
+        self.spec = spec
+        row = spec.height * spec.width * spec.channels
+        self.enabled = row * len(self.paths) <= max_bytes
+        self.rows = np.zeros((len(self.paths), spec.height, spec.width, spec.channels), np.uint8) \
+            if self.enabled else None
+        self.filled = np.zeros(len(self.paths), bool)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if self.enabled and self.filled[index]:
+            return self.rows[index]
+        image, _ = read_image(self.paths[index])
+        pixels = to_pixels(image, self.spec)
+        if self.enabled:
+            self.rows[index] = pixels
+            self.filled[index] = True
+        return pixels
+
+
+class ImageBatches(keras.utils.PyDataset):
+    """(x, one-hot y, sample weight) batches; or x only when `labels` is None (prediction)."""
+
+    def __init__(self, cache: PixelCache, labels=None, num_classes: int = 0, batch_size: int = 32,
+                 augment=None, class_weights=None, shuffle: bool = False, oversample: bool = False,
+                 seed: int = 0, workers: int = 2):
+        super().__init__(workers=max(1, workers), use_multiprocessing=False, max_queue_size=max(4, 2 * workers))
+        self.cache = cache
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        self.num_classes = num_classes
+        self.batch_size = batch_size
+        self.augment = augment
+        self.class_weights = None if class_weights is None else np.asarray(class_weights, np.float32)
+        self.shuffle = shuffle
+        self.oversample = oversample
+        self.rng = np.random.default_rng(seed)
+        self.lock = threading.Lock()
+        self.order = self._epoch_order()
+
+    def _epoch_order(self) -> np.ndarray:
+        n = len(self.cache.paths)
+        if self.oversample and self.labels is not None:
+            # Every label drawn equally often; the epoch keeps the dataset's size.
+            present = np.unique(self.labels)
+            per_label = math.ceil(n / len(present))
+            order = np.concatenate([self.rng.choice(np.flatnonzero(self.labels == c), per_label, replace=True)
+                                    for c in present])[:n]
+            return self.rng.permutation(order)
+        return self.rng.permutation(n) if self.shuffle else np.arange(n)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.order) / self.batch_size)
+
+    def __getitem__(self, index: int):
+        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        pixels = [self.cache[int(i)] for i in rows]
+        if self.augment is not None:
+            pixels = [self.augment(p) for p in pixels]
+        x = normalise(np.stack(pixels), self.cache.spec)
+        if self.labels is None:
+            return (x,)
+        y_index = self.labels[rows]
+        y = np.eye(self.num_classes, dtype=np.float32)[y_index]
+        if self.class_weights is None:
+            return x, y
+        return x, y, self.class_weights[y_index]
+
+    def on_epoch_end(self) -> None:
+        with self.lock:
+            self.order = self._epoch_order()
+
+
+def predict_paths(model, paths, spec: PreprocessSpec, batch_size: int = 32, progress: bool = True,
+                  workers: int = 2) -> np.ndarray:
+    """Probabilities (N, K) for image files, through the training loader's preprocessing."""
+    paths = list(paths)
+    if not paths:
+        return np.zeros((0, model.output_shape[-1]), np.float32)
+    batches = ImageBatches(PixelCache(paths, spec, max_bytes=0), batch_size=batch_size, workers=workers)
+    return np.asarray(model.predict(batches, verbose=1 if progress else 0), dtype=np.float32)

@@ -1,0 +1,163 @@
+"""Training: class weights, freezing in both stages, run: initialisation, run directory, resume, JAX."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from edgelabels.config import load_config
+from edgelabels.errors import UserError
+from edgelabels.train.fit import class_weights
+from tests.conftest import REPO, make_stripes_dataset, tiny_config_overrides
+
+pytestmark = pytest.mark.slow
+
+
+def test_balanced_class_weights_match_scikit_learn():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = np.array([0] * 90 + [1] * 7 + [2] * 3)
+    config = load_config(None, ["data.source=x"])
+    ours = class_weights(config, ["a", "b", "c"], y)
+    np.testing.assert_allclose(ours, compute_class_weight("balanced", classes=np.arange(3), y=y), rtol=1e-6)
+
+
+def test_explicit_class_weights_default_to_one_and_refuse_unknown_labels():
+    config = load_config(None, ["data.source=x", "train.class_weight={b: 4}"])
+    assert class_weights(config, ["a", "b"], np.array([0, 1])).tolist() == [1.0, 4.0]
+    config = load_config(None, ["data.source=x", "train.class_weight={zebra: 4}"])
+    with pytest.raises(UserError, match="unknown labels"):
+        class_weights(config, ["a", "b"], np.array([0, 1]))
+
+
+def _fit_once(model, lr=0.05):
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 32, 32, 3)).astype("float32")
+    y = keras.utils.to_categorical(rng.integers(0, 2, 16), 2)
+    model.compile(optimizer=keras.optimizers.SGD(lr), loss="categorical_crossentropy")
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+
+
+def test_stage_a_freezes_the_backbone_and_stage_b_unfreezes_only_the_top_without_batchnorm():
+    from edgelabels.models.classifier import backbone_of, build_classifier, freeze_backbone, unfreeze_top
+
+    model = build_classifier("tinycnn", 2, 32, 32)
+    base = backbone_of(model)
+    before = [w.copy() for w in base.get_weights()]
+    head_before = model.get_layer("probabilities").get_weights()[0].copy()
+    freeze_backbone(model)
+    _fit_once(model)
+    for old, new in zip(before, base.get_weights()):
+        np.testing.assert_array_equal(old, new)  # BatchNorm moving stats included: inference mode
+    assert not np.allclose(head_before, model.get_layer("probabilities").get_weights()[0])
+
+    assert unfreeze_top(model, 1) == 0  # the top weighted layer of tinycnn is BatchNorm: stays frozen
+    assert unfreeze_top(model, 2) == 1  # block2_conv becomes trainable
+    conv1 = base.get_layer("block1_conv").get_weights()[0].copy()
+    conv2 = base.get_layer("block2_conv").get_weights()[0].copy()
+    bn2 = [w.copy() for w in base.get_layer("block2_bn").get_weights()]
+    _fit_once(model)
+    np.testing.assert_array_equal(conv1, base.get_layer("block1_conv").get_weights()[0])
+    assert not np.allclose(conv2, base.get_layer("block2_conv").get_weights()[0])
+    for old, new in zip(bn2, base.get_layer("block2_bn").get_weights()):
+        np.testing.assert_array_equal(old, new)
+
+
+def _train_cli(*args, env=None, **kwargs):
+    return subprocess.run([sys.executable, "-m", "edgelabels.cli", "train", *args], capture_output=True, text=True,
+                          cwd=REPO, env=env, **kwargs)
+
+
+def _sets(source, **extra):
+    return [x for item in tiny_config_overrides(source, **extra) for x in ("--set", item)]
+
+
+def test_a_tiny_run_writes_every_artefact_and_learns(stripes, tmp_path):
+    run = tmp_path / "run"
+    result = _train_cli(str(REPO / "configs" / "pneumonia.yaml"), "--out", str(run),
+                        *_sets(stripes, **{"data.group_by": "null", "train.epochs": 6, "train.learning_rate": 0.01,
+                                           "augment.preset": "none"}))
+    assert result.returncode == 0, result.stderr
+    for name in ("config.yaml", "labels.json", "preprocess.json", "model.keras", "history.csv", "train.log",
+                 "splits/train.txt", "splits/val.txt", "splits/test.txt"):
+        assert (run / name).is_file(), name
+    assert json.loads((run / "labels.json").read_text()) == ["horizontal", "vertical"]
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    assert [(r["stage"], int(r["epoch"])) for r in rows] == [("a", i) for i in range(1, 7)] + [("b", 1)]
+    assert float(rows[-1]["accuracy"]) > 0.8  # stripes are easy: the loop really trains
+
+    from edgelabels.train.run import Run, predict_paths
+
+    loaded = Run.load(run)
+    test = loaded.split.test
+    probs = predict_paths(loaded.load_model(), [s.path for s in test], loaded.spec, progress=False)
+    assert probs.shape == (len(test), 2)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
+
+
+def test_existing_run_is_not_overwritten(stripes, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "something").write_text("x")
+    result = _train_cli(str(REPO / "configs" / "pneumonia.yaml"), "--out", str(tmp_path / "run"), *_sets(stripes))
+    assert result.returncode == 2 and "already exists" in result.stderr
+
+
+def test_run_initialisation_copies_the_backbone_weights(stripes, tmp_path):
+    from edgelabels.train.fit import build_model
+    from edgelabels.train.run import Run
+
+    first = tmp_path / "first"
+    assert _train_cli(str(REPO / "configs" / "pneumonia.yaml"), "--out", str(first),
+                      *_sets(stripes, **{"train.fine_tune_epochs": 0})).returncode == 0
+    config = load_config(None, tiny_config_overrides(stripes, **{"model.weights": f"run:{first}"}))
+    model = build_model(config, 3)  # another head, same backbone
+    source = Run.load(first).load_model().get_layer("backbone").get_weights()
+    for a, b in zip(source, model.get_layer("backbone").get_weights()):
+        np.testing.assert_array_equal(a, b)
+    config = load_config(None, tiny_config_overrides(stripes, **{"model.weights": f"run:{tmp_path / 'nope'}"}))
+    with pytest.raises(UserError, match="no model.keras there"):
+        build_model(config, 2)
+
+
+def test_resume_after_a_kill_continues_from_the_last_completed_epoch(tmp_path):
+    source = make_stripes_dataset(tmp_path / "data", per_label=40)
+    run = tmp_path / "run"
+    args = [str(REPO / "configs" / "pneumonia.yaml"), "--out", str(run),
+            *_sets(source, **{"train.epochs": 30, "train.fine_tune_epochs": 2})]
+    proc = subprocess.Popen([sys.executable, "-m", "edgelabels.cli", "train", *args], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = run / "checkpoint" / "state.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if state.exists() and json.loads(state.read_text())["epoch"] >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = json.loads(state.read_text())["epoch"]
+    assert 2 <= done_before < 30, "the kill must land mid-run"
+
+    result = _train_cli("configs/pneumonia.yaml", "--out", str(run), "--resume")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    assert [(r["stage"], int(r["epoch"])) for r in rows] == [("a", i) for i in range(1, 31)] + [("b", 1), ("b", 2)]
+    assert json.loads(state.read_text())["done"] is True
+    assert "resumed from stage a epoch" in (run / "train.log").read_text()
+
+
+def test_training_runs_under_the_jax_backend(stripes, tmp_path):
+    pytest.importorskip("jax")
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    run = tmp_path / "jaxrun"
+    result = _train_cli(str(REPO / "configs" / "pneumonia.yaml"), "--out", str(run), *_sets(stripes), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "backend jax" in (run / "train.log").read_text()
+    assert (run / "model.keras").is_file()
