@@ -1,0 +1,74 @@
+"""Write a whole evaluation folder from arrays: the one entry point `evaluate`, the benchmark and parity checks share.
+
+Layout: summary.json (Rekognition EvaluationSummary), metrics.json, predictions.csv,
+evaluation-manifest.jsonl, plots/*.png, gradcam/*.png (Keras models only), review/ (with a
+review threshold), report.html, report.md. The folder is written next to its final place and
+renamed into it whole, so a crash never leaves half an evaluation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgelabels import atomic
+from edgelabels.errors import UserError
+from edgelabels.evaluate.metrics import check_arrays, evaluate_arrays
+from edgelabels.evaluate.predictions import evaluation_manifest_lines, write_evaluation_manifest, write_predictions_csv
+from edgelabels.evaluate.report import write_report
+from edgelabels.evaluate.review import write_review_queue
+from edgelabels.evaluate.summary import build_summary
+
+
+def check_output_folder(out: str | Path) -> Path:
+    """The folder is replaced whole: refuse one that holds anything but an earlier evaluation."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "summary.json").exists())):
+        raise UserError(f"{out}: exists and is not an evaluation folder (no summary.json); choose another --out")
+    return out
+
+
+def write_evaluation(out: str | Path, *, y_true, probs, labels: list[str], paths: list, run_id: str,
+                     number_of_training_images: int = 0, min_confidence: float = 0.5,
+                     review_threshold: float | None = None, model=None, spec=None, gradcam_per_kind: int = 4,
+                     context: dict | None = None) -> dict:
+    """Evaluate arrays into folder `out`; `model` + `spec` (a Keras model) add the Grad-CAM gallery.
+
+    Returns {"metrics", "summary", "review", "gallery", "gradcam_note", "out"} for the caller to print from.
+    """
+    from edgelabels.evaluate.plots import write_plots
+
+    out = check_output_folder(out)
+    y_true, probs = check_arrays(y_true, probs, labels)
+    if len(paths) != len(y_true):
+        raise ValueError(f"{len(paths)} paths for {len(y_true)} predictions")
+    context = dict(context or {})
+    metrics = evaluate_arrays(y_true, probs, labels, min_confidence=min_confidence)
+    summary = build_summary(metrics, run_id=run_id, number_of_training_images=number_of_training_images)
+    thresholds = [row["assumed_threshold"] for row in metrics["per_label"]]
+    with atomic.directory(out) as folder:
+        atomic.write_json(folder / "summary.json", summary)
+        atomic.write_json(folder / "metrics.json", metrics)
+        write_predictions_csv(folder / "predictions.csv", paths, y_true, probs, labels)
+        write_evaluation_manifest(folder / "evaluation-manifest.jsonl",
+                                  evaluation_manifest_lines(paths, y_true, probs, labels, thresholds))
+        review = None
+        if review_threshold is not None:
+            review = write_review_queue(folder / "review", paths, y_true, probs, labels, review_threshold)
+        plots = write_plots(folder / "plots", y_true, probs, labels, metrics)
+        gallery = []
+        if model is not None and gradcam_per_kind:
+            try:
+                from edgelabels.evaluate.gradcam import write_gallery
+
+                gallery = write_gallery(folder / "gradcam", model, spec, paths, y_true, probs, labels,
+                                        per_kind=gradcam_per_kind)
+            except UserError as exc:
+                context["gradcam"] = f"No Grad-CAM gallery: {exc}"
+        elif model is None and "gradcam" not in context:
+            context["gradcam"] = "No Grad-CAM gallery: it needs the Keras model (evaluate the run directory)."
+        write_report(folder, metrics=metrics, summary=summary, plots=plots, review=review, gallery=gallery,
+                     context=context)
+    note = context.get("gradcam") if model is not None and gradcam_per_kind and not gallery else None
+    return {"metrics": metrics, "summary": summary, "review": review, "gallery": gallery, "gradcam_note": note,
+            "out": out}
+

@@ -1,0 +1,158 @@
+"""Everything `metrics.json` holds, computed from arrays: true label indices and confidences (N, K).
+
+No model here: a Keras run, an ONNX export, an INT8 export and a recorded Rekognition model are
+evaluated by the same code. scikit-learn computes the standard metrics; written by hand are only
+the quantities Rekognition (or the seed team) define: assumed thresholds (thresholds.py),
+expected calibration error and the confidence-coverage table.
+
+Top-1 metrics use the label with the highest confidence. Macro means run over the labels that
+have test images (as balanced accuracy does); a label absent from the test set gets None for
+the values it makes undefined, and a note says so.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from edgelabels.evaluate.thresholds import assumed_thresholds, label_metrics, macro_mean
+
+COVERAGE_THRESHOLDS = (0.5, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999)
+ECE_BINS = 15
+
+
+def check_arrays(y_true, probs, labels) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 labels (N,), float64 confidences (N, K)); ValueError when they do not fit together."""
+    y_true = np.asarray(y_true, dtype=np.int64).reshape(-1)
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape != (len(y_true), len(labels)):
+        raise ValueError(f"confidences have shape {probs.shape}; expected ({len(y_true)}, {len(labels)})")
+    if len(y_true) == 0:
+        raise ValueError("nothing to evaluate: no images")
+    if y_true.min() < 0 or y_true.max() >= len(labels):
+        raise ValueError(f"true label indices must lie in 0..{len(labels) - 1}")
+    if not np.isfinite(probs).all() or probs.min() < 0 or probs.max() > 1:
+        raise ValueError("confidences must be finite and within 0-1")
+    return y_true, probs
+
+
+def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Top-1 ECE: sum over equal-width confidence bins of |accuracy - mean confidence| x bin share."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y_true
+    # Bins are (lo, hi]; a confidence of exactly 0 goes to the first bin.
+    index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        members = index == b
+        if members.any():
+            ece += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(ece)
+
+
+def coverage_table(y_true: np.ndarray, probs: np.ndarray, thresholds=COVERAGE_THRESHOLDS) -> list[dict]:
+    """Accept a prediction only when its top confidence >= t: accuracy of the accepted, share discarded."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y_true
+    rows = []
+    for t in thresholds:
+        accepted = confidence >= t
+        n = int(accepted.sum())
+        rows.append({
+            "threshold": float(t),
+            "accepted": n,
+            "discarded": int(len(y_true) - n),
+            "discarded_fraction": float(1 - n / len(y_true)),
+            "accuracy": float(correct[accepted].mean()) if n else None,
+        })
+    return rows
+
+
+def evaluate_arrays(y_true, probs, labels: list[str], min_confidence: float = 0.5) -> dict:
+    """The content of metrics.json (plain JSON types)."""
+    from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, log_loss,
+                                 precision_recall_fscore_support, roc_auc_score)
+
+    y_true, probs = check_arrays(y_true, probs, labels)
+    if not 0 <= min_confidence <= 1:
+        raise ValueError(f"min_confidence must be within 0-1, got {min_confidence}")
+    n_labels = len(labels)
+    y_pred = probs.argmax(axis=1)
+    support = np.bincount(y_true, minlength=n_labels)
+    present = [k for k in range(n_labels) if support[k]]
+    notes = []
+    absent = [labels[k] for k in range(n_labels) if not support[k]]
+    if absent:
+        notes.append(f"labels with no test image: {', '.join(absent)}; their recall, sensitivity, ROC AUC and "
+                     "assumed threshold are null, and macro means cover the other labels")
+    if len(present) < 2:
+        notes.append("only one label has test images: ROC AUC is undefined")
+
+    macro = precision_recall_fscore_support(y_true, y_pred, labels=present, average="macro", zero_division=0)
+    weighted = precision_recall_fscore_support(y_true, y_pred, labels=present, average="weighted", zero_division=0)
+    counts = confusion_matrix(y_true, y_pred, labels=list(range(n_labels)))
+
+    sums = probs.sum(axis=1, keepdims=True)
+    if np.abs(sums - 1).max() > 1e-3:
+        notes.append("confidences do not sum to 1 per image: renormalised for log loss only")
+    loss = log_loss(y_true, probs / np.where(sums > 0, sums, 1), labels=list(range(n_labels)))
+
+    thresholds = assumed_thresholds(y_true, probs)
+    at_assumed = label_metrics(y_true, probs, thresholds)
+    at_min = label_metrics(y_true, probs, min_confidence)
+    per_label = []
+    for k, name in enumerate(labels):
+        tp = int(counts[k, k])
+        fn = int(counts[k].sum() - tp)
+        fp = int(counts[:, k].sum() - tp)
+        tn = int(len(y_true) - tp - fn - fp)
+        auc = float(roc_auc_score(y_true == k, probs[:, k])) if support[k] and len(present) > 1 else None
+        per_label.append({
+            "label": name,
+            "support": int(support[k]),
+            "predicted": int((y_pred == k).sum()),
+            "sensitivity": tp / (tp + fn) if tp + fn else None,
+            "specificity": tn / (tn + fp) if tn + fp else None,
+            "roc_auc": auc,
+            "assumed_threshold": thresholds[k],
+            "at_assumed_threshold": at_assumed[k],
+            "at_min_confidence": at_min[k],
+        })
+    aucs = [row["roc_auc"] for row in per_label if row["roc_auc"] is not None]
+    with warnings.catch_warnings():  # "y_pred contains classes not in y_true": already in the notes
+        warnings.simplefilter("ignore", UserWarning)
+        balanced_accuracy = float(balanced_accuracy_score(y_true, y_pred))
+    return {
+        "labels": list(labels),
+        "number_of_images": int(len(y_true)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": balanced_accuracy,
+        "precision_macro": float(macro[0]), "recall_macro": float(macro[1]), "f1_macro": float(macro[2]),
+        "precision_weighted": float(weighted[0]), "recall_weighted": float(weighted[1]),
+        "f1_weighted": float(weighted[2]),
+        "roc_auc_macro": float(np.mean(aucs)) if aucs else None,
+        "log_loss": float(loss),
+        "expected_calibration_error": expected_calibration_error(y_true, probs),
+        "ece_bins": ECE_BINS,
+        # Rekognition's aggregates: unweighted means of the per-label one-vs-rest values.
+        "at_assumed_thresholds": {key: macro_mean(at_assumed, key) for key in ("precision", "recall", "f1")},
+        "at_min_confidence": {"min_confidence": float(min_confidence),
+                              **{key: macro_mean(at_min, key) for key in ("precision", "recall", "f1")}},
+        "per_label": per_label,
+        "confusion_matrix": {"labels": list(labels), "rows_are": "true label", "counts": counts.tolist()},
+        "coverage": coverage_table(y_true, probs),
+        "notes": notes,
+    }
+
+
+def confusion_rows(metrics: dict) -> list[dict]:
+    """Rekognition's ConfusionMatrix entries; Value = share of the true label's images (0 for an absent label)."""
+    labels = metrics["confusion_matrix"]["labels"]
+    rows = []
+    for i, counts in enumerate(metrics["confusion_matrix"]["counts"]):
+        total = sum(counts)
+        for j, count in enumerate(counts):
+            rows.append({"GroundTruthLabel": labels[i], "PredictedLabel": labels[j],
+                         "Value": count / total if total else 0.0})
+    return rows

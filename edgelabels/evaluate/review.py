@@ -1,0 +1,56 @@
+"""The review queue: images whose top confidence is below a threshold, copied out for a human.
+
+`review/queue.csv` lists them least confident first; `review/images/` holds copies named
+`0001_<predicted>_<confidence>_<original name>` so a person sorting by name sees the hardest
+first and the model's guess without opening the CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from edgelabels import atomic
+
+
+def review_indices(probs, threshold: float) -> np.ndarray:
+    """Indices of images with top confidence < threshold, least confident first (stable)."""
+    confidence = np.asarray(probs).max(axis=1)
+    chosen = np.flatnonzero(confidence < threshold)
+    return chosen[np.argsort(confidence[chosen], kind="stable")]
+
+
+def write_review_queue(folder: str | Path, paths, y_true, probs, labels: list[str], threshold: float) -> dict:
+    """Write queue.csv and images/ under `folder`; return a summary for the report."""
+    folder = Path(folder)
+    probs = np.asarray(probs)
+    chosen = review_indices(probs, threshold)
+    images = folder / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["rank", "file", "path", "predicted_label", "confidence", "second_label", "second_confidence",
+                     "true_label"])
+    for rank, i in enumerate(chosen, start=1):
+        order = np.argsort(-probs[i], kind="stable")
+        top, second = int(order[0]), int(order[1]) if len(order) > 1 else None
+        source = Path(paths[i])
+        name = f"{rank:04d}_{_safe(labels[top])}_{probs[i, top]:.3f}_{_safe(source.stem)}{source.suffix.lower()}"
+        shutil.copyfile(source, images / name)
+        writer.writerow([rank, f"images/{name}", str(source), labels[top], f"{probs[i, top]:.6f}",
+                         labels[second] if second is not None else "",
+                         f"{probs[i, second]:.6f}" if second is not None else "", labels[int(y_true[i])]])
+    atomic.write_text(folder / "queue.csv", buffer.getvalue())
+    wrong = int(sum(probs[i].argmax() != y_true[i] for i in chosen))
+    return {"threshold": float(threshold), "count": int(len(chosen)), "fraction": len(chosen) / len(probs),
+            "wrong_in_queue": wrong, "queue": f"{folder.name}/queue.csv"}
+
+
+def _safe(text: str) -> str:
+    # Labels and stems become file names on any OS.
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "x"

@@ -1,0 +1,42 @@
+"""`edgelabels export RUN [--int8]`: ONNX for the edge runtime, checked against Keras (see export_run.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("run", type=Path, help="run directory written by `edgelabels train`")
+    parser.add_argument("--int8", action="store_true",
+                        help="also write model.int8.onnx (static QDQ); kept only if faster than fp32 and within "
+                             "0.5 points of its validation accuracy")
+    parser.add_argument("--calibration", type=int, default=100, metavar="N",
+                        help="training images to calibrate INT8 on (default 100)")
+    parser.add_argument("--parity-images", type=int, default=32, metavar="N",
+                        help="real images from the run's splits to compare Keras and ONNX on (default 32)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="onnxruntime threads for the latency measurements (default: one per core)")
+
+
+def run(args) -> int:
+    from edgelabels.errors import UserError
+    from edgelabels.export.export_run import export_run
+
+    if args.calibration < 1 or args.parity_images < 2:
+        raise UserError("export: --calibration must be >= 1 and --parity-images >= 2")
+    report = export_run(args.run, int8=args.int8, calibration=args.calibration,
+                        parity_images=args.parity_images, threads=args.threads)
+    out = Path(args.run) / "export"
+    p = report["parity"]
+    print(f"wrote {out}/: model.onnx ({report['sizes_bytes']['model.onnx'] / 1e6:.1f} MB)"
+          + (", model.int8.onnx" if report.get("int8", {}).get("shipped") else ""))
+    print(f"parity Keras vs ONNX on {p['images']} images: max abs diff {p['max_abs_diff']:.1e}, "
+          f"top-1 agreement {p['top1_agreement']:.0%}, output std {p['output_std']:.3f}")
+    latency = report["latency_batch1_ms"]
+    print(f"batch-1 latency: ONNX fp32 {latency['onnx_fp32']:.3g} ms, Keras {latency['keras_call']:.3g} ms")
+    print(f"thresholds from {report['thresholds']['source']}")
+    if "int8" in report:
+        print(report["int8"]["reason"])
+    for note in report["notes"]:
+        print(f"note: {note}")
+    return 0

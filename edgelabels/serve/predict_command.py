@@ -1,0 +1,127 @@
+"""`edgelabels predict MODEL_DIR PATH...`: DetectCustomLabels JSON per image, with onnxruntime only.
+
+One JSON line per image on stdout ({"Image": path, "CustomLabels": [...]}); with --out, also
+<image name>.json per image (atomically), as the reference serverless pipeline wrote results beside
+each upload. A bad image is one line on stderr and the others still run; exit code 2 if any failed.
+`--watch DIR` processes each image arriving in DIR exactly once (see watch.py).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("model_dir", type=Path, help="exported model folder (RUN/export/ from `edgelabels export`)")
+    parser.add_argument("paths", type=Path, nargs="*", metavar="PATH", help="images or folders of images")
+    parser.add_argument("--out", type=Path, help="write <image name>.json per image into this folder "
+                        "(with --watch: default DIR/results)")
+    parser.add_argument("--min-confidence", type=float, metavar="X",
+                        help="0-100; omitted: each label's assumed threshold applies; 0: every label is returned")
+    parser.add_argument("--max-results", type=int, metavar="N", help="at most N labels per image, most confident first")
+    parser.add_argument("--threads", type=int, metavar="N", help="onnxruntime threads (default: one per core)")
+    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per model call (default 32)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
+                        help="auto (default): INT8 when the export has model.int8.onnx")
+    parser.add_argument("--watch", type=Path, metavar="DIR",
+                        help="process each image that arrives in DIR exactly once, until interrupted")
+    parser.add_argument("--settle", type=float, default=1.0, metavar="SECONDS",
+                        help="with --watch: a file is read once unchanged this long (default 1)")
+
+
+def image_files(paths: list[Path]) -> tuple[list[tuple[Path, Path]], list[str], bool]:
+    """(image, path relative to where it was found) pairs, problems for missing paths, whether a folder was given."""
+    from edgelabels.data.images import is_image_path
+
+    found, problems, folders = [], [], False
+    for path in paths:
+        if path.is_dir():
+            folders = True
+            found += [(p, p.relative_to(path)) for p in sorted(path.rglob("*"))
+                      if p.is_file() and is_image_path(p) and not p.name.startswith(".")]
+        elif path.exists():
+            found.append((path, Path(path.name)))
+        else:
+            problems.append(f"{path}: no such file or folder")
+    return found, problems, folders
+
+
+def run(args) -> int:
+    from edgelabels.errors import UserError
+    from edgelabels.serve.predictor import Predictor
+
+    if args.min_confidence is not None and not 0 <= args.min_confidence <= 100:
+        raise UserError(f"--min-confidence must be between 0 and 100, not {args.min_confidence}")
+    if args.max_results is not None and args.max_results < 0:
+        raise UserError(f"--max-results must be 0 or more, not {args.max_results}")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, not {args.batch_size}")
+    if not args.paths and not args.watch:
+        raise UserError("predict: give images or folders, or --watch DIR")
+    if args.paths and args.watch:
+        raise UserError("predict: give images or folders, or --watch DIR, not both")
+    predictor = Predictor(args.model_dir, precision=args.precision, threads=args.threads)
+    if args.watch:
+        return watch(predictor, args)
+    return predict_files(predictor, args)
+
+
+def predict_files(predictor, args) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from edgelabels import atomic
+    from edgelabels.errors import ImageProblem
+
+    files, problems, folders = image_files(args.paths)
+    for problem in problems:
+        print(f"edgelabels: {problem}", file=sys.stderr)
+    failed = len(problems)
+    if not files and not problems:
+        print("edgelabels: no PNG or JPEG images found", file=sys.stderr)
+        return 2
+    with tqdm(total=len(files), unit="img", file=sys.stderr, disable=not folders or None) as bar:
+        for start in range(0, len(files), args.batch_size):
+            chunk, inputs = [], []
+            for path, relative in files[start:start + args.batch_size]:
+                try:
+                    inputs.append(predictor.prepare(path))
+                    chunk.append((path, relative))
+                except ImageProblem as exc:
+                    failed += 1
+                    tqdm.write(f"edgelabels: {exc}", file=sys.stderr)
+            if chunk:
+                for (path, relative), row in zip(chunk, predictor.run(np.stack(inputs))):
+                    result = {"Image": str(path),
+                              "CustomLabels": predictor.custom_labels(row, args.min_confidence, args.max_results)}
+                    if args.out:
+                        atomic.write_json(args.out / relative.with_name(relative.name + ".json"), result)
+                    print(json.dumps(result), flush=True)
+            bar.update(len(files[start:start + args.batch_size]))
+    if failed:
+        print(f"edgelabels: {failed} of {len(files) + len(problems)} images failed", file=sys.stderr)
+        return 2
+    return 0
+
+
+def watch(predictor, args) -> int:
+    import signal
+
+    from edgelabels.errors import UserError
+    from edgelabels.serve.watch import FolderWatcher
+
+    if not args.watch.is_dir():
+        raise UserError(f"{args.watch}: no such folder to watch")
+    watcher = FolderWatcher(predictor, args.watch, args.out, min_confidence=args.min_confidence,
+                            max_results=args.max_results, settle=args.settle, batch_size=args.batch_size)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    print(f"edgelabels: watching {args.watch} (results in {watcher.out}; Ctrl-C to stop)", file=sys.stderr,
+          flush=True)
+    try:
+        watcher.run(stop=lambda: bool(stopping))
+    except KeyboardInterrupt:
+        pass
+    return 0

@@ -1,0 +1,151 @@
+"""`predict --watch DIR`: every image that lands in DIR is processed exactly once, across restarts.
+
+A plain poll loop (works on network shares and bind mounts, where file events often do not):
+- a file is read only once its size and mtime have been unchanged for `settle` seconds, so an
+  image still being copied in is never read half-way (writers that rename into place are fine too;
+  names starting with "." and non-image suffixes such as "x.jpg.part" are ignored);
+- each image's result is written atomically to OUT/<name>.json, then committed to the ledger
+  OUT/.watch-ledger.jsonl (one fsync'ed line: name, size, mtime). On start the ledger is read back,
+  so a restart, even after kill -9, neither reprocesses a committed image nor misses one (an image
+  whose result was written but not committed is simply done again, rewriting the same result);
+- an unreadable image is moved to DIR/rejected/ beside a <name>.reason.txt saying why.
+Inputs are otherwise left where they are; replacing a file (new mtime) makes it a new image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgelabels import atomic
+from edgelabels.data.images import is_image_path
+from edgelabels.errors import ImageProblem
+
+LEDGER = ".watch-ledger.jsonl"
+
+
+class FolderWatcher:
+    def __init__(self, predictor, folder: str | Path, out: str | Path | None = None, *, min_confidence=None,
+                 max_results=None, settle: float = 1.0, batch_size: int = 32, emit=None, warn=None,
+                 clock=time.monotonic):
+        self.predictor = predictor
+        self.folder = Path(folder)
+        self.out = Path(out) if out is not None else self.folder / "results"
+        self.rejected = self.folder / "rejected"
+        self.min_confidence, self.max_results = min_confidence, max_results
+        self.settle, self.batch_size = settle, batch_size
+        self.clock = clock
+        self.emit = emit or (lambda line: print(line, flush=True))
+        self.warn = warn or (lambda message: print(f"edgelabels: {message}", file=sys.stderr, flush=True))
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.ledger_path = self.out / LEDGER
+        self.done = self._read_ledger()
+        self._first_seen: dict[str, tuple[int, int, float]] = {}  # name -> (size, mtime_ns, when unchanged since)
+
+    def _read_ledger(self) -> set[tuple[str, int, int]]:
+        done = set()
+        if self.ledger_path.is_file():
+            for line in self.ledger_path.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                    done.add((entry["name"], entry["size"], entry["mtime_ns"]))
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue  # a line torn by kill -9 mid-append: that image is simply done again
+        return done
+
+    def _commit(self, key: tuple[str, int, int]) -> None:
+        name, size, mtime_ns = key
+        line = json.dumps({"name": name, "size": size, "mtime_ns": mtime_ns}) + "\n"
+        fd = os.open(self.ledger_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.done.add(key)
+
+    def ready(self) -> list[tuple[str, int, int]]:
+        """Images not yet committed whose size and mtime have been stable for `settle` seconds."""
+        now = self.clock()
+        ready, present = [], set()
+        with os.scandir(self.folder) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.is_file() or not is_image_path(Path(entry.name)):
+                    continue
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue
+                key = (entry.name, st.st_size, st.st_mtime_ns)
+                present.add(entry.name)
+                if key in self.done:
+                    continue
+                seen = self._first_seen.get(entry.name)
+                if seen is None or seen[:2] != key[1:]:
+                    self._first_seen[entry.name] = (st.st_size, st.st_mtime_ns, now)
+                elif now - seen[2] >= self.settle:
+                    ready.append(key)
+        for name in set(self._first_seen) - present:
+            del self._first_seen[name]
+        return sorted(ready)
+
+    def step(self) -> int:
+        """Process what is ready; returns how many images were committed or rejected."""
+        ready = self.ready()
+        count = 0
+        for start in range(0, len(ready), self.batch_size):
+            count += self._process(ready[start:start + self.batch_size])
+        return count
+
+    def _unchanged(self, key) -> bool:
+        try:
+            st = (self.folder / key[0]).stat()
+        except FileNotFoundError:
+            return False
+        return (st.st_size, st.st_mtime_ns) == key[1:]
+
+    def _process(self, keys) -> int:
+        good, inputs, count = [], [], 0
+        for key in keys:
+            path = self.folder / key[0]
+            try:
+                x = self.predictor.prepare(path)
+            except ImageProblem as exc:
+                if self._unchanged(key):
+                    self._reject(path, exc.problem)
+                    count += 1
+                else:  # it changed while we read it: still being written, let it settle again
+                    self._first_seen.pop(key[0], None)
+                continue
+            if not self._unchanged(key):
+                self._first_seen.pop(key[0], None)
+                continue
+            good.append(key)
+            inputs.append(x)
+        if not good:
+            return count
+        probabilities = self.predictor.run(np.stack(inputs))
+        for key, row in zip(good, probabilities):
+            result = {"Image": str(self.folder / key[0]),
+                      "CustomLabels": self.predictor.custom_labels(row, self.min_confidence, self.max_results)}
+            atomic.write_json(self.out / f"{key[0]}.json", result)
+            self._commit(key)
+            self.emit(json.dumps(result))
+        return count + len(good)
+
+    def _reject(self, path: Path, problem: str) -> None:
+        atomic.write_text(self.rejected / f"{path.name}.reason.txt", problem + "\n")
+        os.replace(path, self.rejected / path.name)
+        self._first_seen.pop(path.name, None)
+        self.warn(f"{path}: {problem} (moved to {self.rejected}/)")
+
+    def run(self, poll: float = 0.2, stop=lambda: False) -> None:
+        """Poll until `stop()` is true (or KeyboardInterrupt / SIGTERM from the caller)."""
+        while not stop():
+            self.step()
+            time.sleep(poll)
