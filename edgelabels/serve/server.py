@@ -1,0 +1,442 @@
+"""A local endpoint that speaks Amazon Rekognition's JSON protocol, so boto3 works unchanged.
+
+boto3 sends `POST /` with `X-Amz-Target: RekognitionService.<Operation>`, a JSON body
+(`application/x-amz-json-1.1`) and image bytes base64-encoded inside it. Answers are JSON; errors
+are `{"__type": name, "message": text}` with HTTP 400, or 500 for the two server faults botocore
+retries (InternalServerError, ThrottlingException). Load shedding answers
+ProvisionedThroughputExceededException with 400: botocore retries that error code with backoff in
+both its standard and legacy retry modes (`retries/standard.py` lists it as a throttling code;
+`data/_retry.json` matches it on status 400). Every answer carries `x-amzn-RequestId`.
+
+Operations: DetectCustomLabels, StartProjectVersion, StopProjectVersion, DescribeProjectVersions.
+
+Each uvicorn worker process builds its own app with `app_from_environment` (uvicorn needs an
+import string for several workers) from the JSON settings file that `edgelabels serve` writes and
+names in $EDGELABELS_SERVE_SETTINGS; each holds one Predictor (one onnxruntime session).
+The model's RUNNING/STOPPED status lives in one small file in the run-state folder, written
+atomically and read on every request, so a StopProjectVersion answered by one worker holds for
+all of them, whatever the number of workers.
+
+`--max-concurrency` bounds the requests in flight in each worker: past it, a request is answered
+at once with ProvisionedThroughputExceededException before its body is read. Request bodies are
+read in chunks and refused past a cap just above what a 4 MB image needs once base64-encoded.
+Decoding and inference run in a thread pool, off the event loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import io
+import json
+import logging
+import math
+import os
+import re
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from edgelabels import atomic
+from edgelabels.data.images import read_image, sniff_format
+from edgelabels.errors import ImageProblem, UserError
+from edgelabels.serve.predictor import Predictor
+
+SETTINGS_ENV = "EDGELABELS_SERVE_SETTINGS"
+TARGET_PREFIX = "RekognitionService."
+CONTENT_TYPE = "application/x-amz-json-1.1"
+
+# Rekognition Custom Labels' documented limits.
+MAX_IMAGE_BYTES = 4 * 1024 * 1024
+MIN_SIDE, MAX_SIDE = 64, 4096
+# base64 grows bytes by 4/3; the slack covers the ARN and the other JSON fields.
+MAX_BODY_BYTES = math.ceil(MAX_IMAGE_BYTES / 3) * 4 + 64 * 1024
+# A body past the cap is still drained (not kept) up to this size, so that the client reads a
+# clean ImageTooLargeException instead of a connection reset; beyond it the connection is dropped.
+MAX_DRAIN_BYTES = 64 * 1024 * 1024
+BODY_TIMEOUT_S = 60.0
+
+VERSION_ARN = re.compile(r"^arn:[a-z\d-]+:rekognition:[a-z\d-]+:\d{12}:project/([a-zA-Z0-9_.\-]{1,255})"
+                         r"/version/([a-zA-Z0-9_.\-]{1,255})/[0-9]+$")
+PROJECT_ARN = re.compile(r"^arn:[a-z\d-]+:rekognition:[a-z\d-]+:\d{12}:project/[a-zA-Z0-9_.\-]{1,255}/[0-9]+$")
+VERSION_NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,255}$")
+S3_BUCKET = re.compile(r"^[0-9A-Za-z.\-_]{3,255}$")
+FAULTS = {"InternalServerError", "ThrottlingException"}  # answered with HTTP 500
+
+log = logging.getLogger("edgelabels.serve")
+
+
+class ApiError(Exception):
+    """An answer in Rekognition's error format: `code` is the __type botocore turns into an exception."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        self.status = 500 if code in FAULTS else 400
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """What every worker needs, written to JSON by `edgelabels serve` (no secrets: only file paths)."""
+
+    model_dir: str
+    project_version_arn: str
+    creation_timestamp: float  # epoch seconds, shown by DescribeProjectVersions
+    state_file: str  # RUNNING/STOPPED, shared by all workers
+    max_concurrency: int = 16
+    credentials: str | None = None  # INI file; None = no signature check (--no-auth or loopback)
+    s3_root: str | None = None
+    precision: str = "auto"
+    threads: int | None = None
+
+    def write(self, path: str | Path) -> Path:
+        return atomic.write_json(path, dataclasses.asdict(self))
+
+    @classmethod
+    def read(cls, path: str | Path) -> "ServeSettings":
+        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def project_arn_prefix(version_arn: str) -> str:
+    """`arn:...:project/NAME/` of a version ARN: a ProjectArn is this plus the project's own number."""
+    return version_arn.split("/version/", 1)[0] + "/"
+
+
+class ModelState:
+    """The RUNNING/STOPPED status in a small JSON file: atomic writes, one read per request."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def write(self, status: str, min_inference_units: int = 1) -> None:
+        atomic.write_json(self.path, {"Status": status, "MinInferenceUnits": min_inference_units})
+
+    def read(self) -> dict:
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ApiError("InternalServerError", f"model status unreadable ({exc})") from None
+
+
+class RekognitionService:
+    """The four operations, over one Predictor; `handle` is the ASGI endpoint for `POST /`."""
+
+    def __init__(self, settings: ServeSettings, predictor=None):
+        self.settings = settings
+        self.predictor = predictor or Predictor(settings.model_dir, precision=settings.precision,
+                                                threads=settings.threads)
+        self.arn = settings.project_version_arn
+        match = VERSION_ARN.match(self.arn)
+        if not match:
+            raise UserError(f"project version ARN {self.arn!r} is not of the form "
+                            "arn:aws:rekognition:REGION:ACCOUNT:project/NAME/version/VERSION/NUMBER")
+        self.version_name = match.group(2)
+        self.state = ModelState(settings.state_file)
+        self.verifier = None
+        if settings.credentials:  # botocore is only needed when signatures are checked
+            from edgelabels.serve.sigv4 import SignatureProblem, SignatureVerifier, read_credentials
+
+            self.verifier = SignatureVerifier(read_credentials(settings.credentials))
+            self.signature_problem = SignatureProblem
+        self.s3_root = Path(settings.s3_root).resolve() if settings.s3_root else None
+        self.max_concurrency = settings.max_concurrency
+        self.in_flight = 0  # only touched on the event loop thread
+        self.limiter = anyio.CapacityLimiter(settings.max_concurrency)
+        self.operations = {
+            "DetectCustomLabels": self.detect_custom_labels,
+            "StartProjectVersion": self.start_project_version,
+            "StopProjectVersion": self.stop_project_version,
+            "DescribeProjectVersions": self.describe_project_versions,
+        }
+
+    # -- HTTP ------------------------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        if self.in_flight >= self.max_concurrency:
+            return error_response(ApiError("ProvisionedThroughputExceededException",
+                                           f"More than {self.max_concurrency} requests in flight; retry later."),
+                                  request_id)
+        self.in_flight += 1
+        try:
+            if self.verifier:  # refuse unknown keys before spending time on the body
+                try:
+                    self.verifier.check_key(request.headers.get("authorization"))
+                except self.signature_problem as exc:
+                    raise ApiError(exc.code, str(exc)) from None
+            body = await read_body(request)
+            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
+            result = await anyio.to_thread.run_sync(
+                self.dispatch, headers, request.scope.get("raw_path") or request.url.path.encode(),
+                request.scope.get("query_string", b""), body, limiter=self.limiter)
+            # allow_nan=False: a model answering NaN becomes an InternalServerError, not invalid JSON.
+            return Response(json.dumps(result, allow_nan=False), 200, media_type=CONTENT_TYPE,
+                            headers={"x-amzn-RequestId": request_id})
+        except ApiError as exc:
+            return error_response(exc, request_id)
+        except ClientDisconnect:
+            return error_response(ApiError("InvalidParameterException", "client disconnected"), request_id)
+        except Exception:
+            log.exception("request %s failed", request_id)
+            return error_response(ApiError("InternalServerError", "Internal server error."), request_id)
+        finally:
+            self.in_flight -= 1
+
+    def dispatch(self, headers: list[tuple[str, str]], raw_path: bytes, query: bytes, body: bytes) -> dict:
+        """Runs in a worker thread: signature, operation name, JSON, then the operation."""
+        if self.verifier:
+            try:
+                self.verifier.verify(method="POST", path=raw_path.decode("latin-1"), query=query.decode("latin-1"),
+                                     headers=headers, body=body)
+            except self.signature_problem as exc:
+                raise ApiError(exc.code, str(exc)) from None
+        target = next((v for k, v in headers if k.lower() == "x-amz-target"), "")
+        operation = self.operations.get(target[len(TARGET_PREFIX):]) if target.startswith(TARGET_PREFIX) else None
+        if operation is None:
+            raise ApiError("UnknownOperationException",
+                           f"Unknown operation {target!r}; this endpoint serves "
+                           + ", ".join(TARGET_PREFIX + name for name in self.operations))
+        try:
+            params = json.loads(body or b"{}")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiError("InvalidParameterException", f"Request body is not valid JSON ({exc})") from None
+        if not isinstance(params, dict):
+            raise ApiError("InvalidParameterException", "Request body must be a JSON object")
+        return operation(params)
+
+    async def health(self, request: Request) -> Response:
+        status = self.state.read().get("Status", "UNKNOWN")
+        return Response(json.dumps({"status": "ok", "model": status}), 200, media_type="application/json",
+                        headers={"x-amzn-RequestId": str(uuid.uuid4())})
+
+    # -- operations ------------------------------------------------------------------------------
+
+    def detect_custom_labels(self, params: dict) -> dict:
+        self.check_version_arn(params.get("ProjectVersionArn"))
+        min_confidence = params.get("MinConfidence")
+        if min_confidence is not None and (not _is_number(min_confidence) or not 0 <= min_confidence <= 100):
+            raise ApiError("InvalidParameterException",
+                           f"MinConfidence must be a number from 0 to 100, not {min_confidence!r}")
+        max_results = params.get("MaxResults")
+        if max_results is not None and (not _is_int(max_results) or max_results < 0):
+            raise ApiError("InvalidParameterException", f"MaxResults must be an integer >= 0, not {max_results!r}")
+        image = params.get("Image")
+        if not isinstance(image, dict) or ("Bytes" in image) == ("S3Object" in image):
+            raise ApiError("InvalidParameterException", "Image must hold exactly one of Bytes or S3Object")
+        self.check_running()
+        data = self.image_bytes(image["Bytes"]) if "Bytes" in image else self.s3_bytes(image["S3Object"])
+        return self.predictor.detect(decode(data), min_confidence=min_confidence, max_results=max_results)
+
+    def start_project_version(self, params: dict) -> dict:
+        self.check_version_arn(params.get("ProjectVersionArn"))
+        units = params.get("MinInferenceUnits")
+        if not _is_int(units) or units < 1:
+            raise ApiError("InvalidParameterException", f"MinInferenceUnits must be an integer >= 1, not {units!r}")
+        most = params.get("MaxInferenceUnits")
+        if most is not None and (not _is_int(most) or most < units):
+            raise ApiError("InvalidParameterException",
+                           f"MaxInferenceUnits must be an integer >= MinInferenceUnits, not {most!r}")
+        if self.state.read().get("Status") == "RUNNING":
+            return {"Status": "RUNNING"}
+        # Starting is instantaneous here; answering STARTING as Rekognition does keeps client code
+        # that waits with the project_version_running waiter on its usual path.
+        self.state.write("RUNNING", units)
+        return {"Status": "STARTING"}
+
+    def stop_project_version(self, params: dict) -> dict:
+        self.check_version_arn(params.get("ProjectVersionArn"))
+        if self.state.read().get("Status") != "RUNNING":
+            return {"Status": "STOPPED"}
+        self.state.write("STOPPED")
+        return {"Status": "STOPPING"}
+
+    def describe_project_versions(self, params: dict) -> dict:
+        project = params.get("ProjectArn")
+        if not isinstance(project, str) or not PROJECT_ARN.match(project):
+            raise ApiError("InvalidParameterException",
+                           f"ProjectArn {project!r} is not of the form "
+                           "arn:aws:rekognition:REGION:ACCOUNT:project/NAME/NUMBER")
+        # The project's own number cannot be derived from a version ARN: any number is accepted.
+        if not project.startswith(project_arn_prefix(self.arn)):
+            raise ApiError("ResourceNotFoundException", f"Project {project} not found (this endpoint serves "
+                           f"{project_arn_prefix(self.arn)}...)")
+        names = params.get("VersionNames")
+        if names is not None and (not isinstance(names, list) or not 1 <= len(names) <= 10
+                                  or not all(isinstance(n, str) and VERSION_NAME.match(n) for n in names)):
+            raise ApiError("InvalidParameterException", "VersionNames must be a list of 1 to 10 version names")
+        most = params.get("MaxResults")
+        if most is not None and (not _is_int(most) or not 1 <= most <= 100):
+            raise ApiError("InvalidParameterException", f"MaxResults must be an integer from 1 to 100, not {most!r}")
+        if params.get("NextToken"):
+            raise ApiError("InvalidPaginationTokenException", "This endpoint never hands out a NextToken")
+        if names is not None and self.version_name not in names:
+            return {"ProjectVersionDescriptions": []}
+        state = self.state.read()
+        status = state.get("Status", "STOPPED")
+        description = {
+            "ProjectVersionArn": self.arn,
+            "CreationTimestamp": self.settings.creation_timestamp,
+            "Status": status,
+            "StatusMessage": "The model is running." if status == "RUNNING" else "The model is ready to run.",
+        }
+        if status == "RUNNING":
+            description["MinInferenceUnits"] = state.get("MinInferenceUnits", 1)
+        return {"ProjectVersionDescriptions": [description]}
+
+    # -- checks ----------------------------------------------------------------------------------
+
+    def check_version_arn(self, arn) -> None:
+        if not isinstance(arn, str) or not 20 <= len(arn) <= 2048 or not VERSION_ARN.match(arn):
+            raise ApiError("InvalidParameterException",
+                           f"ProjectVersionArn {arn!r} is not of the form "
+                           "arn:aws:rekognition:REGION:ACCOUNT:project/NAME/version/VERSION/NUMBER")
+        if arn != self.arn:
+            raise ApiError("ResourceNotFoundException", f"Model {arn} not found (this endpoint serves {self.arn})")
+
+    def check_running(self) -> None:
+        status = self.state.read().get("Status")
+        if status != "RUNNING":
+            raise ApiError("ResourceNotReadyException",
+                           f"Model {self.arn} is {status}; start it with StartProjectVersion")
+
+    def image_bytes(self, encoded) -> bytes:
+        if not isinstance(encoded, str):
+            raise ApiError("InvalidParameterException", "Image.Bytes must be a base64 string")
+        if len(encoded) > math.ceil(MAX_IMAGE_BYTES / 3) * 4:
+            raise ApiError("ImageTooLargeException", f"Image.Bytes is over {MAX_IMAGE_BYTES} bytes (4 MB)")
+        try:
+            return base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError("InvalidParameterException", "Image.Bytes is not valid base64") from None
+
+    def s3_bytes(self, s3_object) -> bytes:
+        if self.s3_root is None:
+            raise ApiError("InvalidS3ObjectException",
+                           "This endpoint reads images sent as Image.Bytes; Image.S3Object needs the server "
+                           "started with --s3-root DIR (it then reads DIR/BUCKET/NAME)")
+        if not isinstance(s3_object, dict) or not isinstance(s3_object.get("Bucket"), str) \
+                or not isinstance(s3_object.get("Name"), str) or not s3_object["Name"]:
+            raise ApiError("InvalidParameterException", "Image.S3Object needs Bucket and Name strings")
+        if s3_object.get("Version") is not None:
+            raise ApiError("InvalidParameterException", "Image.S3Object.Version is not supported by --s3-root folders")
+        bucket, name = s3_object["Bucket"], s3_object["Name"]
+        if not S3_BUCKET.match(bucket) or bucket in (".", "..") or len(name) > 1024 or "\x00" in name:
+            raise ApiError("InvalidParameterException", f"Invalid S3 bucket {bucket!r} or object name")
+        bucket_dir = self.s3_root / bucket
+        path = (bucket_dir / name).resolve()
+        # resolve() follows links and '..': whatever it lands on must stay inside the bucket folder.
+        if not path.is_relative_to(bucket_dir.resolve()) or bucket_dir.resolve().parent != self.s3_root:
+            raise ApiError("InvalidS3ObjectException", f"S3 object s3://{bucket}/{name} is outside the bucket")
+        try:
+            size = path.stat().st_size
+            if not path.is_file():
+                raise FileNotFoundError(path)
+            if size > MAX_IMAGE_BYTES:
+                raise ApiError("ImageTooLargeException", f"s3://{bucket}/{name} is over {MAX_IMAGE_BYTES} bytes (4 MB)")
+            return path.read_bytes()
+        except OSError:
+            raise ApiError("InvalidS3ObjectException",
+                           f"Unable to get object s3://{bucket}/{name}: no such file under --s3-root") from None
+
+
+def decode(data: bytes) -> Image.Image:
+    """Image bytes -> decoded image, with Rekognition's limits and error names."""
+    if not data:
+        raise ApiError("InvalidParameterException", "Image.Bytes is empty")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ApiError("ImageTooLargeException", f"Image is {len(data)} bytes; the limit is {MAX_IMAGE_BYTES} (4 MB)")
+    found = sniff_format(data[:16])
+    if found not in ("PNG", "JPEG"):
+        raise ApiError("InvalidImageFormatException",
+                       f"Request has unsupported image format ({found or 'unrecognised content'}); send PNG or JPEG")
+    # Check the size from the header before decoding the pixels, so a small file that inflates
+    # into a huge bitmap is refused without allocating it.
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as header:
+                width, height = header.size
+    except Exception as exc:  # Pillow raises many types for a broken header
+        raise ApiError("InvalidImageFormatException", f"Cannot read the {found} header ({exc})") from None
+    if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
+        raise ApiError("InvalidParameterException",
+                       f"Image is {width}x{height} pixels; each side must be {MIN_SIDE} to {MAX_SIDE}")
+    try:
+        image, _notes = read_image(data, name="Image.Bytes")
+    except ImageProblem as exc:
+        raise ApiError("InvalidImageFormatException", exc.problem) from None
+    return image
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refused (ImageTooLargeException) past MAX_BODY_BYTES without keeping it."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_DRAIN_BYTES:
+        raise ApiError("ImageTooLargeException", f"Request body of {declared} bytes; the image limit is 4 MB")
+    chunks, size = [], 0
+    try:
+        with anyio.fail_after(BODY_TIMEOUT_S):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size <= MAX_BODY_BYTES:
+                    chunks.append(chunk)
+                elif size > MAX_DRAIN_BYTES:
+                    break
+    except TimeoutError:
+        raise ApiError("RequestTimeoutException", f"Request body not received within {BODY_TIMEOUT_S:.0f} s") from None
+    if size > MAX_BODY_BYTES:
+        raise ApiError("ImageTooLargeException", f"Request body of {size}+ bytes; the image limit is 4 MB")
+    return b"".join(chunks)
+
+
+def error_response(error: ApiError, request_id: str) -> Response:
+    body = json.dumps({"__type": error.code, "message": str(error)})
+    return Response(body, error.status, media_type=CONTENT_TYPE, headers={"x-amzn-RequestId": request_id})
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    code = "UnknownOperationException" if exc.status_code in (404, 405) else "InvalidParameterException"
+    error = ApiError(code, f"{request.method} {request.url.path}: {exc.detail}; Rekognition operations are "
+                     "POST / with an X-Amz-Target header")
+    return error_response(error, str(uuid.uuid4()))
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return error_response(ApiError("InternalServerError", "Internal server error."), str(uuid.uuid4()))
+
+
+def create_app(settings: ServeSettings, predictor=None) -> Starlette:
+    service = RekognitionService(settings, predictor)
+    app = Starlette(
+        routes=[Route("/", service.handle, methods=["POST"]), Route("/health", service.health, methods=["GET"])],
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+    app.state.service = service
+    return app
+
+
+def app_from_environment() -> Starlette:
+    """uvicorn's factory for each worker process: settings from the file named in $EDGELABELS_SERVE_SETTINGS."""
+    path = os.environ.get(SETTINGS_ENV)
+    if not path:
+        raise UserError(f"${SETTINGS_ENV} is not set: start the server with `edgelabels serve MODEL_DIR`")
+    return create_app(ServeSettings.read(path))
