@@ -52,6 +52,7 @@ class TrainConfig:
     batch_size: int = 32
     learning_rate: float = 1e-3
     fine_tune_learning_rate: float = 1e-4
+    lr_schedule: str = "constant"  # constant | cosine (decays to 0 over each stage)
     class_weight: str | dict = "balanced"  # balanced | none | {label: weight}
     oversample: bool = False  # resample each epoch so every label is seen equally often
     loss: str = "crossentropy"  # crossentropy | focal
@@ -97,6 +98,7 @@ CHOICES = {
     "train.class_weight": ("balanced", "none"),
     "train.loss": ("crossentropy", "focal"),
     "train.stage_a_trains": ("auto", "head", "all"),
+    "train.lr_schedule": ("constant", "cosine"),
     "train.monitor": ("val_loss", "val_accuracy", "val_auc"),
     "augment.preset": ("none", "xray", "photo"),
 }

@@ -29,6 +29,8 @@ class BackboneSpec:
     imagenet_file: str | None = None  # the no-top weights file keras looks for in ~/.keras/models
     imagenet_url: str | None = None
     blocks: int = 0  # our own CNNs: number of conv blocks
+    convs_per_block: int = 1  # our own CNNs: conv-BN-ReLU units per block
+    width: int = 16  # our own CNNs: filters in the first block, doubled per block
     # Encoder outputs for the U-Net, shallow to deep (filled per backbone as the U-Net needs them).
     feature_layers: tuple[str, ...] = field(default_factory=tuple)
 
@@ -49,8 +51,9 @@ def _raw(name, application, size, file, url_dir, features=()):
                         feature_layers=features)
 
 
-def _own(name, blocks, size):
+def _own(name, blocks, size, convs_per_block=1, width=16):
     return BackboneSpec(name, None, size, min_size=16, mean=(127.5,) * 3, std=(127.5,) * 3, blocks=blocks,
+                        convs_per_block=convs_per_block, width=width,
                         feature_layers=tuple(f"block{i + 1}_relu" for i in range(blocks)))
 
 
@@ -78,7 +81,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         _raw("mobilenetv3large", "MobileNetV3Large", 224,
              "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5", _MNV3),
         _own("tinycnn", blocks=2, size=32),  # for tests: seconds to train
-        _own("smallcnn", blocks=4, size=128),  # a from-scratch baseline
+        _own("smallcnn", blocks=4, size=128, convs_per_block=2, width=16),  # VGG-style, trained from scratch
     )
 }
 
@@ -140,10 +143,13 @@ def _own_cnn(spec: BackboneSpec, height: int, width: int):
     inputs = keras.Input((height, width, 3), name="backbone_input")
     x = inputs
     for i in range(spec.blocks):
-        filters = 16 * 2**i
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{i + 1}_conv")(x)
-        x = layers.BatchNormalization(name=f"block{i + 1}_bn")(x)
-        x = layers.Activation("relu", name=f"block{i + 1}_relu")(x)
+        filters = spec.width * 2**i
+        for j in range(spec.convs_per_block):
+            # The block's last unit keeps the plain names (block2_relu is what the U-Net taps).
+            tag = "" if j == spec.convs_per_block - 1 else str(j)
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{i + 1}_conv{tag}")(x)
+            x = layers.BatchNormalization(name=f"block{i + 1}_bn{tag}")(x)
+            x = layers.Activation("relu", name=f"block{i + 1}_relu{tag}")(x)
         if i < spec.blocks - 1:
             x = layers.MaxPooling2D(2, name=f"block{i + 1}_pool")(x)
     return keras.Model(inputs, x, name="backbone")

@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -129,10 +130,13 @@ def copy_backbone_from_run(target, source_dir: Path, backbone: str) -> None:
         raise UserError(f"model.weights: run:{source_dir}: backbone weights do not fit ({exc})") from None
 
 
-def compile_model(model, config: Config, learning_rate: float) -> None:
+def compile_model(model, config: Config, learning_rate: float, steps: int = 0) -> None:
+    """steps: optimizer steps in this stage, for the cosine schedule."""
     import keras
 
     t = config.train
+    if t.lr_schedule == "cosine" and steps:
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps)
     if t.loss == "focal":
         loss = keras.losses.CategoricalFocalCrossentropy(gamma=t.focal_gamma, label_smoothing=t.label_smoothing)
     else:
@@ -259,6 +263,8 @@ def train(config: Config, run_dir: str | Path, resume: bool = False) -> Path:
                  None if weights is None else np.round(weights, 3).tolist())
 
         t = config.train
+        # A per-step progress bar floods logs and pipes: one line per epoch when nobody is watching.
+        verbose = 2 if t.verbose == 1 and not sys.stdout.isatty() else t.verbose
         budget = config.data.cache_max_gb * 1e9
         train_cache = PixelCache([s.path for s in split.train], spec, budget)
         val_cache = PixelCache([s.path for s in split.val], spec, budget - train_cache.enabled * train_cache.rows.nbytes)
@@ -285,19 +291,19 @@ def train(config: Config, run_dir: str | Path, resume: bool = False) -> Path:
             if not resuming:
                 if head_only:
                     freeze_backbone(model)
-                compile_model(model, config, t.learning_rate)
+                compile_model(model, config, t.learning_rate, t.epochs * len(train_batches))
             log.info("stage a: %s, %d trainable weights, lr %g",
                      "backbone frozen" if head_only else "whole model trained (weights none: nothing to preserve)",
                      len(model.trainable_weights), t.learning_rate)
             model.fit(train_batches, validation_data=val_batches, epochs=t.epochs, initial_epoch=stage_a_start,
-                      callbacks=[make_epoch_callback(run_dir, state, "a"), *callbacks_extra], verbose=t.verbose)
+                      callbacks=[make_epoch_callback(run_dir, state, "a"), *callbacks_extra], verbose=verbose)
 
         if t.fine_tune_epochs:
             in_b = resuming and state.data["stage"] == "b"
             stage_b_start = state.data["epoch"] if in_b else 0
             if not in_b:
                 unfrozen = unfreeze_top(model, config.model.fine_tune_layers)
-                compile_model(model, config, t.fine_tune_learning_rate)
+                compile_model(model, config, t.fine_tune_learning_rate, t.fine_tune_epochs * len(train_batches))
                 state.data.update(stage="b", epoch=0)
                 state.save()
                 log.info("stage b: %d backbone layers unfrozen, %d trainable weights, lr %g", unfrozen,
@@ -305,7 +311,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False) -> Path:
             if stage_b_start < t.fine_tune_epochs:
                 model.fit(train_batches, validation_data=val_batches, epochs=t.fine_tune_epochs,
                           initial_epoch=stage_b_start, callbacks=[make_epoch_callback(run_dir, state, "b"),
-                                                                  *callbacks_extra], verbose=t.verbose)
+                                                                  *callbacks_extra], verbose=verbose)
         state.data["done"] = True
         state.save()
         log.info("finished: best %s = %.4f at epoch %s; model.keras holds that epoch", t.monitor,
