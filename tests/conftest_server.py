@@ -163,4 +163,4 @@ def rekognition_client(url: str, key_id: str = "AKIDEXAMPLE", secret: str = "sec
 
     return boto3.client("rekognition", endpoint_url=url, region_name="us-east-1", verify=verify,
                         aws_access_key_id=key_id, aws_secret_access_key=secret,
-                        config=Config(**{"retries": {"max_attempts": 1, "mode": "standard"}, **config}))
+                        config=Config(**{"retries": {"total_max_attempts": 1, "mode": "standard"}, **config}))

@@ -347,7 +347,7 @@ def test_past_max_concurrency_requests_are_shed_and_boto3_retries_them(model_dir
                 thread.join()
             return results
 
-        without_retries = run({"max_attempts": 1, "mode": "standard"})
+        without_retries = run({"total_max_attempts": 1, "mode": "standard"})
         shed = [r for r in without_retries if r[0] != "ok"]
         assert shed and set(shed) == {("ProvisionedThroughputExceededException", 400)}
         with_retries = run({"max_attempts": 20, "mode": "standard"})

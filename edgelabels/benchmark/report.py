@@ -1,0 +1,333 @@
+"""comparison.md and a self-contained comparison.html (CSS inline, gallery images embedded as base64).
+
+Rendered from the comparison dictionary that comparison.json holds: the report shows numbers, it
+computes none (apart from thumbnails for the gallery of images the two models disagree on).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+from edgelabels import atomic
+from edgelabels.evaluate.report import CSS as EVALUATION_CSS
+
+TITLE = "edgelabels vs Amazon Rekognition Custom Labels"
+CSS = EVALUATION_CSS + """
+.cards .v{font-size:19px}.v .r{color:#8a4b08}.v .sep{color:#9aa3ad;font-weight:400;padding:0 4px}
+td.better{font-weight:700;background:#eaf6ec}th.l,td.l{text-align:left}
+.legend{font-size:12px;color:#5b6572;margin:4px 0 8px}.legend b.loc{color:#1d4f91}.legend b.r{color:#8a4b08}
+.gallery figure img{width:100%;height:190px;object-fit:contain;background:#111;border-radius:4px}
+.gallery figcaption div{margin-top:2px}.ok{color:#1e7b34}.bad{color:#b3261e}
+ul.assume li{font-size:13px;margin:3px 0;color:#39424e}
+"""
+
+
+# -- numbers as text ----------------------------------------------------------------------------
+
+def _fmt(value, kind: str = "f") -> str:
+    if value is None:
+        return "n/a"
+    if kind == "%":
+        return f"{value:.2%}"
+    if kind == "ms":
+        return f"{value:,.1f} ms"
+    if kind == "$":  # fractions of a cent matter for per-image prices
+        return f"${value:,.2f}" if value == 0 or value >= 0.1 else f"${value:.2g}"
+    if kind == "i":
+        return f"{value:,}"
+    if kind == "mb":
+        return f"{value / 1e6:,.2f} MB" if value >= 1e6 else f"{value / 1e3:,.1f} kB"
+    if kind == "s":
+        return f"{value:,.2f} s" if value >= 0.1 else f"{value * 1000:,.1f} ms"
+    if kind == "/s":
+        return f"{value:,.1f} images/s"
+    return f"{value:.4f}"
+
+
+def _diff(a, b, kind: str) -> str:
+    if a is None or b is None or kind not in ("f", "%", "ms"):
+        return ""
+    d = a - b
+    return f"{d:+.2%}" if kind == "%" else f"{d:+,.1f} ms" if kind == "ms" else f"{d:+.4f}"
+
+
+# (name, path into a side, format, which is better: "high", "low" or None)
+METRIC_ROWS = [
+    ("Accuracy (top label, MinConfidence 0)", ("top_label", "accuracy"), "%", "high"),
+    ("Balanced accuracy (top label)", ("top_label", "balanced_accuracy"), "%", "high"),
+    ("Macro precision (top label)", ("top_label", "precision_macro"), "f", "high"),
+    ("Macro recall (top label)", ("top_label", "recall_macro"), "f", "high"),
+    ("Macro F1 (top label)", ("top_label", "f1_macro"), "f", "high"),
+    ("Precision at assumed thresholds", ("at_assumed_thresholds", "precision"), "f", "high"),
+    ("Recall at assumed thresholds", ("at_assumed_thresholds", "recall"), "f", "high"),
+    ("F1 at assumed thresholds", ("at_assumed_thresholds", "f1"), "f", "high"),
+    ("Precision at the model's own thresholds", ("at_model_thresholds", "precision"), "f", "high"),
+    ("Recall at the model's own thresholds", ("at_model_thresholds", "recall"), "f", "high"),
+    ("F1 at the model's own thresholds", ("at_model_thresholds", "f1"), "f", "high"),
+    ("ROC AUC (macro, one-vs-rest)", ("metrics", "roc_auc_macro"), "f", "high"),
+    ("Log loss", ("metrics", "log_loss"), "f", "low"),
+    ("Calibration error (ECE)", ("metrics", "expected_calibration_error"), "f", "low"),
+    ("Latency p50 (per request)", ("latency", "p50_ms"), "ms", "low"),
+    ("Latency p95 (per request)", ("latency", "p95_ms"), "ms", "low"),
+    ("Throughput", ("throughput_images_per_s",), "/s", "high"),
+    ("Model size", ("model_size_bytes",), "mb", None),
+]
+
+
+def _get(side: dict, path: tuple):
+    for key in path:
+        side = side.get(key) if isinstance(side, dict) else None
+    return side
+
+
+def metric_table(comparison: dict) -> tuple[list[str], list[list[str]], list[int | None]]:
+    """Header, rows and, per row, which column (1 or 2) holds the better value."""
+    local, remote = comparison["sides"]["local"], comparison["sides"]["rekognition"]
+    rows, better = [], []
+    for name, path, kind, direction in METRIC_ROWS:
+        a, b = _get(local, path), _get(remote, path)
+        rows.append([name, _fmt(a, kind), _fmt(b, kind), _diff(a, b, kind)])
+        if direction and a is not None and b is not None and a != b:
+            better.append(1 if (a > b) == (direction == "high") else 2)
+        else:
+            better.append(None)
+    return ["Metric", "edgelabels (local)", "Rekognition", "Difference (local - Rekognition)"], rows, better
+
+
+def table_notes(comparison: dict) -> list[str]:
+    if comparison["sides"]["rekognition"]["at_model_thresholds"]["thresholds"] is None:
+        return ["Rekognition's own thresholds are in its EvaluationSummary file (DescribeProjectVersions names "
+                "its S3 location): pass it with --rekognition-summary to fill the rows marked n/a."]
+    return []
+
+
+def label_table(comparison: dict) -> tuple[list[str], list[list[str]]]:
+    local, remote = comparison["sides"]["local"], comparison["sides"]["rekognition"]
+    header = ["Label", "Test images", "F1 top label: local", "Rekognition", "F1 assumed thr.: local", "Rekognition",
+              "F1 own thr.: local", "Rekognition"]
+    own = [side["at_model_thresholds"]["per_label"] for side in (local, remote)]  # None: thresholds unknown
+    rows = []
+    for k, label in enumerate(comparison["labels"]):
+        rows.append([label, _fmt(local["per_label_top"][k]["support"], "i"),
+                     _fmt(local["per_label_top"][k]["f1"]), _fmt(remote["per_label_top"][k]["f1"]),
+                     _fmt(local["metrics"]["per_label"][k]["at_assumed_threshold"]["f1"]),
+                     _fmt(remote["metrics"]["per_label"][k]["at_assumed_threshold"]["f1"]),
+                     *(_fmt(rows_[k]["f1"] if rows_ else None) for rows_ in own)])
+    return header, rows
+
+
+def agreement_table(comparison: dict) -> tuple[list[str], list[list[str]]]:
+    a = comparison["agreement"]
+    share = (lambda n: f"{n:,} ({n / a['images']:.1%})")
+    return ["Images", "Count"], [
+        ["Same top label", share(a["same_top_label"])], ["Both right", share(a["both_right"])],
+        ["Only edgelabels right", share(a["only_local_right"])],
+        ["Only Rekognition right", share(a["only_rekognition_right"])], ["Both wrong", share(a["both_wrong"])],
+        ["McNemar exact p-value (equal accuracy)", f"{a['mcnemar_p_value']:.3g}"]]
+
+
+def cost_table(comparison: dict) -> tuple[list[str], list[list[str]]]:
+    c, local = comparison["cost"]["rekognition"], comparison["cost"]["local"]
+    training = ("n/a (pass --training-hours)" if c["training_hours"] is None else
+                f"{c['training_hours']:.2f} h x {_fmt(c['price_training_per_hour'], '$')}/h = {_fmt(c['training_cost'], '$')}")
+    running = ("n/a" if c["running_hours_for_test_set"] is None else
+               f"{c['running_hours_for_test_set']} h x {c['inference_units']} unit(s) x "
+               f"{_fmt(c['price_inference_unit_hour'], '$')} = {_fmt(c['inference_cost'], '$')}")
+    return ["Item", "Rekognition", "edgelabels (local)"], [
+        ["Training", training, "your own machine (see the run's train.log)"],
+        ["Serving the test set", running, f"{_fmt(local['compute_seconds'], 's')} of compute"],
+        ["Total for this benchmark", _fmt(c["total_cost"], "$"), f"{_fmt(local['compute_seconds'], 's')} of compute"],
+        ["Measured throughput", _fmt(c["throughput_images_per_s"], "/s"), _fmt(local["images_per_s"], "/s")],
+        ["Busy time measured", _fmt(c["busy_seconds"], "s"), _fmt(local["compute_seconds"], "s")],
+        ["Per 1,000 images, model kept busy", _fmt(c["cost_per_1000_images_fully_loaded"], "$"), "compute time only"],
+        ["Left running, per day / per month", f"{_fmt(c['running_cost_per_day'], '$')} / "
+                                               f"{_fmt(c['running_cost_per_month'], '$')}", "nothing while idle"],
+    ]
+
+
+def summary_beside(summary, name: str, comparison: dict) -> dict:
+    """Rekognition's own EvaluationSummary figures next to what this test set measured."""
+    remote = comparison["sides"]["rekognition"]["at_model_thresholds"]
+    local = comparison["sides"]["local"]
+    labels = comparison["labels"]
+    rows = []
+    for result in summary.label_results:
+        k = labels.index(result.label) if result.label in labels else None
+        measured = remote["per_label"][k] if k is not None and remote["per_label"] else None
+        local_own = local["at_model_thresholds"]["per_label"][k] if k is not None else None
+        rows.append({"label": result.label, "threshold": result.threshold,
+                     "summary": {"precision": result.precision, "recall": result.recall, "f1": result.f1,
+                                 "test_images": result.number_of_testing_images},
+                     "rekognition_measured": {key: measured and measured[key] for key in ("precision", "recall", "f1")},
+                     "local_measured": {key: local_own and local_own[key] for key in ("precision", "recall", "f1")}})
+    return {"file": name, "project_version_arn": summary.project_version_arn, "evaluated": summary.end_timestamp,
+            "number_of_training_images": summary.number_of_training_images,
+            "number_of_testing_images": summary.number_of_testing_images,
+            "summary": {"precision": summary.precision, "recall": summary.recall, "f1": summary.f1},
+            "rekognition_measured": {key: remote[key] for key in ("precision", "recall", "f1")},
+            "local_measured": {key: local["at_model_thresholds"][key] for key in ("precision", "recall", "f1")},
+            "per_label": rows}
+
+
+def summary_table(beside: dict) -> tuple[list[str], list[list[str]]]:
+    header = ["Label", "Threshold", "AWS summary P / R / F1", "Rekognition here P / R / F1",
+              "edgelabels here (own thr.) P / R / F1"]
+    prf = (lambda d: " / ".join(_fmt(d[key]) for key in ("precision", "recall", "f1")))
+    rows = [["All labels (macro)", "", prf(beside["summary"]), prf(beside["rekognition_measured"]),
+             prf(beside["local_measured"])]]
+    rows += [[r["label"], _fmt(r["threshold"]), prf(r["summary"]), prf(r["rekognition_measured"]),
+              prf(r["local_measured"])] for r in beside["per_label"]]
+    return header, rows
+
+
+def excluded_rows(comparison: dict) -> tuple[list[str], list[list[str]]]:
+    return ["Image", "Refused by", "Problem"], [[e["path"], e["side"], e["problem"]] for e in comparison["excluded"]]
+
+
+def meta(comparison: dict) -> list[tuple[str, str]]:
+    c = comparison["context"]
+    return [("test", f"{c['test']} ({comparison['scored_images']:,} of {c['test_images']:,} images scored)"),
+            ("local", f"{c['local_model']} ({c['local_precision']})"), ("Rekognition", c["rekognition_model"]),
+            ("answers", c["rekognition_mode"]), ("created", c["created"])]
+
+
+def cards(comparison: dict) -> list[tuple[str, str, str]]:
+    local, remote = comparison["sides"]["local"], comparison["sides"]["rekognition"]
+    cost = comparison["cost"]
+    return [
+        ("Accuracy (top label)", _fmt(local["top_label"]["accuracy"], "%"), _fmt(remote["top_label"]["accuracy"], "%")),
+        ("F1 at assumed thresholds", _fmt(local["at_assumed_thresholds"]["f1"]),
+         _fmt(remote["at_assumed_thresholds"]["f1"])),
+        ("Latency p50", _fmt(local["latency"]["p50_ms"], "ms"), _fmt(remote["latency"]["p50_ms"], "ms")),
+        ("Cost of this benchmark", _fmt(cost["local"]["compute_seconds"], "s"),
+         _fmt(cost["rekognition"]["total_cost"], "$")),
+        ("Same top label", f"{comparison['agreement']['same_top_label_fraction']:.1%}", ""),
+    ]
+
+
+# -- writers ------------------------------------------------------------------------------------
+
+def _html_table(header, rows, better=None) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = []
+    for r, row in enumerate(rows):
+        cells = "".join(f"<td{' class=better' if better and better[r] == c else ''}>{html.escape(v)}</td>"
+                        for c, v in enumerate(row))
+        body.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _md_table(header, rows, better=None) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    for r, row in enumerate(rows):
+        cells = [f"**{v}**" if better and better[r] == c else v for c, v in enumerate(row)]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def thumbnail(path: str, size: int = 260) -> str | None:
+    """A small JPEG data URI of the image as stored (EXIF orientation applied), or None if unreadable."""
+    from edgelabels.data.images import read_image
+    from edgelabels.errors import ImageProblem
+
+    try:
+        image, _notes = read_image(path)
+    except (ImageProblem, OSError):
+        return None
+    image = image.convert("RGB")
+    image.thumbnail((size, size))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=82)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _verdict(side: dict, true: str) -> str:
+    ok = side["label"] == true
+    return f"<span class='{'ok' if ok else 'bad'}'>{html.escape(side['label'])} ({side['confidence']:.1%}) " \
+           f"{'right' if ok else 'wrong'}</span>"
+
+
+def write_html(path: str | Path, comparison: dict, gallery: int = 60) -> Path:
+    header, rows, better = metric_table(comparison)
+    agree = comparison["agreement"]
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{TITLE}</title>",
+             f"<style>{CSS}</style></head><body><main>", f"<h1>{TITLE}</h1>",
+             "<div class='meta'>" + " &middot; ".join(f"{html.escape(k)}: {html.escape(v)}"
+                                                      for k, v in meta(comparison)) + "</div>",
+             "<div class='legend'>Cards: <b class='loc'>edgelabels</b> | <b class='r'>Rekognition</b></div>",
+             "<div class='cards'>"]
+    for name, a, b in cards(comparison):
+        value = html.escape(a) + (f"<span class='sep'>|</span><span class='r'>{html.escape(b)}</span>" if b else "")
+        parts.append(f"<div class='card'><div class='v'>{value}</div><div class='k'>{html.escape(name)}</div></div>")
+    parts += ["</div><h2>Side by side</h2>",
+              "<p class='note'>Same test images, same scoring code. <i>Top label</i>: every label requested "
+              "(MinConfidence 0) and the most confident one taken. <i>Assumed thresholds</i>: Rekognition's "
+              "definition (per label, the confidence that maximises its F1 on this test set), derived for each model "
+              "alike. <i>Own thresholds</i>: what each model returns with MinConfidence omitted (thresholds.json; "
+              "Rekognition's EvaluationSummary when given). The better value is highlighted.</p>",
+              _html_table(header, rows, better), *(f"<p class='note'>{html.escape(n)}</p>" for n in table_notes(comparison)),
+              "<h2>Per-label F1</h2>", _html_table(*label_table(comparison)),
+              "<h2>Agreement</h2>", _html_table(*agreement_table(comparison))]
+    beside = comparison.get("rekognition_summary")
+    if beside:
+        parts += ["<h2>Rekognition's EvaluationSummary beside this test set</h2>",
+                  f"<p class='note'>{html.escape(beside['file'])}: AWS's evaluation of "
+                  f"{html.escape(beside['project_version_arn'] or 'the model')} on its own test set "
+                  f"({beside['number_of_testing_images']:,} images, {beside['number_of_training_images']:,} for "
+                  f"training), at the thresholds it lists; beside it, both models on this test set at those "
+                  "thresholds (Rekognition) and at thresholds.json (edgelabels).</p>",
+                  _html_table(*summary_table(beside))]
+    parts += ["<h2>Cost</h2>", _html_table(*cost_table(comparison)), "<ul class='assume'>",
+              *(f"<li>{html.escape(a)}</li>" for a in comparison["assumptions"]), "</ul>"]
+    if comparison["excluded"]:
+        parts += ["<h2>Left out</h2><p class='note'>Images one side refused are scored on neither side.</p>",
+                  _html_table(*excluded_rows(comparison))]
+    shown = comparison["disagreements"][:gallery]
+    parts.append(f"<h2>Where they disagree ({len(comparison['disagreements']):,} of {agree['images']:,} images)</h2>")
+    if shown:
+        parts.append(f"<p class='note'>Images where one model is right first, most confident first; showing "
+                     f"{len(shown):,}.</p><div class='gallery'>")
+        for item in shown:
+            uri = thumbnail(item["path"])
+            image = f"<img src='{uri}' alt='{html.escape(Path(item['path']).name)}'>" if uri else "<p>(unreadable)</p>"
+            parts.append(f"<figure>{image}<figcaption><div><b>{html.escape(Path(item['path']).name)}</b> - true "
+                         f"{html.escape(item['true'])}</div><div>edgelabels: {_verdict(item['local'], item['true'])}"
+                         f"</div><div>Rekognition: {_verdict(item['rekognition'], item['true'])}</div>"
+                         f"</figcaption></figure>")
+        parts.append("</div>")
+    else:
+        parts.append("<p>The two models give the same top label on every image.</p>")
+    if comparison["notes"]:
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in comparison["notes"]) + "</ul>")
+    parts.append("</main></body></html>\n")
+    return atomic.write_text(path, "".join(parts))
+
+
+def write_markdown(path: str | Path, comparison: dict) -> Path:
+    header, rows, better = metric_table(comparison)
+    md = [f"# {TITLE}", "", "  \n".join(f"{k}: {v}" for k, v in meta(comparison)), "", "## Side by side", "",
+          _md_table(header, rows, better), "", *table_notes(comparison), "Better value in bold. Top label: MinConfidence 0, most confident label. "
+          "Assumed thresholds: per label, the F1-maximising confidence on this test set (Rekognition's definition). "
+          "Own thresholds: thresholds.json / Rekognition's EvaluationSummary.", "", "## Per-label F1", "",
+          _md_table(*label_table(comparison)), "", "## Agreement", "", _md_table(*agreement_table(comparison)), ""]
+    beside = comparison.get("rekognition_summary")
+    if beside:
+        md += ["## Rekognition's EvaluationSummary beside this test set", "",
+               f"{beside['file']}: {beside['number_of_testing_images']:,} test images in AWS's evaluation.", "",
+               _md_table(*summary_table(beside)), ""]
+    md += ["## Cost", "", _md_table(*cost_table(comparison)), "", *[f"- {a}" for a in comparison["assumptions"]], ""]
+    if comparison["excluded"]:
+        md += ["## Left out", "", _md_table(*excluded_rows(comparison)), ""]
+    md += [f"## Where they disagree ({len(comparison['disagreements']):,} images)", ""]
+    if comparison["disagreements"]:
+        md.append(_md_table(["Image", "True", "edgelabels", "Rekognition"], [
+            [d["path"], d["true"], f"{d['local']['label']} ({d['local']['confidence']:.1%})",
+             f"{d['rekognition']['label']} ({d['rekognition']['confidence']:.1%})"] for d in comparison["disagreements"]]))
+    else:
+        md.append("None: the same top label on every image.")
+    if comparison["notes"]:
+        md += ["", "## Notes", "", *[f"- {n}" for n in comparison["notes"]]]
+    return atomic.write_text(path, "\n".join(md) + "\n")
