@@ -41,6 +41,7 @@ class ModelConfig:
     weights: str = "imagenet"  # imagenet | none | PATH to a no-top weights file | run:RUN_DIR
     fine_tune_layers: int = 20  # top weighted backbone layers unfrozen in stage b (-1: all)
     dropout: float = 0.3
+    pooling: str = "avg"  # avg | max: max suits small local evidence (a faint test line in a photo)
     dense_units: int = 0  # an extra hidden dense layer in the head (0: none)
 
 
@@ -99,6 +100,7 @@ CHOICES = {
     "train.loss": ("crossentropy", "focal"),
     "train.stage_a_trains": ("auto", "head", "all"),
     "train.lr_schedule": ("constant", "cosine"),
+    "model.pooling": ("avg", "max"),
     "train.monitor": ("val_loss", "val_accuracy", "val_auc"),
     "augment.preset": ("none", "xray", "photo"),
 }

@@ -161,3 +161,14 @@ def test_training_runs_under_the_jax_backend(stripes, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "backend jax" in (run / "train.log").read_text()
     assert (run / "model.keras").is_file()
+
+
+def test_max_pooling_head_is_built_when_configured(stripes):
+    import keras
+
+    from edgelabels.train.fit import build_model
+
+    config = load_config(None, tiny_config_overrides(stripes, **{"model.pooling": "max"}))
+    assert isinstance(build_model(config, 2).get_layer("pool"), keras.layers.GlobalMaxPooling2D)
+    config = load_config(None, tiny_config_overrides(stripes))
+    assert isinstance(build_model(config, 2).get_layer("pool"), keras.layers.GlobalAveragePooling2D)

@@ -11,7 +11,7 @@ from edgelabels.models.backbones import build_backbone, get_backbone
 
 
 def build_classifier(backbone: str, num_classes: int, height: int, width: int, *, weights=None,
-                     dropout: float = 0.3, dense_units: int = 0):
+                     dropout: float = 0.3, dense_units: int = 0, pooling: str = "avg"):
     import keras
     from keras import layers
 
@@ -19,7 +19,8 @@ def build_classifier(backbone: str, num_classes: int, height: int, width: int, *
     base = build_backbone(spec, height, width, None if weights in (None, "none") else weights)
     inputs = keras.Input((height, width, 3), name="input")
     x = base(inputs, training=False)
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    pool = layers.GlobalMaxPooling2D if pooling == "max" else layers.GlobalAveragePooling2D
+    x = pool(name="pool")(x)
     if dense_units:
         x = layers.Dense(dense_units, activation="relu", name="head_dense")(x)
     if dropout:

@@ -105,7 +105,8 @@ def build_model(config: Config, num_classes: int):
     height, width = config.image_hw
     from_run = m.weights.startswith("run:")
     model = build_classifier(m.backbone, num_classes, height, width,
-                             weights=None if from_run else m.weights, dropout=m.dropout, dense_units=m.dense_units)
+                             weights=None if from_run else m.weights, dropout=m.dropout, dense_units=m.dense_units,
+                             pooling=m.pooling)
     if from_run:
         copy_backbone_from_run(backbone_of(model), Path(m.weights[4:]), m.backbone)
     return model
