@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edgelabels import atomic
 from edgelabels.evaluate.report import CSS as EVALUATION_CSS
+from edgelabels.evaluate.report import format_value
 
 TITLE = "edgelabels vs Amazon Rekognition Custom Labels"
 CSS = EVALUATION_CSS + """
@@ -23,28 +24,6 @@ td.better{font-weight:700;background:#eaf6ec}th.l,td.l{text-align:left}
 .gallery figcaption div{margin-top:2px}.ok{color:#1e7b34}.bad{color:#b3261e}
 ul.assume li{font-size:13px;margin:3px 0;color:#39424e}
 """
-
-
-# -- numbers as text ----------------------------------------------------------------------------
-
-def _fmt(value, kind: str = "f") -> str:
-    if value is None:
-        return "n/a"
-    if kind == "%":
-        return f"{value:.2%}"
-    if kind == "ms":
-        return f"{value:,.1f} ms"
-    if kind == "$":  # fractions of a cent matter for per-image prices
-        return f"${value:,.2f}" if value == 0 or value >= 0.1 else f"${value:.2g}"
-    if kind == "i":
-        return f"{value:,}"
-    if kind == "mb":
-        return f"{value / 1e6:,.2f} MB" if value >= 1e6 else f"{value / 1e3:,.1f} kB"
-    if kind == "s":
-        return f"{value:,.2f} s" if value >= 0.1 else f"{value * 1000:,.1f} ms"
-    if kind == "/s":
-        return f"{value:,.1f} images/s"
-    return f"{value:.4f}"
 
 
 def _diff(a, b, kind: str) -> str:
@@ -89,7 +68,7 @@ def metric_table(comparison: dict) -> tuple[list[str], list[list[str]], list[int
     rows, better = [], []
     for name, path, kind, direction in METRIC_ROWS:
         a, b = _get(local, path), _get(remote, path)
-        rows.append([name, _fmt(a, kind), _fmt(b, kind), _diff(a, b, kind)])
+        rows.append([name, format_value(a, kind), format_value(b, kind), _diff(a, b, kind)])
         if direction and a is not None and b is not None and a != b:
             better.append(1 if (a > b) == (direction == "high") else 2)
         else:
@@ -111,11 +90,11 @@ def label_table(comparison: dict) -> tuple[list[str], list[list[str]]]:
     own = [side["at_model_thresholds"]["per_label"] for side in (local, remote)]  # None: thresholds unknown
     rows = []
     for k, label in enumerate(comparison["labels"]):
-        rows.append([label, _fmt(local["per_label_top"][k]["support"], "i"),
-                     _fmt(local["per_label_top"][k]["f1"]), _fmt(remote["per_label_top"][k]["f1"]),
-                     _fmt(local["metrics"]["per_label"][k]["at_assumed_threshold"]["f1"]),
-                     _fmt(remote["metrics"]["per_label"][k]["at_assumed_threshold"]["f1"]),
-                     *(_fmt(rows_[k]["f1"] if rows_ else None) for rows_ in own)])
+        rows.append([label, format_value(local["per_label_top"][k]["support"], "i"),
+                     format_value(local["per_label_top"][k]["f1"]), format_value(remote["per_label_top"][k]["f1"]),
+                     format_value(local["metrics"]["per_label"][k]["at_assumed_threshold"]["f1"]),
+                     format_value(remote["metrics"]["per_label"][k]["at_assumed_threshold"]["f1"]),
+                     *(format_value(rows_[k]["f1"] if rows_ else None) for rows_ in own)])
     return header, rows
 
 
@@ -132,19 +111,19 @@ def agreement_table(comparison: dict) -> tuple[list[str], list[list[str]]]:
 def cost_table(comparison: dict) -> tuple[list[str], list[list[str]]]:
     c, local = comparison["cost"]["rekognition"], comparison["cost"]["local"]
     training = ("n/a (pass --training-hours)" if c["training_hours"] is None else
-                f"{c['training_hours']:.2f} h x {_fmt(c['price_training_per_hour'], '$')}/h = {_fmt(c['training_cost'], '$')}")
+                f"{c['training_hours']:.2f} h x {format_value(c['price_training_per_hour'], '$')}/h = {format_value(c['training_cost'], '$')}")
     running = ("n/a" if c["running_hours_for_test_set"] is None else
                f"{c['running_hours_for_test_set']} h x {c['inference_units']} unit(s) x "
-               f"{_fmt(c['price_inference_unit_hour'], '$')} = {_fmt(c['inference_cost'], '$')}")
+               f"{format_value(c['price_inference_unit_hour'], '$')} = {format_value(c['inference_cost'], '$')}")
     return ["Item", "Rekognition", "edgelabels (local)"], [
         ["Training", training, "your own machine (see the run's train.log)"],
-        ["Serving the test set", running, f"{_fmt(local['compute_seconds'], 's')} of compute"],
-        ["Total for this benchmark", _fmt(c["total_cost"], "$"), f"{_fmt(local['compute_seconds'], 's')} of compute"],
-        ["Measured throughput", _fmt(c["throughput_images_per_s"], "/s"), _fmt(local["images_per_s"], "/s")],
-        ["Busy time measured", _fmt(c["busy_seconds"], "s"), _fmt(local["compute_seconds"], "s")],
-        ["Per 1,000 images, model kept busy", _fmt(c["cost_per_1000_images_fully_loaded"], "$"), "compute time only"],
-        ["Left running, per day / per month", f"{_fmt(c['running_cost_per_day'], '$')} / "
-                                               f"{_fmt(c['running_cost_per_month'], '$')}", "nothing while idle"],
+        ["Serving the test set", running, f"{format_value(local['compute_seconds'], 's')} of compute"],
+        ["Total for this benchmark", format_value(c["total_cost"], "$"), f"{format_value(local['compute_seconds'], 's')} of compute"],
+        ["Measured throughput", format_value(c["throughput_images_per_s"], "/s"), format_value(local["images_per_s"], "/s")],
+        ["Busy time measured", format_value(c["busy_seconds"], "s"), format_value(local["compute_seconds"], "s")],
+        ["Per 1,000 images, model kept busy", format_value(c["cost_per_1000_images_fully_loaded"], "$"), "compute time only"],
+        ["Left running, per day / per month", f"{format_value(c['running_cost_per_day'], '$')} / "
+                                               f"{format_value(c['running_cost_per_month'], '$')}", "nothing while idle"],
     ]
 
 
@@ -175,10 +154,10 @@ def summary_beside(summary, name: str, comparison: dict) -> dict:
 def summary_table(beside: dict) -> tuple[list[str], list[list[str]]]:
     header = ["Label", "Threshold", "AWS summary P / R / F1", "Rekognition here P / R / F1",
               "edgelabels here (own thr.) P / R / F1"]
-    prf = (lambda d: " / ".join(_fmt(d[key]) for key in ("precision", "recall", "f1")))
+    prf = (lambda d: " / ".join(format_value(d[key]) for key in ("precision", "recall", "f1")))
     rows = [["All labels (macro)", "", prf(beside["summary"]), prf(beside["rekognition_measured"]),
              prf(beside["local_measured"])]]
-    rows += [[r["label"], _fmt(r["threshold"]), prf(r["summary"]), prf(r["rekognition_measured"]),
+    rows += [[r["label"], format_value(r["threshold"]), prf(r["summary"]), prf(r["rekognition_measured"]),
               prf(r["local_measured"])] for r in beside["per_label"]]
     return header, rows
 
@@ -198,12 +177,12 @@ def cards(comparison: dict) -> list[tuple[str, str, str]]:
     local, remote = comparison["sides"]["local"], comparison["sides"]["rekognition"]
     cost = comparison["cost"]
     return [
-        ("Accuracy (top label)", _fmt(local["top_label"]["accuracy"], "%"), _fmt(remote["top_label"]["accuracy"], "%")),
-        ("F1 at assumed thresholds", _fmt(local["at_assumed_thresholds"]["f1"]),
-         _fmt(remote["at_assumed_thresholds"]["f1"])),
-        ("Latency p50", _fmt(local["latency"]["p50_ms"], "ms"), _fmt(remote["latency"]["p50_ms"], "ms")),
-        ("Cost of this benchmark", _fmt(cost["local"]["compute_seconds"], "s"),
-         _fmt(cost["rekognition"]["total_cost"], "$")),
+        ("Accuracy (top label)", format_value(local["top_label"]["accuracy"], "%"), format_value(remote["top_label"]["accuracy"], "%")),
+        ("F1 at assumed thresholds", format_value(local["at_assumed_thresholds"]["f1"]),
+         format_value(remote["at_assumed_thresholds"]["f1"])),
+        ("Latency p50", format_value(local["latency"]["p50_ms"], "ms"), format_value(remote["latency"]["p50_ms"], "ms")),
+        ("Cost of this benchmark", format_value(cost["local"]["compute_seconds"], "s"),
+         format_value(cost["rekognition"]["total_cost"], "$")),
         ("Same top label", f"{comparison['agreement']['same_top_label_fraction']:.1%}", ""),
     ]
 

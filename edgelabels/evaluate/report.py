@@ -40,7 +40,8 @@ figure img{max-width:100%;display:block;margin:0 auto}figcaption{font-size:12px;
 """
 
 
-def _fmt(value, kind: str = "f") -> str:
+def format_value(value, kind: str = "f") -> str:
+    """A number as report text: % share, t threshold, i count, ms, $, mb bytes, s seconds, /s rate."""
     if value is None:
         return "n/a"
     if kind == "%":
@@ -49,23 +50,33 @@ def _fmt(value, kind: str = "f") -> str:
         return f"{value:.4f}"
     if kind == "i":
         return f"{value:,}"
+    if kind == "ms":
+        return f"{value:,.1f} ms"
+    if kind == "$":  # fractions of a cent matter for per-image prices
+        return f"${value:,.2f}" if value == 0 or value >= 0.1 else f"${value:.2g}"
+    if kind == "mb":
+        return f"{value / 1e6:,.2f} MB" if value >= 1e6 else f"{value / 1e3:,.1f} kB"
+    if kind == "s":
+        return f"{value:,.2f} s" if value >= 0.1 else f"{value * 1000:,.1f} ms"
+    if kind == "/s":
+        return f"{value:,.1f} images/s"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def headline(metrics: dict) -> list[tuple[str, str]]:
     at, at_min = metrics["at_assumed_thresholds"], metrics["at_min_confidence"]
     return [
-        ("Images evaluated", _fmt(metrics["number_of_images"], "i")),
-        ("Accuracy (top label)", _fmt(metrics["accuracy"], "%")),
-        ("Balanced accuracy", _fmt(metrics["balanced_accuracy"], "%")),
-        ("Macro F1 (top label)", _fmt(metrics["f1_macro"])),
-        ("Rekognition F1 (assumed thresholds)", _fmt(at["f1"])),
-        ("Rekognition precision (assumed thresholds)", _fmt(at["precision"])),
-        ("Rekognition recall (assumed thresholds)", _fmt(at["recall"])),
-        (f"F1 at min confidence {at_min['min_confidence']:g}", _fmt(at_min["f1"])),
-        ("ROC AUC (macro, one-vs-rest)", _fmt(metrics["roc_auc_macro"])),
-        ("Log loss", _fmt(metrics["log_loss"])),
-        (f"Calibration error (ECE, {metrics['ece_bins']} bins)", _fmt(metrics["expected_calibration_error"])),
+        ("Images evaluated", format_value(metrics["number_of_images"], "i")),
+        ("Accuracy (top label)", format_value(metrics["accuracy"], "%")),
+        ("Balanced accuracy", format_value(metrics["balanced_accuracy"], "%")),
+        ("Macro F1 (top label)", format_value(metrics["f1_macro"])),
+        ("Rekognition F1 (assumed thresholds)", format_value(at["f1"])),
+        ("Rekognition precision (assumed thresholds)", format_value(at["precision"])),
+        ("Rekognition recall (assumed thresholds)", format_value(at["recall"])),
+        (f"F1 at min confidence {at_min['min_confidence']:g}", format_value(at_min["f1"])),
+        ("ROC AUC (macro, one-vs-rest)", format_value(metrics["roc_auc_macro"])),
+        ("Log loss", format_value(metrics["log_loss"])),
+        (f"Calibration error (ECE, {metrics['ece_bins']} bins)", format_value(metrics["expected_calibration_error"])),
     ]
 
 
@@ -77,17 +88,17 @@ def label_table(metrics: dict) -> tuple[list[str], list[list[str]]]:
     rows = []
     for row in sorted(metrics["per_label"], key=lambda r: -(r["at_assumed_threshold"]["f1"] or -1)):
         at, at_min = row["at_assumed_threshold"], row["at_min_confidence"]
-        rows.append([row["label"], _fmt(row["support"], "i"), _fmt(row["assumed_threshold"], "t"),
-                     _fmt(at["precision"]), _fmt(at["recall"]), _fmt(at["f1"]),
-                     _fmt(at_min["precision"]), _fmt(at_min["recall"]), _fmt(at_min["f1"]),
-                     _fmt(row["sensitivity"]), _fmt(row["specificity"]), _fmt(row["roc_auc"])])
+        rows.append([row["label"], format_value(row["support"], "i"), format_value(row["assumed_threshold"], "t"),
+                     format_value(at["precision"]), format_value(at["recall"]), format_value(at["f1"]),
+                     format_value(at_min["precision"]), format_value(at_min["recall"]), format_value(at_min["f1"]),
+                     format_value(row["sensitivity"]), format_value(row["specificity"]), format_value(row["roc_auc"])])
     return header, rows
 
 
 def coverage_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
     header = ["Accept if top confidence >=", "Accepted", "Sent to a human", "Accuracy of accepted"]
-    rows = [[f"{r['threshold']:g}", _fmt(r["accepted"], "i"),
-             f"{r['discarded']:,} ({r['discarded_fraction']:.2%})", _fmt(r["accuracy"], "%")]
+    rows = [[f"{r['threshold']:g}", format_value(r["accepted"], "i"),
+             f"{r['discarded']:,} ({r['discarded_fraction']:.2%})", format_value(r["accuracy"], "%")]
             for r in metrics["coverage"]]
     return header, rows
 
