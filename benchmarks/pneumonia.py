@@ -26,26 +26,49 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 
 
-def score(run_dir: Path, samples) -> dict:
+def pneumonia_scores(run, model, samples) -> tuple[np.ndarray, np.ndarray]:
+    """(is PNEUMONIA, P(PNEUMONIA)) for the samples."""
+    from edgelabels.train.run import predict_paths
+
+    probs = predict_paths(model, [s.path for s in samples], run.spec, progress=False)
+    positive = run.labels.index("PNEUMONIA")
+    return np.array(run.label_indices(samples)) == positive, probs[:, positive]
+
+
+def score(truth: np.ndarray, p: np.ndarray, threshold: float) -> dict:
     from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-    from edgelabels.train.run import Run, predict_paths
+    pred = p >= threshold
+    return {
+        "images": int(len(truth)),
+        "threshold": float(threshold),
+        "accuracy": accuracy_score(truth, pred),
+        "sensitivity": float((pred & truth).sum() / max(1, truth.sum())),
+        "specificity": float((~pred & ~truth).sum() / max(1, (~truth).sum())),
+        "f1": f1_score(truth, pred),
+        "roc_auc": roc_auc_score(truth, p),
+    }
+
+
+def best_accuracy_threshold(truth: np.ndarray, p: np.ndarray) -> float:
+    """The P(PNEUMONIA) cut with the highest accuracy on these images (chosen on validation only)."""
+    candidates = np.unique(np.concatenate([p, [0.5]]))
+    accuracies = [((p >= t) == truth).mean() for t in candidates]
+    return float(candidates[int(np.argmax(accuracies))])
+
+
+def report(run_dir: Path) -> dict:
+    """Scores at the argmax (0.5) and at the threshold chosen on validation, applied unchanged to test."""
+    from edgelabels.train.run import Run
 
     run = Run.load(run_dir)
-    probs = predict_paths(run.load_model(), [s.path for s in samples], run.spec, progress=False)
-    y = np.array(run.label_indices(samples))
-    positive = run.labels.index("PNEUMONIA")
-    pred = probs.argmax(axis=1)
-    tp = int(((pred == positive) & (y == positive)).sum())
-    tn = int(((pred != positive) & (y != positive)).sum())
-    return {
-        "images": len(samples),
-        "accuracy": accuracy_score(y, pred),
-        "sensitivity": tp / max(1, int((y == positive).sum())),
-        "specificity": tn / max(1, int((y != positive).sum())),
-        "f1": f1_score(y == positive, pred == positive),
-        "roc_auc": roc_auc_score(y == positive, probs[:, positive]),
-    }
+    model = run.load_model()
+    split = run.split
+    val = pneumonia_scores(run, model, split.val)
+    test = pneumonia_scores(run, model, split.test)
+    chosen = best_accuracy_threshold(*val)
+    return {"val": score(*val, 0.5), "test": score(*test, 0.5),
+            "val@chosen": score(*val, chosen), "test@chosen": score(*test, chosen)}
 
 
 def main() -> int:
@@ -54,14 +77,16 @@ def main() -> int:
     parser.add_argument("--pretrain", action="store_true", help="pre-train on covid-radiography first")
     parser.add_argument("--pretrain-epochs", type=int, default=6)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--score-only", type=Path, metavar="RUN_DIR", help="only score an existing run")
     args = parser.parse_args()
+    if args.score_only:
+        return print_results(report(args.score_only), {})
     if not (SHARED / "chest-xray-pneumonia" / "train").is_dir():
         print(f"skipped: {SHARED / 'chest-xray-pneumonia' / 'train'} is absent")
         return 0
 
     from edgelabels.config import load_config
     from edgelabels.train.fit import train
-    from edgelabels.train.run import Run
 
     config_path = REPO / "configs" / "pneumonia.yaml"
     shutil.rmtree(args.out, ignore_errors=True)
@@ -79,16 +104,19 @@ def main() -> int:
     run_dir = args.out / "pneumonia"
     train(load_config(config_path, overrides), run_dir)
     timings["train"] = time.monotonic() - start
-    split = Run.load(run_dir).split
-    results = {"val": score(run_dir, split.val), "test": score(run_dir, split.test), "seconds": timings,
-               "config": str(run_dir / "config.yaml")}
-    print(json.dumps(results, indent=2))
-    print(f"\n{'split':6} {'images':>6} {'accuracy':>9} {'sensitivity':>11} {'specificity':>11} {'F1':>6} {'AUC':>6}")
-    for name in ("val", "test"):
-        r = results[name]
-        print(f"{name:6} {r['images']:>6} {r['accuracy']:>9.3f} {r['sensitivity']:>11.3f} {r['specificity']:>11.3f} "
-              f"{r['f1']:>6.3f} {r['roc_auc']:>6.3f}")
-    print("wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items()))
+    return print_results(report(run_dir), timings)
+
+
+def print_results(results: dict, timings: dict) -> int:
+    print(json.dumps({**results, "seconds": timings}, indent=2))
+    print(f"\n{'split':12} {'images':>6} {'cut':>6} {'accuracy':>9} {'sensitivity':>11} {'specificity':>11} "
+          f"{'F1':>6} {'AUC':>6}")
+    for name, r in results.items():
+        print(f"{name:12} {r['images']:>6} {r['threshold']:>6.3f} {r['accuracy']:>9.3f} {r['sensitivity']:>11.3f} "
+              f"{r['specificity']:>11.3f} {r['f1']:>6.3f} {r['roc_auc']:>6.3f}")
+    print("cut: P(PNEUMONIA) threshold; 'chosen' = best accuracy on validation, applied unchanged to test")
+    if timings:
+        print("wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items()))
     return 0
 
 
