@@ -1,13 +1,13 @@
 """One registry of backbones: builder, preprocessing and input size travel together.
 
-Adding a backbone is one entry. The classifier head (classifier.py) and the U-Net decoder read the
-same spec. Backend-agnostic Keras only: nothing here imports TensorFlow.
+Adding a backbone is one entry. The classifier head (classifier.py) and the U-Net (unet.py) read the
+same spec; the U-Net finds its skip connections by output stride, so no layer names are listed here. Backend-agnostic Keras only: nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgelabels.data.preprocess import PreprocessSpec
@@ -31,8 +31,6 @@ class BackboneSpec:
     blocks: int = 0  # our own CNNs: number of conv blocks
     convs_per_block: int = 1  # our own CNNs: conv-BN-ReLU units per block
     width: int = 16  # our own CNNs: filters in the first block, doubled per block
-    # Encoder outputs for the U-Net, shallow to deep (filled per backbone as the U-Net needs them).
-    feature_layers: tuple[str, ...] = field(default_factory=tuple)
 
     def preprocess_spec(self, height: int, width: int, grayscale: bool, resize: str = "bilinear") -> PreprocessSpec:
         # Every backbone takes three channels; a grayscale image is repeated into them.
@@ -40,21 +38,19 @@ class BackboneSpec:
                               channel_order=self.channel_order, mean=self.mean, std=self.std)
 
 
-def _caffe(name, application, file, url_dir, features=()):
+def _caffe(name, application, file, url_dir):
     return BackboneSpec(name, application, 224, channel_order="BGR", mean=_CAFFE_MEAN_BGR,
-                        imagenet_file=file, imagenet_url=_GOOGLE + url_dir + file, feature_layers=features)
+                        imagenet_file=file, imagenet_url=_GOOGLE + url_dir + file)
 
 
-def _raw(name, application, size, file, url_dir, features=()):
+def _raw(name, application, size, file, url_dir):
     # These keras.applications models rescale and normalise 0-255 input inside the graph.
-    return BackboneSpec(name, application, size, imagenet_file=file, imagenet_url=_GOOGLE + url_dir + file,
-                        feature_layers=features)
+    return BackboneSpec(name, application, size, imagenet_file=file, imagenet_url=_GOOGLE + url_dir + file)
 
 
 def _own(name, blocks, size, convs_per_block=1, width=16):
     return BackboneSpec(name, None, size, min_size=16, mean=(127.5,) * 3, std=(127.5,) * 3, blocks=blocks,
-                        convs_per_block=convs_per_block, width=width,
-                        feature_layers=tuple(f"block{i + 1}_relu" for i in range(blocks)))
+                        convs_per_block=convs_per_block, width=width)
 
 
 _EFF = "keras-applications/"
@@ -65,13 +61,10 @@ BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
         _caffe("vgg16", "VGG16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-               "tensorflow/keras-applications/vgg16/",
-               ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3", "block5_conv3")),
+               "tensorflow/keras-applications/vgg16/"),
         _caffe("resnet50", "ResNet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-               "tensorflow/keras-applications/resnet/",
-               ("conv1_relu", "conv2_block3_out", "conv3_block4_out", "conv4_block6_out", "conv5_block3_out")),
-        _raw("efficientnetb0", "EfficientNetB0", 224, "efficientnetb0_notop.h5", _EFF,
-             ("block1a_project_activation", "block2b_add", "block3b_add", "block5c_add", "top_activation")),
+               "tensorflow/keras-applications/resnet/"),
+        _raw("efficientnetb0", "EfficientNetB0", 224, "efficientnetb0_notop.h5", _EFF),
         _raw("efficientnetb1", "EfficientNetB1", 240, "efficientnetb1_notop.h5", _EFF),
         _raw("efficientnetb2", "EfficientNetB2", 260, "efficientnetb2_notop.h5", _EFF),
         _raw("efficientnetb3", "EfficientNetB3", 300, "efficientnetb3_notop.h5", _EFF),
