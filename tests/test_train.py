@@ -172,3 +172,16 @@ def test_max_pooling_head_is_built_when_configured(stripes):
     assert isinstance(build_model(config, 2).get_layer("pool"), keras.layers.GlobalMaxPooling2D)
     config = load_config(None, tiny_config_overrides(stripes))
     assert isinstance(build_model(config, 2).get_layer("pool"), keras.layers.GlobalAveragePooling2D)
+
+
+def test_training_without_room_for_the_pixel_cache_decodes_every_batch(stripes, tmp_path):
+    from edgelabels.data.preprocess import PreprocessSpec
+    from edgelabels.train.loader import PixelCache
+
+    cache = PixelCache(sorted(stripes.rglob("*.png"))[:2], PreprocessSpec(32, 32), max_bytes=0)
+    assert not cache.enabled and cache.nbytes == 0 and cache[0].shape == (32, 32, 3)
+    run = tmp_path / "nocache"
+    result = _train_cli(str(REPO / "configs" / "pneumonia.yaml"), "--out", str(run),
+                        *_sets(stripes, **{"data.cache_max_gb": 0, "train.epochs": 1, "train.fine_tune_epochs": 0}))
+    assert result.returncode == 0, result.stderr
+    assert (run / "model.keras").is_file()

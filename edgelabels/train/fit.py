@@ -268,7 +268,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False) -> Path:
         verbose = 2 if t.verbose == 1 and not sys.stdout.isatty() else t.verbose
         budget = config.data.cache_max_gb * 1e9
         train_cache = PixelCache([s.path for s in split.train], spec, budget)
-        val_cache = PixelCache([s.path for s in split.val], spec, budget - train_cache.enabled * train_cache.rows.nbytes)
+        val_cache = PixelCache([s.path for s in split.val], spec, budget - train_cache.nbytes)
         augment = build_augmenter(config.augment.preset, config.augment.transforms, seed=config.seed)
         train_batches = ImageBatches(train_cache, y_train, len(labels), t.batch_size, augment=augment,
                                      class_weights=weights, shuffle=True, oversample=t.oversample, seed=config.seed,

@@ -28,6 +28,11 @@ class PixelCache:
             if self.enabled else None
         self.filled = np.zeros(len(self.paths), bool)
 
+    @property
+    def nbytes(self) -> int:
+        """Memory the cache holds (0 when the images did not fit the budget and are decoded each time)."""
+        return self.rows.nbytes if self.enabled else 0
+
     def __getitem__(self, index: int) -> np.ndarray:
         if self.enabled and self.filled[index]:
             return self.rows[index]
