@@ -46,7 +46,8 @@ def _generate(folder: Path, n: int, seed: int) -> None:
     from edgelabels.data.synthetic import generate_cassettes
 
     marker = folder / "cassettes.json"  # written by the generator, last, with what it made
-    if marker.exists() and (json.loads(marker.read_text()).get("n"), json.loads(marker.read_text()).get("seed")) == (n, seed):
+    made = json.loads(marker.read_text()) if marker.exists() else {}
+    if (made.get("n"), made.get("seed")) == (n, seed):
         print(f"      {folder} already generated", file=sys.stderr)
         return
     counts = generate_cassettes(folder, n, seed=seed, workers=2)

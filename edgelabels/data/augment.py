@@ -68,7 +68,7 @@ def _extra_transforms(specs: list) -> list:
 
 
 def build_augmenter(preset: str = "none", transforms: list | tuple = (), seed: int | None = None):
-    """A callable uint8 HxWxC -> uint8 HxWxC, or None when there is nothing to apply."""
+    """A callable uint8 (H, W, C) or (H, W) -> the same shape, or None when there is nothing to apply."""
     chosen = _preset_transforms(preset) + _extra_transforms(list(transforms))
     if not chosen:
         return None
@@ -77,9 +77,10 @@ def build_augmenter(preset: str = "none", transforms: list | tuple = (), seed: i
     compose = A.Compose(chosen, seed=seed)
 
     def augment(pixels: np.ndarray) -> np.ndarray:
-        squeeze = pixels.ndim == 3 and pixels.shape[2] == 1
-        out = compose(image=pixels[:, :, 0] if squeeze else pixels)["image"]
-        return out[:, :, None] if squeeze else out
+        # albumentations takes grayscale as (H, W): a (H, W, 1) loader array goes through squeezed.
+        if pixels.ndim == 3 and pixels.shape[2] == 1:
+            return compose(image=pixels[:, :, 0])["image"][:, :, None]
+        return compose(image=pixels)["image"]
 
     return augment
 
@@ -87,7 +88,8 @@ def build_augmenter(preset: str = "none", transforms: list | tuple = (), seed: i
 def augment_folder(source, to: int, out, preset: str = "photo", seed: int = 0, progress: bool = True) -> dict:
     """Expand a folder-per-label dataset to about `to` images (originals kept), label proportions kept.
 
-    Writes out/LABEL/NAME.png for originals' copies and out/LABEL/NAME-augN.png for new ones, atomically.
+    Writes out/LABEL/NNNNNN-NAME.png for originals' copies and out/LABEL/NNNNNN-NAME-aug.png for new ones,
+    atomically (NNNNNN numbers the images of a label).
     Returns the number of images written per label.
     """
     from tqdm import tqdm
@@ -118,8 +120,7 @@ def augment_folder(source, to: int, out, preset: str = "photo", seed: int = 0, p
             image, _ = read_image(sample.path)
             pixels = np.asarray(image)
             if k is not None:
-                pixels = augment(pixels if pixels.ndim == 3 else pixels[:, :, None])
-                pixels = pixels[:, :, 0] if pixels.shape[2] == 1 else pixels
+                pixels = augment(pixels)
             # Numbered so that two originals with the same name in different sub-folders never collide.
             name = f"{n:06d}-{sample.path.stem}" + ("" if k is None else "-aug") + ".png"
             buffer = io.BytesIO()
