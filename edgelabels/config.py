@@ -43,6 +43,7 @@ class ModelConfig:
     dropout: float = 0.3
     pooling: str = "avg"  # avg | max: max suits small local evidence (a faint test line in a photo)
     dense_units: int = 0  # an extra hidden dense layer in the head (0: none)
+    implementation: str = "edgelabels"  # segmentation: edgelabels (our U-Net decoder) | segmentation-models
 
 
 @dataclass(frozen=True)
@@ -72,13 +73,25 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True)
+class MaskingConfig:
+    """How a classification run with `segment:` keeps only the lungs (segment/masking.py)."""
+
+    threshold: float = 0.5  # lung probability above which a pixel is lung
+    dilate: float = 0.02  # the mask grows by this share of the image's longer side (keeps the lung edges)
+    crop: bool = False  # cut each image to the lungs' bounding box before resizing
+    fill: int = 0  # grey level outside the lungs
+
+
+@dataclass(frozen=True)
 class Config:
-    task: str = "classification"
+    task: str = "classification"  # classification | segmentation (a U-Net on images/ + masks/)
     seed: int = 0
+    segment: str | None = None  # classification: a U-Net run directory; images keep only the lungs
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
 
     @property
     def image_hw(self) -> tuple[int, int]:
@@ -94,14 +107,15 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-TASKS = ("classification",)
+TASKS = ("classification", "segmentation")
 CHOICES = {
     "train.class_weight": ("balanced", "none"),
     "train.loss": ("crossentropy", "focal"),
     "train.stage_a_trains": ("auto", "head", "all"),
     "train.lr_schedule": ("constant", "cosine"),
     "model.pooling": ("avg", "max"),
-    "train.monitor": ("val_loss", "val_accuracy", "val_auc"),
+    "train.monitor": ("val_loss", "val_accuracy", "val_auc", "val_dice", "val_iou"),
+    "model.implementation": ("edgelabels", "segmentation-models"),
     "augment.preset": ("none", "xray", "photo"),
 }
 
@@ -216,4 +230,30 @@ def _check_semantics(config: Config, where: str) -> None:
     if config.data.limit_per_label is not None and config.data.limit_per_label < 1:
         raise UserError(f"{where}: data.limit_per_label must be >= 1 or null")
     if not config.data.source:
-        raise UserError(f"{where}: data.source is required (a folder per label or a manifest)")
+        raise UserError(f"{where}: data.source is required (a folder per label or a manifest; "
+                        "for segmentation a folder with images/ and masks/)")
+    _check_task(config, where)
+
+
+_TASK_MONITORS = {"classification": ("val_loss", "val_accuracy", "val_auc"),
+                  "segmentation": ("val_loss", "val_dice", "val_iou")}
+
+
+def _check_task(config: Config, where: str) -> None:
+    monitors = _TASK_MONITORS[config.task]
+    if config.train.monitor not in monitors:
+        raise UserError(f"{where}: train.monitor for {config.task} must be one of {', '.join(monitors)}, "
+                        f"not {config.train.monitor!r}")
+    if config.task == "segmentation":
+        if config.segment:
+            raise UserError(f"{where}: segment: applies to classification runs, not to a segmentation run")
+        if config.data.manifest or config.data.test_source:
+            raise UserError(f"{where}: segmentation reads data.source/images and data.source/masks; "
+                            "data.manifest and data.test_source are for classification")
+    elif config.model.implementation != "edgelabels":
+        raise UserError(f"{where}: model.implementation {config.model.implementation!r} is for segmentation "
+                        "(task: segmentation)")
+    m = config.masking
+    if not 0 < m.threshold < 1 or not 0 <= m.dilate < 0.5 or not 0 <= m.fill <= 255:
+        raise UserError(f"{where}: masking.threshold must be in (0, 1), masking.dilate in [0, 0.5), "
+                        "masking.fill in 0-255")

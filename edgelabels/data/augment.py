@@ -68,7 +68,7 @@ def _extra_transforms(specs: list) -> list:
 
 
 def build_augmenter(preset: str = "none", transforms: list | tuple = (), seed: int | None = None):
-    """A callable uint8 (H, W, C) or (H, W) -> the same shape, or None when there is nothing to apply."""
+    """A callable uint8 (H, W, C) or (H, W) [, mask] -> the same shape(s), or None when there is nothing to apply."""
     chosen = _preset_transforms(preset) + _extra_transforms(list(transforms))
     if not chosen:
         return None
@@ -76,11 +76,20 @@ def build_augmenter(preset: str = "none", transforms: list | tuple = (), seed: i
 
     compose = A.Compose(chosen, seed=seed)
 
-    def augment(pixels: np.ndarray) -> np.ndarray:
+    def augment(pixels: np.ndarray, mask: np.ndarray | None = None):
+        """pixels -> augmented pixels; with a (H, W) mask -> (pixels, mask), moved by the same geometry.
+
+        Spatial transforms move the mask with nearest-neighbour sampling (so 0/127/255 stay the only
+        values), filled with 0 where the image is filled; colour transforms leave it alone.
+        """
         # albumentations takes grayscale as (H, W): a (H, W, 1) loader array goes through squeezed.
-        if pixels.ndim == 3 and pixels.shape[2] == 1:
-            return compose(image=pixels[:, :, 0])["image"][:, :, None]
-        return compose(image=pixels)["image"]
+        squeeze = pixels.ndim == 3 and pixels.shape[2] == 1
+        arguments = {"image": pixels[:, :, 0] if squeeze else pixels}
+        if mask is not None:
+            arguments["mask"] = mask
+        result = compose(**arguments)
+        image = result["image"][:, :, None] if squeeze else result["image"]
+        return image if mask is None else (image, result["mask"])
 
     return augment
 

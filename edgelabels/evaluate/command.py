@@ -30,7 +30,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", default=None, metavar="SOURCE",
                         help="evaluate this folder per label or manifest instead of the run's test split")
     parser.add_argument("--min-confidence", type=float, default=0.5, metavar="X",
-                        help="also report label metrics at this confidence, 0-1 (default 0.5)")
+                        help="also report label metrics at this confidence, 0-1 (default 0.5); for a U-Net, the "
+                             "lung probability above which a pixel is lung")
     parser.add_argument("--review-threshold", type=float, default=None, metavar="X",
                         help="copy images whose top confidence is below X (0-1) into review/ for a person")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR", help="output folder (default MODEL/evaluation)")
@@ -46,6 +47,11 @@ def run(args) -> int:
                             review_threshold=args.review_threshold, out=args.out, batch_size=args.batch_size,
                             precision=args.precision, gradcam_per_kind=args.gradcam)
     metrics, speed = result["metrics"], result["speed"]
+    if metrics.get("task") == "segmentation":
+        print(f"evaluated {metrics['images']} image/mask pairs: Dice {metrics['dice']:.4f}, IoU {metrics['iou']:.4f} "
+              f"(median Dice {metrics['dice_median']:.4f}, worst {metrics['dice_min']:.4f})")
+        print(f"wrote {result['out']}/ (metrics.json, overlays/, report)")
+        return 0
     at = metrics["at_assumed_thresholds"]
     print(f"evaluated {metrics['number_of_images']} images ({speed['images_per_second']:.1f} images/s, "
           f"{speed['seconds']:.1f} s predicting)")
@@ -77,6 +83,11 @@ def evaluate_model(model_dir, *, data=None, min_confidence: float = 0.5, review_
 
     model_dir = Path(model_dir)
     out = Path(out) if out is not None else model_dir / "evaluation"
+    if _task_of(model_dir) == "segmentation":
+        from edgelabels.evaluate.segmentation import evaluate_segmentation
+
+        return evaluate_segmentation(model_dir, data=data, out=out, threshold=min_confidence, batch_size=batch_size,
+                                     progress=progress)
     check_output_folder(out)  # before predicting, not after
     for name, value in (("--min-confidence", min_confidence), ("--review-threshold", review_threshold)):
         if value is not None and not 0 <= value <= 1:
@@ -84,10 +95,13 @@ def evaluate_model(model_dir, *, data=None, min_confidence: float = 0.5, review_
             raise UserError(f"{name} must be a confidence within 0-1, got {value:g}{hint}")
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    read = None
     if (model_dir / "model.keras").is_file():
-        kind, predict, labels, spec, split, keras_model = _keras_run(model_dir, batch_size, progress)
+        kind, predict, labels, spec, split, keras_model, read = _keras_run(model_dir, batch_size, progress)
     elif (model_dir / "model.onnx").is_file():
         kind, predict, labels, spec, split, keras_model = _onnx_export(model_dir, precision, batch_size, progress)
+        if (model_dir / "segment.json").is_file():
+            kind += " chained after its lung U-Net (segment/model.onnx)"
     else:
         raise UserError(f"{model_dir}: neither a run directory (model.keras) nor an exported model (model.onnx)")
 
@@ -117,7 +131,8 @@ def evaluate_model(model_dir, *, data=None, min_confidence: float = 0.5, review_
                               paths=paths, run_id=str(model_dir),
                               number_of_training_images=len(split.train) if split is not None else 0,
                               min_confidence=min_confidence, review_threshold=review_threshold,
-                              model=keras_model, spec=spec, gradcam_per_kind=gradcam_per_kind, context=context)
+                              model=keras_model, spec=spec, gradcam_per_kind=gradcam_per_kind, context=context,
+                              read=read)
     return {**result, "speed": speed}
 
 
@@ -129,11 +144,30 @@ def _keras_run(model_dir: Path, batch_size: int, progress: bool):
     width = model.outputs[0].shape[-1]
     if width != len(run.labels):
         raise UserError(f"{run.model_path}: {width} outputs but {run.dir / 'labels.json'} names {len(run.labels)}")
+    read = run.image_reader()
+    kind = "Keras run (model.keras)" if read is None else \
+        f"Keras run (model.keras) on lungs only, masked by U-Net {read.segmenter.source}"
 
     def predict(paths):
-        return predict_paths(model, paths, run.spec, batch_size=batch_size, progress=progress)
+        if read is not None:
+            read.precompute(paths, progress=progress)
+        return predict_paths(model, paths, run.spec, batch_size=batch_size, progress=progress, read=read)
 
-    return "Keras run (model.keras)", predict, run.labels, run.spec, run.split, model
+    return kind, predict, run.labels, run.spec, run.split, model, read
+
+
+def _task_of(model_dir: Path) -> str:
+    """segmentation for a U-Net run (its config.yaml) or a U-Net export (segmentation.json), else classification."""
+    import yaml
+
+    if (model_dir / "segmentation.json").is_file():
+        return "segmentation"
+    if (model_dir / "model.keras").is_file() and (model_dir / "config.yaml").is_file():
+        try:
+            return (yaml.safe_load((model_dir / "config.yaml").read_text()) or {}).get("task", "classification")
+        except yaml.YAMLError:
+            raise UserError(f"{model_dir / 'config.yaml'}: invalid YAML") from None
+    return "classification"
 
 
 def _onnx_export(model_dir: Path, precision: str, batch_size: int, progress: bool):

@@ -30,8 +30,9 @@ def check_output_folder(out: str | Path) -> Path:
 def write_evaluation(out: str | Path, *, y_true, probs, labels: list[str], paths: list, run_id: str,
                      number_of_training_images: int = 0, min_confidence: float = 0.5,
                      review_threshold: float | None = None, model=None, spec=None, gradcam_per_kind: int = 4,
-                     context: dict | None = None) -> dict:
-    """Evaluate arrays into folder `out`; `model` + `spec` (a Keras model) add the Grad-CAM gallery.
+                     context: dict | None = None, read=None) -> dict:
+    """Evaluate arrays into folder `out`; `model` + `spec` (a Keras model) add the Grad-CAM gallery,
+    its images read through `read` (see Run.image_reader).
 
     Returns {"metrics", "summary", "review", "gallery", "gradcam_note", "out"} for the caller to print from.
     """
@@ -61,7 +62,7 @@ def write_evaluation(out: str | Path, *, y_true, probs, labels: list[str], paths
                 from edgelabels.evaluate.gradcam import write_gallery
 
                 gallery = write_gallery(folder / "gradcam", model, spec, paths, y_true, probs, labels,
-                                        per_kind=gradcam_per_kind)
+                                        per_kind=gradcam_per_kind, read=read)
             except UserError as exc:
                 context["gradcam"] = f"No Grad-CAM gallery: {exc}"
         elif model is None and "gradcam" not in context:

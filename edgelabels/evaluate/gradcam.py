@@ -158,8 +158,11 @@ def overlay(pixels: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.
 
 
 def write_gallery(folder: str | Path, model, spec, paths, y_true, probs, labels: list[str], per_kind: int = 4,
-                  seed: int = 0, display: int = 224) -> list[dict]:
-    """Grad-CAM panels (image | overlay) for the most confident wrong and a random sample of right predictions."""
+                  seed: int = 0, display: int = 224, read=None) -> list[dict]:
+    """Grad-CAM panels (image | overlay) for the most confident wrong and a random sample of right predictions.
+
+    read: path -> PIL image as the model saw it (a lung-chained run blanks everything but the lungs).
+    """
     from PIL import Image
 
     from edgelabels.data.images import read_image
@@ -174,7 +177,8 @@ def write_gallery(folder: str | Path, model, spec, paths, y_true, probs, labels:
     chosen = [(i, "wrong") for i in wrong] + [(i, "right") for i in right]
     if not chosen:
         return []
-    pixels = np.stack([to_pixels(read_image(paths[i])[0], spec) for i, _ in chosen])
+    read = read or (lambda path: read_image(path)[0])
+    pixels = np.stack([to_pixels(read(paths[i]), spec) for i, _ in chosen])
     x = normalise(pixels, spec)
     split = split_at_feature_map(model)
     check_split(model, *split, x[:1])

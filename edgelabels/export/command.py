@@ -28,12 +28,23 @@ def run(args) -> int:
                         parity_images=args.parity_images, threads=args.threads)
     out = Path(args.run) / "export"
     p = report["parity"]
+    if report.get("task") == "segmentation":
+        print(f"wrote {out}/: model.onnx ({report['sizes_bytes']['model.onnx'] / 1e6:.1f} MB), a lung U-Net "
+              f"(run it with `edgelabels segment {out} IMAGE...`)")
+        print(f"parity Keras vs ONNX on {p['images']} images: max abs diff {p['max_abs_diff']:.1e}, "
+              f"mask pixels agreeing {p['mask_pixel_agreement']:.4%}")
+        print(f"batch-1 latency: ONNX fp32 {report['latency_batch1_ms']['onnx_fp32']:.3g} ms")
+        return 0
     print(f"wrote {out}/: model.onnx ({report['sizes_bytes']['model.onnx'] / 1e6:.1f} MB)"
           + (", model.int8.onnx" if report.get("int8", {}).get("shipped") else ""))
     print(f"parity Keras vs ONNX on {p['images']} images: max abs diff {p['max_abs_diff']:.1e}, "
           f"top-1 agreement {p['top1_agreement']:.0%}, output std {p['output_std']:.3f}")
     latency = report["latency_batch1_ms"]
     print(f"batch-1 latency: ONNX fp32 {latency['onnx_fp32']:.3g} ms, Keras {latency['keras_call']:.3g} ms")
+    if "chain" in report:
+        chain = report["chain"]["chain_parity"]
+        print(f"chained after the lung U-Net of {report['chain']['unet_run']} (segment/model.onnx): ONNX chain vs "
+              f"Keras chain max abs diff {chain['max_abs_diff']:.1e} on {chain['images']} images")
     print(f"thresholds from {report['thresholds']['source']}")
     if "int8" in report:
         print(report["int8"]["reason"])

@@ -13,6 +13,7 @@ or failed export never leaves a half-written model (an older export stays as it 
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from datetime import datetime, timezone
@@ -32,16 +33,20 @@ VACUOUS_STD = 1e-4  # below this the model answers (almost) the same for every i
 BATCH = 32
 
 
-def load_inputs(samples, spec) -> np.ndarray:
-    """Model inputs (N, H, W, C) for split samples, through the one decoding and preprocessing."""
+def load_inputs(samples, spec, read=None) -> np.ndarray:
+    """Model inputs (N, H, W, C) for split samples, through the one decoding and preprocessing.
+
+    read: path -> PIL image (a lung-chained run's LungReader), else read_image.
+    """
     if not samples:
         return np.zeros((0, spec.height, spec.width, spec.channels), np.float32)
-    return np.stack([preprocess(read_image(s.path)[0], spec) for s in samples])
+    read = read or (lambda path: read_image(path)[0])
+    return np.stack([preprocess(read(s.path), spec) for s in samples])
 
 
-def predict_samples(session, samples, spec) -> np.ndarray:
+def predict_samples(session, samples, spec, read=None) -> np.ndarray:
     """ONNX probabilities for samples, reading images a batch at a time (a split can be large)."""
-    rows = [onnx_probabilities(session, load_inputs(samples[i:i + BATCH], spec))
+    rows = [onnx_probabilities(session, load_inputs(samples[i:i + BATCH], spec, read))
             for i in range(0, len(samples), BATCH)]
     return np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
 
@@ -99,9 +104,16 @@ def export_run(run_dir: str | Path, *, int8: bool = False, calibration: int = 10
     from edgelabels.train.run import Run
 
     run = Run.load(run_dir)
+    if run.task == "segmentation":
+        return export_segmentation(run, threads=threads, parity_images=parity_images)
     split = run.split
     spec = run.spec
     model = run.load_model()
+    chain = run.image_reader(threads)
+    read = None
+    if chain is not None:
+        read = chain
+        chain.precompute([s.path for s in split.val], progress=False)
     backbone = (run.config.get("model") or {}).get("backbone")
     width = model.outputs[0].shape[-1]
     if width != len(run.labels):
@@ -121,7 +133,8 @@ def export_run(run_dir: str | Path, *, int8: bool = False, calibration: int = 10
         keras_to_onnx(model, out / "model.onnx", source=str(run.model_path))
         fp32 = onnx_session(out / "model.onnx", threads)
 
-        x = load_inputs(spread(images, parity_images), spec)
+        checked = spread(images, parity_images)
+        x = load_inputs(checked, spec, read)
         check = parity(keras_probabilities(model, x), onnx_probabilities(fp32, x))
         if check["max_abs_diff"] > PARITY_TOLERANCE:
             raise UserError(f"{run.model_path}: ONNX differs from Keras by {check['max_abs_diff']:.2e} on "
@@ -130,9 +143,11 @@ def export_run(run_dir: str | Path, *, int8: bool = False, calibration: int = 10
             notes.append(f"the model gives the same output for every image (std {check['output_std']:.1e}): "
                          "parity proves little; is the model trained?")
         report["parity"] = {**check, "tolerance": PARITY_TOLERANCE}
+        if chain is not None:
+            report["chain"] = export_chain_files(out, run, chain, model, checked, threads)
 
         val_truth = np.array(run.label_indices(split.val), dtype=np.int64)
-        val_fp32 = predict_samples(fp32, split.val, spec)
+        val_fp32 = predict_samples(fp32, split.val, spec, read)
         thresholds, source = assumed_thresholds(run, val_fp32, val_truth, notes)
         report["thresholds"] = {"source": source, "values": thresholds}
         report["validation"] = {"images": len(split.val), "accuracy_fp32": accuracy(val_fp32, val_truth)}
@@ -145,7 +160,7 @@ def export_run(run_dir: str | Path, *, int8: bool = False, calibration: int = 10
 
         if int8:
             report["int8"] = _int8(out, fp32, run, split, spec, backbone, calibration, threads, x,
-                                   val_truth, report)
+                                   val_truth, report, read)
         report["notes"] = notes
         shutil.copyfile(run.dir / "labels.json", out / "labels.json")
         shutil.copyfile(run.dir / "preprocess.json", out / "preprocess.json")
@@ -154,7 +169,7 @@ def export_run(run_dir: str | Path, *, int8: bool = False, calibration: int = 10
     return report
 
 
-def _int8(out: Path, fp32, run, split, spec, backbone, calibration, threads, x, val_truth, report) -> dict:
+def _int8(out: Path, fp32, run, split, spec, backbone, calibration, threads, x, val_truth, report, read=None) -> dict:
     scheme = q.scheme_for(backbone)
     if not scheme.pays:
         return {"shipped": False, "attempted": False, "scheme": scheme.to_json(),
@@ -163,9 +178,9 @@ def _int8(out: Path, fp32, run, split, spec, backbone, calibration, threads, x, 
     if not calibration_samples:
         raise UserError(f"{run.dir / 'splits'}: no training images to calibrate INT8 on")
     path = out / "model.int8.onnx"
-    q.quantize(out / "model.onnx", path, load_inputs(calibration_samples, spec), scheme)
+    q.quantize(out / "model.onnx", path, load_inputs(calibration_samples, spec, read), scheme)
     int8 = onnx_session(path, threads)
-    val_int8, val_fp32 = predict_samples(int8, split.val, spec), predict_samples(fp32, split.val, spec)
+    val_int8, val_fp32 = predict_samples(int8, split.val, spec, read), predict_samples(fp32, split.val, spec, read)
     latency = q.batch1_latencies({"fp32": fp32, "int8": int8}, x)
     acc_fp32, acc_int8 = report["validation"]["accuracy_fp32"], accuracy(val_int8, val_truth)
     shipped, reason = q.int8_verdict(latency["fp32"], latency["int8"], acc_fp32, acc_int8)
@@ -182,3 +197,71 @@ def _int8(out: Path, fp32, run, split, spec, backbone, calibration, threads, x, 
     if not shipped:
         path.unlink()  # fp32 only: the Predictor's "auto" must not pick a worse model
     return result
+
+
+# ---------------------------------------------------------------- U-Nets and chains
+
+
+def export_segmentation(run, *, threads: int | None = None, parity_images: int = 16,
+                        out_dir: Path | None = None) -> dict:
+    """A U-Net run -> RUN/export/ (or out_dir): model.onnx (lung probability (N, H, W, 1)), preprocess.json,
+    labels.json, segmentation.json (what the edge needs to threshold it), export_report.json."""
+    model = run.load_model()
+    images = run.split.test + run.split.val + run.split.train
+    if not images:
+        raise UserError(f"{run.dir / 'splits'}: no images to check the export against")
+    report: dict = {"run": str(run.dir), "task": "segmentation",
+                    "backbone": (run.config.get("model") or {}).get("backbone"),
+                    "implementation": (run.config.get("model") or {}).get("implementation", "edgelabels"),
+                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "notes": []}
+    with atomic.directory(out_dir or run.dir / "export") as out:
+        keras_to_onnx(model, out / "model.onnx", source=str(run.model_path))
+        session = onnx_session(out / "model.onnx", threads)
+        x = load_inputs(spread(images, parity_images), run.spec)
+        reference, candidate = keras_probabilities(model, x), onnx_probabilities(session, x)
+        diff = float(np.max(np.abs(reference - candidate)))
+        if diff > PARITY_TOLERANCE:
+            raise UserError(f"{run.model_path}: ONNX U-Net differs from Keras by {diff:.2e} on {len(x)} images "
+                            f"(tolerance {PARITY_TOLERANCE}); nothing exported")
+        agreement = float(np.mean((reference >= 0.5) == (candidate >= 0.5)))
+        report["parity"] = {"images": len(x), "max_abs_diff": diff, "mask_pixel_agreement": agreement,
+                            "tolerance": PARITY_TOLERANCE}
+        report["latency_batch1_ms"] = {**q.batch1_latencies({"onnx_fp32": session}, x, seconds=1.0),
+                                       "threads": threads or "onnxruntime default"}
+        report["sizes_bytes"] = {"model.keras": run.model_path.stat().st_size,
+                                 "model.onnx": (out / "model.onnx").stat().st_size}
+        shutil.copyfile(run.dir / "labels.json", out / "labels.json")
+        shutil.copyfile(run.dir / "preprocess.json", out / "preprocess.json")
+        atomic.write_json(out / "segmentation.json", {"task": "segmentation", "threshold": 0.5,
+                                                      "output": "lung probability (N, H, W, 1)"})
+        atomic.write_json(out / "export_report.json", report)
+    return report
+
+
+def export_chain_files(out: Path, run, chain, model, samples, threads) -> dict:
+    """A classifier trained behind a lung U-Net: export the U-Net as out/segment/, describe the chain in
+    out/segment.json, and check the whole ONNX chain (what the Predictor runs) against the Keras chain."""
+    from edgelabels.segment.chain import CHAIN_FILE, LungReader
+    from edgelabels.segment.segmenter import Segmenter
+    from edgelabels.serve.predictor import Predictor
+    from edgelabels.train.run import Run
+
+    unet = Run.load(Path(json.loads((run.dir / CHAIN_FILE).read_text())["run"]))
+    unet_report = export_segmentation(unet, threads=threads, out_dir=out / "segment")
+    atomic.write_json(out / CHAIN_FILE, {"model": "segment", "masking": chain.masking.to_json()})
+    atomic.write_json(out / "thresholds.json", {name: 0.5 for name in run.labels})  # replaced below
+    shutil.copyfile(run.dir / "labels.json", out / "labels.json")
+    shutil.copyfile(run.dir / "preprocess.json", out / "preprocess.json")
+
+    # Keras chain: the Keras U-Net (fresh, not the training cache) -> masking -> the Keras classifier.
+    keras_reader = LungReader(Segmenter.load(unet.dir), chain.masking)
+    keras_chain = keras_probabilities(model, np.stack([preprocess(keras_reader.image(read_image(s.path)[0]), run.spec)
+                                                       for s in samples]))
+    onnx_chain = Predictor(out, precision="fp32", threads=threads).probabilities([s.path for s in samples])
+    check = parity(keras_chain, onnx_chain)
+    if check["max_abs_diff"] > PARITY_TOLERANCE:
+        raise UserError(f"{run.dir}: the ONNX chain (U-Net + classifier) differs from the Keras chain by "
+                        f"{check['max_abs_diff']:.2e} on {check['images']} images (tolerance {PARITY_TOLERANCE}); "
+                        "nothing exported")
+    return {"unet_run": str(unet.dir), "masking": chain.masking.to_json(), "unet_parity": unet_report["parity"],
+            "chain_parity": {**check, "tolerance": PARITY_TOLERANCE}}

@@ -13,6 +13,10 @@ from pathlib import Path
 from edgelabels.data.preprocess import PreprocessSpec
 from edgelabels.errors import UserError
 
+# Our own CNNs train from scratch on a few hundred batches: Keras' default BatchNorm momentum (0.99)
+# leaves the moving statistics epochs behind the weights, and inference-mode Dice measured 0.79 where
+# training-mode Dice was 0.90 (lung U-Net, epoch 8). 0.9 follows the weights within an epoch.
+BN_MOMENTUM = 0.9
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _GOOGLE = "https://storage.googleapis.com/"
 
@@ -75,6 +79,8 @@ BACKBONES: dict[str, BackboneSpec] = {
              "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5", _MNV3),
         _own("tinycnn", blocks=2, size=32),  # for tests: seconds to train
         _own("smallcnn", blocks=4, size=128, convs_per_block=2, width=16),  # VGG-style, trained from scratch
+        # Deeper (stride 32): a U-Net encoder that sees a whole lung field, trained from scratch.
+        _own("deepcnn", blocks=6, size=256, convs_per_block=2, width=16),
     )
 }
 
@@ -141,7 +147,7 @@ def _own_cnn(spec: BackboneSpec, height: int, width: int):
             # The block's last unit keeps the plain names (block2_relu is what the U-Net taps).
             tag = "" if j == spec.convs_per_block - 1 else str(j)
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{i + 1}_conv{tag}")(x)
-            x = layers.BatchNormalization(name=f"block{i + 1}_bn{tag}")(x)
+            x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"block{i + 1}_bn{tag}")(x)
             x = layers.Activation("relu", name=f"block{i + 1}_relu{tag}")(x)
         if i < spec.blocks - 1:
             x = layers.MaxPooling2D(2, name=f"block{i + 1}_pool")(x)

@@ -8,7 +8,7 @@ global counter (MobileNetV3's `activation_11`), which changes from one session t
 from __future__ import annotations
 
 from edgelabels.errors import UserError
-from edgelabels.models.backbones import build_backbone, get_backbone
+from edgelabels.models.backbones import BN_MOMENTUM, build_backbone, get_backbone
 
 
 def encoder_taps(backbone, height: int, width: int) -> list[str]:
@@ -45,18 +45,19 @@ def build_unet(backbone: str, height: int, width: int, *, weights=None,
     x = features[-1]
     skips = list(reversed(features[:-1]))
     stride = height // x.shape[1]
-    for i, filters in enumerate(decoder_filters):
-        if stride == 1:
-            break
+    # One decoder stage per halving; a shallow encoder (stride 8) takes the last, narrowest stages, so the
+    # widest convolutions never run at full resolution.
+    stages = stride.bit_length() - 1
+    if stages > len(decoder_filters):
+        raise UserError(f"model.backbone: {backbone} downsamples more than the decoder can undo")
+    for i, filters in enumerate(decoder_filters[len(decoder_filters) - stages:]):
         x = layers.UpSampling2D(2, interpolation="bilinear", name=f"decoder{i}_up")(x)
         stride //= 2
         if skips and height // skips[0].shape[1] == stride:
             x = layers.Concatenate(name=f"decoder{i}_concat")([x, skips.pop(0)])
         for j in range(2):
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"decoder{i}_conv{j}")(x)
-            x = layers.BatchNormalization(name=f"decoder{i}_bn{j}")(x)
+            x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"decoder{i}_bn{j}")(x)
             x = layers.Activation("relu", name=f"decoder{i}_relu{j}")(x)
-    if stride != 1:
-        raise UserError(f"model.backbone: {backbone} downsamples more than the decoder can undo")
     outputs = layers.Conv2D(1, 1, activation="sigmoid", name="mask")(x)
     return keras.Model(inputs, outputs, name=f"{backbone}_unet")

@@ -56,3 +56,37 @@ def bce_dice_loss(y_true, y_pred, smooth: float = 1.0):
     inter = ops.sum(y_pred * y_true * valid)
     total = ops.sum(y_pred * valid) + ops.sum(y_true * valid)
     return bce + 1 - (2 * inter + smooth) / (total + smooth)
+
+
+def _hard_overlap(y_true, y_pred):
+    from keras import ops
+
+    valid = ops.cast(ops.abs(y_true - 0.5) > 0.25, y_pred.dtype)
+    guess = ops.cast(y_pred >= 0.5, y_pred.dtype) * valid
+    truth = ops.cast(y_true > 0.5, y_pred.dtype) * valid
+    axes = tuple(range(1, len(y_pred.shape)))
+    inter = ops.sum(guess * truth, axis=axes)
+    return inter, ops.sum(guess, axis=axes), ops.sum(truth, axis=axes)
+
+
+def dice_coefficient(y_true, y_pred):
+    """Per-image Dice of the thresholded prediction (keras.ops; Keras averages it over images)."""
+    from keras import ops
+
+    inter, guess, truth = _hard_overlap(y_true, y_pred)
+    total = guess + truth
+    return ops.where(total > 0, 2 * inter / ops.maximum(total, 1.0), 1.0)
+
+
+def iou_coefficient(y_true, y_pred):
+    """Per-image IoU of the thresholded prediction (keras.ops)."""
+    from keras import ops
+
+    inter, guess, truth = _hard_overlap(y_true, y_pred)
+    union = guess + truth - inter
+    return ops.where(union > 0, inter / ops.maximum(union, 1.0), 1.0)
+
+
+def keras_objects() -> dict:
+    """The loss and metrics a U-Net checkpoint was compiled with, for keras.saving.load_model."""
+    return {"bce_dice_loss": bce_dice_loss, "dice_coefficient": dice_coefficient, "iou_coefficient": iou_coefficient}

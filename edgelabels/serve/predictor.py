@@ -3,7 +3,8 @@
 Needs only numpy, Pillow and onnxruntime (never TensorFlow or Keras). Decoding goes through
 data.images.read_image (the same checks as `dataset inspect`) and preprocessing through
 data.preprocess (the one implementation the training loader uses), so the edge sees exactly the
-tensors the model was trained and exported on.
+tensors the model was trained and exported on. An export with segment.json (a classifier trained on
+lungs only) runs its U-Net first and blanks everything outside the lungs (segment/chain.py).
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class Predictor:
         self.dir = Path(model_dir)
         if not self.dir.is_dir():
             raise UserError(f"{self.dir}: no such model folder (expected RUN/export/ written by `edgelabels export`)")
+        if (self.dir / "segmentation.json").is_file():
+            raise UserError(f"{self.dir}: a lung U-Net export, not a classifier; run it with "
+                            f"`edgelabels segment {self.dir} IMAGE...`")
         if precision not in PRECISIONS:
             raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         if precision == "auto":
@@ -73,6 +77,10 @@ class Predictor:
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise UserError(f"{self.model_path}: onnxruntime cannot load it ({exc})") from None
         self.input_name = self.session.get_inputs()[0].name
+        # A classifier trained on lungs only: its U-Net (segment/model.onnx) runs first, in prepare().
+        from edgelabels.segment.chain import export_chain
+
+        self.lungs = export_chain(self.dir, threads)
         width = self.session.get_outputs()[0].shape[-1]
         if isinstance(width, int) and width != len(self.labels):
             raise UserError(f"{self.model_path}: {width} outputs but labels.json names {len(self.labels)} labels")
@@ -87,6 +95,8 @@ class Predictor:
         """
         if not isinstance(image, Image.Image):
             image, _notes = read_image(image, name=name)
+        if self.lungs is not None:
+            image = self.lungs.image(image)
         return normalise(to_pixels(image, self.spec), self.spec)
 
     def run(self, batch: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ validation metric improves, all written atomically. --resume continues after the
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -40,8 +41,15 @@ def prepare_split(config: Config, run_dir: Path):
     if (splits_dir / "train.txt").exists():
         return read_split(splits_dir)
     d = config.data
-    dataset = load_dataset(d.source, manifest=d.manifest, s3_root=d.s3_root, group_by=d.group_by)
-    _drop_unusable(dataset, usable_samples)
+    if config.task == "segmentation":
+        from edgelabels.data.masks import load_mask_pairs
+
+        dataset = load_mask_pairs(d.source, group_by=d.group_by)
+        for problem in dataset.problems:
+            log.warning("skipped %s: %s", problem.path, problem.problem)
+    else:
+        dataset = load_dataset(d.source, manifest=d.manifest, s3_root=d.s3_root, group_by=d.group_by)
+        _drop_unusable(dataset, usable_samples)
     multi = [s for s in dataset.samples if len(s.labels) != 1]
     if multi:
         raise UserError(f"{multi[0].path}: {len(multi)} images have several labels; "
@@ -99,23 +107,47 @@ def class_weights(config: Config, labels: list[str], y: np.ndarray) -> np.ndarra
 
 
 def build_model(config: Config, num_classes: int):
-    from edgelabels.models.classifier import backbone_of, build_classifier
+    from edgelabels.models.classifier import build_classifier
 
     m = config.model
     height, width = config.image_hw
     from_run = m.weights.startswith("run:")
-    model = build_classifier(m.backbone, num_classes, height, width,
-                             weights=None if from_run else m.weights, dropout=m.dropout, dense_units=m.dense_units,
-                             pooling=m.pooling)
+    weights = None if from_run else m.weights
+    if config.task == "segmentation":
+        model = build_segmenter(config, weights)
+    else:
+        model = build_classifier(m.backbone, num_classes, height, width, weights=weights, dropout=m.dropout,
+                                 dense_units=m.dense_units, pooling=m.pooling)
     if from_run:
-        copy_backbone_from_run(backbone_of(model), Path(m.weights[4:]), m.backbone)
+        copy_backbone_from_run(model, Path(m.weights[4:]), m.backbone)
     return model
 
 
-def copy_backbone_from_run(target, source_dir: Path, backbone: str) -> None:
-    """In-domain transfer: initialise the backbone with the one trained in an earlier run."""
-    import keras
+def build_segmenter(config: Config, weights):
+    """A U-Net from the chosen provider: ours (backend-agnostic) or segmentation-models (TensorFlow only)."""
+    height, width = config.image_hw
+    if config.model.implementation == "segmentation-models":
+        from edgelabels.models.sm_unet import build_sm_unet
+
+        return build_sm_unet(config.model.backbone, height, width, weights=weights)
+    from edgelabels.models.unet import build_unet
+
+    return build_unet(config.model.backbone, height, width, weights=weights)
+
+
+def copy_backbone_from_run(model, source_dir: Path, backbone: str) -> int:
+    """In-domain transfer: initialise the backbone with the one trained in an earlier run.
+
+    Weights go layer by layer, so a classifier's backbone initialises another classifier or a U-Net's
+    encoder (which holds the backbone's layers up to its deepest skip). Layers pair by name when every
+    name is found (keras.applications -> segmentation-models' encoder, which lacks the Normalization
+    layer), else by graph order: keras.applications names some layers by a session counter
+    (EfficientNet's `normalization_3`). Each pair must be the same kind of layer with the same weight
+    shapes. Returns layers copied.
+    """
     import yaml
+
+    from edgelabels.train.run import load_keras_model
 
     model_path = source_dir / "model.keras"
     if not model_path.is_file():
@@ -124,11 +156,29 @@ def copy_backbone_from_run(target, source_dir: Path, backbone: str) -> None:
     source_backbone = (source_config.get("model") or {}).get("backbone")
     if source_backbone != backbone:
         raise UserError(f"model.weights: run:{source_dir} trained a {source_backbone} backbone, not {backbone}")
-    source = keras.saving.load_model(model_path, compile=False).get_layer("backbone")
-    try:
-        target.set_weights(source.get_weights())
-    except ValueError as exc:
-        raise UserError(f"model.weights: run:{source_dir}: backbone weights do not fit ({exc})") from None
+    source = [layer for layer in load_keras_model(model_path).get_layer("backbone").layers if layer.weights]
+    target = [layer for layer in _backbone_layers(model) if layer.weights]
+    by_name = {layer.name: layer for layer in source}
+    if all(layer.name in by_name for layer in target):
+        pairs = [(layer, by_name[layer.name]) for layer in target]  # e.g. keras.applications -> sm's encoder
+    elif 0 < len(target) <= len(source):
+        pairs = list(zip(target, source))
+    else:
+        raise UserError(f"model.weights: run:{source_dir}: its backbone has {len(source)} weighted layers, "
+                        f"this model's needs {len(target)}")
+    for mine, theirs in pairs:
+        shapes = [tuple(w.shape) for w in mine.weights], [tuple(w.shape) for w in theirs.weights]
+        if type(mine) is not type(theirs) or shapes[0] != shapes[1]:
+            raise UserError(f"model.weights: run:{source_dir}: layer {theirs.name} {shapes[1]} does not fit "
+                            f"{mine.name} {shapes[0]}")
+        mine.set_weights(theirs.get_weights())
+    log.info("model.weights: %d backbone layers copied from %s", len(target), source_dir)
+    return len(target)
+
+
+def _backbone_layers(model) -> list:
+    """The model's backbone layers in graph order (classifiers and both U-Net providers nest it as "backbone")."""
+    return list(model.get_layer("backbone").layers)
 
 
 def compile_model(model, config: Config, learning_rate: float, steps: int = 0) -> None:
@@ -138,6 +188,13 @@ def compile_model(model, config: Config, learning_rate: float, steps: int = 0) -
     t = config.train
     if t.lr_schedule == "cosine" and steps:
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps)
+    if config.task == "segmentation":
+        from edgelabels.segment.metrics import bce_dice_loss, dice_coefficient, iou_coefficient
+
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=bce_dice_loss,
+                      metrics=[keras.metrics.MeanMetricWrapper(dice_coefficient, name="dice"),
+                               keras.metrics.MeanMetricWrapper(iou_coefficient, name="iou")])
+        return
     if t.loss == "focal":
         loss = keras.losses.CategoricalFocalCrossentropy(gamma=t.focal_gamma, label_smoothing=t.label_smoothing)
     else:
@@ -214,6 +271,52 @@ def _attach_log(run_dir: Path) -> logging.Handler:
     return handler
 
 
+def make_batches(config: Config, run_dir: Path, split, labels: list[str], spec, verbose: int):
+    """Training and validation batches: images + masks for a U-Net, images + labels for a classifier
+    (through the lung chain when the config names `segment:`)."""
+    from edgelabels.data.augment import build_augmenter
+    from edgelabels.train.loader import ImageBatches, MaskBatches, MaskCache, PixelCache
+
+    t = config.train
+    budget = config.data.cache_max_gb * 1e9
+    augment = build_augmenter(config.augment.preset, config.augment.transforms, seed=config.seed)
+    read = lung_chain(config, run_dir, split, progress=verbose == 1) if config.segment else None
+    train_cache = PixelCache([s.path for s in split.train], spec, budget, read=read)
+    val_cache = PixelCache([s.path for s in split.val], spec, budget - train_cache.nbytes, read=read)
+    if config.task == "segmentation":
+        log.info("train %d, val %d, test %d image/mask pairs", len(split.train), len(split.val), len(split.test))
+        return (MaskBatches(train_cache, MaskCache(train_cache.paths, spec.height, spec.width), t.batch_size,
+                            augment=augment, shuffle=True, seed=config.seed, workers=t.workers),
+                MaskBatches(val_cache, MaskCache(val_cache.paths, spec.height, spec.width), t.batch_size,
+                            workers=t.workers))
+    index = {name: i for i, name in enumerate(labels)}
+    y_train = np.array([index[s.label] for s in split.train])
+    y_val = np.array([index[s.label] for s in split.val])
+    weights = class_weights(config, labels, y_train)
+    log.info("labels %s; train %d, val %d, test %d images; train counts %s; class weights %s", labels,
+             len(split.train), len(split.val), len(split.test), np.bincount(y_train, minlength=len(labels)).tolist(),
+             None if weights is None else np.round(weights, 3).tolist())
+    return (ImageBatches(train_cache, y_train, len(labels), t.batch_size, augment=augment, class_weights=weights,
+                         shuffle=True, oversample=t.oversample, seed=config.seed, workers=t.workers),
+            ImageBatches(val_cache, y_val, len(labels), t.batch_size, workers=t.workers))
+
+
+def lung_chain(config: Config, run_dir: Path, split, progress: bool = True):
+    """segment: RUN_DIR -> write RUN/segment.json, compute every split image's lung mask once, return the reader."""
+    from edgelabels.segment.chain import CHAIN_FILE, Masking, run_chain
+    from edgelabels.segment.segmenter import Segmenter
+
+    unet = Path(config.segment)
+    Segmenter.load(unet)  # a clear error now (not a U-Net, not trained) rather than mid-epoch
+    masking = Masking(**dataclasses.asdict(config.masking))
+    atomic.write_json(run_dir / CHAIN_FILE, {"run": str(unet.resolve()), "masking": masking.to_json()})
+    reader = run_chain(run_dir)
+    computed = reader.precompute([s.path for s in split.train + split.val + split.test], progress=progress)
+    log.info("segment: lungs kept with U-Net run %s (%s); %d masks computed, the rest cached", unet,
+             masking.to_json(), computed)
+    return reader
+
+
 # ---------------------------------------------------------------- the run
 
 
@@ -221,10 +324,9 @@ def train(config: Config, run_dir: str | Path, resume: bool = False) -> Path:
     """Train (or resume) a run into run_dir. Returns run_dir."""
     import keras
 
-    from edgelabels.data.augment import build_augmenter
     from edgelabels.models.backbones import get_backbone
     from edgelabels.models.classifier import freeze_backbone, unfreeze_top
-    from edgelabels.train.loader import ImageBatches, PixelCache
+    from edgelabels.train.run import load_keras_model
 
     run_dir = Path(run_dir)
     state_path = run_dir / "checkpoint" / "state.json"
@@ -255,25 +357,10 @@ def train(config: Config, run_dir: str | Path, resume: bool = False) -> Path:
         spec = get_backbone(config.model.backbone).preprocess_spec(*config.image_hw, grayscale=config.data.grayscale,
                                                                    resize=config.data.resize)
         atomic.write_json(run_dir / "preprocess.json", spec.to_json())
-        index = {name: i for i, name in enumerate(labels)}
-        y_train = np.array([index[s.label] for s in split.train])
-        y_val = np.array([index[s.label] for s in split.val])
-        weights = class_weights(config, labels, y_train)
-        log.info("labels %s; train %d, val %d, test %d images; train counts %s; class weights %s", labels,
-                 len(split.train), len(split.val), len(split.test), np.bincount(y_train, minlength=len(labels)).tolist(),
-                 None if weights is None else np.round(weights, 3).tolist())
-
         t = config.train
         # A per-step progress bar floods logs and pipes: one line per epoch when nobody is watching.
         verbose = 2 if t.verbose == 1 and not sys.stdout.isatty() else t.verbose
-        budget = config.data.cache_max_gb * 1e9
-        train_cache = PixelCache([s.path for s in split.train], spec, budget)
-        val_cache = PixelCache([s.path for s in split.val], spec, budget - train_cache.nbytes)
-        augment = build_augmenter(config.augment.preset, config.augment.transforms, seed=config.seed)
-        train_batches = ImageBatches(train_cache, y_train, len(labels), t.batch_size, augment=augment,
-                                     class_weights=weights, shuffle=True, oversample=t.oversample, seed=config.seed,
-                                     workers=t.workers)
-        val_batches = ImageBatches(val_cache, y_val, len(labels), t.batch_size, workers=t.workers)
+        train_batches, val_batches = make_batches(config, run_dir, split, labels, spec, verbose)
         callbacks_extra = []
         if t.tensorboard:
             callbacks_extra.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
@@ -281,7 +368,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False) -> Path:
         last = run_dir / "checkpoint" / "last.keras"
         resuming = resume and last.exists()
         if resuming:
-            model = keras.saving.load_model(last)  # weights, trainable flags and optimizer state
+            model = load_keras_model(last, compile=True)  # weights, trainable flags and optimizer state
             log.info("resumed from stage %s epoch %d", state.data["stage"], state.data["epoch"])
         else:
             model = build_model(config, len(labels))

@@ -19,9 +19,11 @@ from edgelabels.data.preprocess import PreprocessSpec, normalise, to_pixels
 class PixelCache:
     """Resized uint8 pixels per image index, filled on first use (thread-safe: one row per image)."""
 
-    def __init__(self, paths, spec: PreprocessSpec, max_bytes: float):
+    def __init__(self, paths, spec: PreprocessSpec, max_bytes: float, read=None):
+        """read: path -> PIL image (default: read_image; a chained run passes its keep-the-lungs reader)."""
         self.paths = [str(p) for p in paths]
         self.spec = spec
+        self.read = read or _read
         row = spec.height * spec.width * spec.channels
         self.enabled = row * len(self.paths) <= max_bytes
         self.rows = np.zeros((len(self.paths), spec.height, spec.width, spec.channels), np.uint8) \
@@ -36,12 +38,70 @@ class PixelCache:
     def __getitem__(self, index: int) -> np.ndarray:
         if self.enabled and self.filled[index]:
             return self.rows[index]
-        image, _ = read_image(self.paths[index])
-        pixels = to_pixels(image, self.spec)
+        pixels = to_pixels(self.read(self.paths[index]), self.spec)
         if self.enabled:
             self.rows[index] = pixels
             self.filled[index] = True
         return pixels
+
+
+def _read(path):
+    return read_image(path)[0]
+
+
+class MaskCache:
+    """Segmentation targets: uint8 (H, W) masks (0/127/255) at the model's size, read once and kept."""
+
+    def __init__(self, paths, height: int, width: int):
+        from edgelabels.data.masks import mask_path_of
+
+        self.paths = [mask_path_of(p) for p in paths]
+        self.size = (height, width)
+        self.rows: dict[int, np.ndarray] = {}
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        from edgelabels.data.masks import read_mask
+
+        if index not in self.rows:
+            self.rows[index] = read_mask(self.paths[index], *self.size)
+        return self.rows[index]
+
+
+class MaskBatches(keras.utils.PyDataset):
+    """(x, mask target) batches for a U-Net: image and mask augmented together; target 1 lung, 0 not, 0.5 ignore."""
+
+    def __init__(self, cache: PixelCache, masks: MaskCache, batch_size: int = 8, augment=None,
+                 shuffle: bool = False, seed: int = 0, workers: int = 2):
+        super().__init__(workers=max(1, workers), use_multiprocessing=False, max_queue_size=max(4, 2 * workers))
+        self.cache, self.masks = cache, masks
+        self.batch_size = batch_size
+        self.augment = augment
+        self.shuffle = shuffle
+        self.rng = np.random.default_rng(seed)
+        self.lock = threading.Lock()
+        self.order = self._epoch_order()
+
+    def _epoch_order(self) -> np.ndarray:
+        n = len(self.cache.paths)
+        return self.rng.permutation(n) if self.shuffle else np.arange(n)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.order) / self.batch_size)
+
+    def __getitem__(self, index: int):
+        from edgelabels.segment.metrics import mask_target
+
+        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        pairs = [(self.cache[int(i)], self.masks[int(i)]) for i in rows]
+        if self.augment is not None:
+            pairs = [self.augment(p, m) for p, m in pairs]
+        x = normalise(np.stack([p for p, _ in pairs]), self.cache.spec)
+        y = np.stack([mask_target(m) for _, m in pairs])[..., None]
+        return x, y
+
+    def on_epoch_end(self) -> None:
+        with self.lock:
+            self.order = self._epoch_order()
 
 
 class ImageBatches(keras.utils.PyDataset):
@@ -97,10 +157,11 @@ class ImageBatches(keras.utils.PyDataset):
 
 
 def predict_paths(model, paths, spec: PreprocessSpec, batch_size: int = 32, progress: bool = True,
-                  workers: int = 2) -> np.ndarray:
-    """Probabilities (N, K) for image files, through the training loader's preprocessing."""
+                  workers: int = 2, read=None) -> np.ndarray:
+    """Model outputs for image files through the training loader's preprocessing: (N, K) probabilities for a
+    classifier, (N, H, W, 1) for a U-Net. read: see PixelCache."""
     paths = list(paths)
     if not paths:
-        return np.zeros((0, model.output_shape[-1]), np.float32)
-    batches = ImageBatches(PixelCache(paths, spec, max_bytes=0), batch_size=batch_size, workers=workers)
+        return np.zeros((0, *model.output_shape[1:]), np.float32)
+    batches = ImageBatches(PixelCache(paths, spec, max_bytes=0, read=read), batch_size=batch_size, workers=workers)
     return np.asarray(model.predict(batches, verbose=1 if progress else 0), dtype=np.float32)

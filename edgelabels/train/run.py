@@ -9,6 +9,8 @@ runs/NAME/
   history.csv        one row per epoch of both stages
   train.log          what happened, in words
   checkpoint/        last.keras + state.json, for --resume
+  segment.json       classification with `segment:` only: the U-Net run and the masking (segment/chain.py)
+  segment-cache/     the U-Net's lung probabilities per image, computed once
 """
 
 from __future__ import annotations
@@ -58,10 +60,18 @@ class Run:
     def model_path(self) -> Path:
         return self.dir / MODEL_FILE
 
-    def load_model(self):
-        import keras
+    @property
+    def task(self) -> str:
+        return (self.config or {}).get("task", "classification")
 
-        return keras.saving.load_model(self.model_path, compile=False)
+    def load_model(self):
+        return load_keras_model(self.model_path)
+
+    def image_reader(self, threads: int | None = None):
+        """path -> PIL image as the model saw it in training: None (plain read_image) or the lung chain."""
+        from edgelabels.segment.chain import run_chain
+
+        return run_chain(self.dir, threads)
 
     def label_indices(self, samples) -> list[int]:
         index = {name: i for i, name in enumerate(self.labels)}
@@ -72,8 +82,18 @@ class Run:
                 from None
 
 
-def predict_paths(model, paths, spec: PreprocessSpec, batch_size: int = 32, progress: bool = True):
-    """Probabilities (N, K) for image files with a Keras model (see train.loader)."""
+def load_keras_model(path: str | Path, compile: bool = False):
+    """A model.keras (or checkpoint) of any run: classifier, our U-Net or a segmentation-models U-Net."""
+    import keras
+
+    from edgelabels.models.sm_unet import custom_objects  # keras-only stand-ins; sm itself is not imported
+    from edgelabels.segment.metrics import keras_objects
+
+    return keras.saving.load_model(path, compile=compile, custom_objects={**keras_objects(), **custom_objects()})
+
+
+def predict_paths(model, paths, spec: PreprocessSpec, batch_size: int = 32, progress: bool = True, read=None):
+    """Model outputs for image files with a Keras model (see train.loader); read: see Run.image_reader."""
     from edgelabels.train.loader import predict_paths as _predict
 
-    return _predict(model, paths, spec, batch_size=batch_size, progress=progress)
+    return _predict(model, paths, spec, batch_size=batch_size, progress=progress, read=read)

@@ -1,0 +1,308 @@
+"""`evaluate` for a U-Net: Dice and IoU per image at each mask's own resolution, overlays, a histogram, a report.
+
+MODEL is a segmentation run (model.keras; its test split) or an export of one (model.onnx; the split of
+the run one level up, as for classification); `data` names a folder with images/ + masks/ instead.
+The U-Net's probability map is resized (bilinear) to each mask's size before scoring, so the numbers
+describe the masks as they are on disk, not a 256-pixel copy of them; mask value 127 is ignored.
+
+Layout of MODEL/evaluation/ (or `out`), written next to its final place and renamed in whole:
+  metrics.json                 {"task": "segmentation", "images", "threshold", "dice", "iou", ..., "per_image"}
+  overlays/                    worst-01-dice0.412-NAME.png ... and best-01-dice0.987-NAME.png ... (see overlay.py)
+  plots/dice_histogram.png
+  report.md, report.html       (report.html is self-contained: figures embedded)
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgelabels import atomic
+from edgelabels.errors import UserError
+
+GALLERY_SIDE = 512  # overlays in the evaluation are downscaled to this longer side: a report, not a viewer
+
+
+def evaluate_segmentation(model_dir, *, data=None, out=None, threshold: float = 0.5, overlays: int = 6,
+                          batch_size: int = 8, progress: bool = True) -> dict:
+    """Score a U-Net run or export on its test split (or `data`), write the evaluation folder.
+
+    Returns {"metrics": metrics.json's contents, "out": Path, "speed": {...}, "overlays": [gallery entries]}.
+    """
+    from edgelabels.segment.segmenter import Segmenter
+
+    model_dir = Path(model_dir)
+    out = _check_output_folder(Path(out) if out is not None else model_dir / "evaluation")
+    if not 0 <= threshold <= 1:
+        raise UserError(f"threshold must be within 0-1, got {threshold:g}")
+    if batch_size < 1:
+        raise UserError(f"batch size must be at least 1, got {batch_size}")
+    if overlays < 0:
+        raise UserError(f"overlays must be 0 or more, got {overlays}")
+    kind, split, run_folder = _model_and_split(model_dir)
+    if data is not None:
+        paths, described = _external_images(data), str(data)
+    elif split is not None:
+        paths, described = [s.path for s in split.test], f"test split of {run_folder}"
+        if not paths:
+            raise UserError(f"{run_folder}: the test split is empty; pass --data FOLDER (images/ + masks/)")
+    else:
+        raise UserError(f"{model_dir}: no run test split beside this export; pass --data FOLDER (images/ + masks/)")
+    missing = next((p for p in paths if not _mask_of(p).is_file()), None)
+    if missing is not None:
+        raise UserError(f"{_mask_of(missing)}: no mask for test image {missing}")
+
+    segmenter = Segmenter.load(model_dir)
+    timer = {"seconds": 0.0}
+    metrics = segmentation_metrics(_probabilities_at_mask_size(segmenter, paths, batch_size, timer, progress),
+                                   _truths(paths), paths, threshold=threshold)
+    seconds = timer["seconds"]
+    speed = {"images": len(paths), "seconds": seconds, "images_per_second": len(paths) / seconds if seconds else 0.0}
+    metrics["model"] = f"{kind} {segmenter.source}"
+    metrics["data"] = f"{described} ({len(paths)} images)"
+
+    with atomic.directory(out) as folder:
+        atomic.write_json(folder / "metrics.json", metrics)
+        gallery = write_overlays(folder / "overlays", segmenter, metrics, count=overlays, threshold=threshold)
+        histogram = dice_histogram(folder / "plots" / "dice_histogram.png", metrics)
+        write_report(folder, metrics, speed, gallery, histogram)
+    return {"metrics": metrics, "out": out, "speed": speed, "overlays": gallery}
+
+
+def segmentation_metrics(probabilities, truths, paths, threshold: float = 0.5) -> dict:
+    """Per-image and summary Dice/IoU. probabilities and truths: iterables of (H, W) arrays, pair by pair the same
+    size (each mask's own); they may be generators, so a large test set is never held in memory at once."""
+    from edgelabels.segment.metrics import dice_iou
+
+    per_image = []
+    for probability, truth, path in zip(probabilities, truths, paths, strict=True):
+        dice, iou = dice_iou(probability, truth, threshold)
+        per_image.append({"path": str(path), "dice": dice, "iou": iou})
+    if not per_image:
+        raise UserError("no images to evaluate")
+    dices = np.array([row["dice"] for row in per_image])
+    ious = np.array([row["iou"] for row in per_image])
+    return {"task": "segmentation", "images": len(per_image), "threshold": float(threshold),
+            "dice": float(dices.mean()), "iou": float(ious.mean()), "dice_median": float(np.median(dices)),
+            "dice_min": float(dices.min()), "iou_median": float(np.median(ious)), "iou_min": float(ious.min()),
+            "per_image": per_image}
+
+
+def write_overlays(folder: Path, segmenter, metrics: dict, *, count: int, threshold: float) -> list[dict]:
+    """The `count` lowest-Dice images, then the `count` highest (no image twice), as overlays with the truth."""
+    from edgelabels.data.images import read_image
+    from edgelabels.data.masks import read_mask
+    from edgelabels.segment.overlay import overlay
+    from edgelabels.segment.segmenter import at_image_size
+
+    rows = metrics["per_image"]
+    order = sorted(range(len(rows)), key=lambda i: (rows[i]["dice"], rows[i]["path"]))
+    worst = order[:count]
+    best = [i for i in reversed(order) if i not in worst][:count]
+    chosen = [("worst", rank, i) for rank, i in enumerate(worst, 1)] + \
+             [("best", rank, i) for rank, i in enumerate(best, 1)]
+    if not chosen:
+        return []
+    # Recomputed for these few images rather than kept for all: the test set may be thousands of films.
+    probabilities = segmenter.path_probabilities([rows[i]["path"] for _, _, i in chosen])
+    gallery = []
+    for (kind, rank, i), probability in zip(chosen, probabilities):
+        row = rows[i]
+        image = _thumbnail(read_image(row["path"])[0])
+        truth = read_mask(_mask_of(row["path"]), image.height, image.width)
+        picture = overlay(image, at_image_size(probability, image.size), truth, threshold)
+        name = f"{kind}-{rank:02d}-dice{row['dice']:.3f}-{_safe_name(Path(row['path']).stem)}.png"
+        with atomic.temp_path(folder / name) as tmp:
+            picture.save(tmp, format="PNG")
+        gallery.append({"kind": kind, "rank": rank, "path": row["path"], "dice": row["dice"], "iou": row["iou"],
+                        "file": f"overlays/{name}"})
+    return gallery
+
+
+def dice_histogram(path: Path, metrics: dict) -> Path:
+    """Histogram of per-image Dice, with the mean and median marked (matplotlib, object API: no global state)."""
+    from matplotlib.figure import Figure
+
+    dices = np.array([row["dice"] for row in metrics["per_image"]])
+    # Good U-Nets score 0.9-0.98: a 0-1 axis would squeeze every bar into one corner.
+    low = min(0.8, np.floor(dices.min() * 20) / 20)
+    fig = Figure(figsize=(6.4, 3.6), dpi=110, layout="constrained")
+    ax = fig.subplots()
+    ax.hist(dices, bins=np.linspace(low, 1.0, 41), color="tab:orange", alpha=0.8)
+    ax.axvline(metrics["dice"], color="tab:blue", label=f"mean {metrics['dice']:.3f}")
+    ax.axvline(metrics["dice_median"], color="tab:blue", linestyle="--", label=f"median {metrics['dice_median']:.3f}")
+    ax.set_xlim(low, 1.0)
+    ax.set_xlabel(f"Dice per image (threshold {metrics['threshold']:g})")
+    ax.set_ylabel("Images")
+    ax.set_title(f"Dice of {metrics['images']} images", fontsize=10)
+    ax.legend(loc="upper left")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def write_report(folder: Path, metrics: dict, speed: dict, gallery: list[dict], histogram: Path) -> None:
+    """report.md and a self-contained report.html, from the numbers already in metrics.json."""
+    from edgelabels.evaluate.report import CSS, _data_uri, _html_table, _md_table
+    from edgelabels.segment.overlay import LEGEND
+
+    title = f"Lung segmentation: {metrics['model']}"
+    meta = [("data", metrics["data"]), ("threshold", f"{metrics['threshold']:g}"),
+            ("prediction speed", f"{speed['images_per_second']:.1f} images/s")]
+    cards = [("Images", f"{metrics['images']:,}"), ("Mean Dice", f"{metrics['dice']:.4f}"),
+             ("Mean IoU", f"{metrics['iou']:.4f}"), ("Median Dice", f"{metrics['dice_median']:.4f}"),
+             ("Lowest Dice", f"{metrics['dice_min']:.4f}")]
+    lowest = sorted(metrics["per_image"], key=lambda row: row["dice"])[:10]
+    table = (["Image", "Dice", "IoU"], [[row["path"], f"{row['dice']:.4f}", f"{row['iou']:.4f}"] for row in lowest])
+    note = (f"Dice and IoU are computed at each mask's own resolution (the U-Net's output resized to it); mask "
+            f"value 127 is ignored. Overlays: {LEGEND}.")
+
+    def caption(item):
+        name = Path(item["path"]).name
+        return f"{item['kind']} {item['rank']}: Dice {item['dice']:.3f}, IoU {item['iou']:.3f} - {name}"
+
+    meta_html = " &middot; ".join(f"{html.escape(k)}: {html.escape(v)}" for k, v in meta)
+    cards_html = "".join(f"<div class='card'><div class='v'>{html.escape(v)}</div><div class='k'>{html.escape(k)}</div>"
+                         "</div>" for k, v in cards)
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{CSS}</style></head><body><main><h1>{html.escape(title)}</h1>",
+             f"<div class='meta'>{meta_html}</div>", f"<div class='cards'>{cards_html}</div>",
+             f"<p class='note'>{html.escape(note)}</p>",
+             f"<h2>Dice per image</h2><figure><img src='{_data_uri(histogram)}' alt='Dice histogram'></figure>",
+             "<h2>Lowest Dice</h2>", _html_table(*table)]
+    md = [f"# {title}", "", "  \n".join(f"{k}: {v}" for k, v in meta), "", _md_table(["Metric", "Value"], cards), "",
+          note, "", "## Dice per image", "", f"![Dice histogram]({histogram.relative_to(folder).as_posix()})", "",
+          "## Lowest Dice", "", _md_table(*table), ""]
+    for kind, heading in (("worst", "Worst images (lowest Dice first)"), ("best", "Best images (highest Dice first)")):
+        items = [item for item in gallery if item["kind"] == kind]
+        if not items:
+            continue
+        parts.append(f"<h2>{heading}</h2><div class='gallery'>")
+        parts += [f"<figure><img src='{_data_uri(folder / item['file'])}' alt='{html.escape(caption(item))}'>"
+                  f"<figcaption>{html.escape(caption(item))}</figcaption></figure>" for item in items]
+        parts.append("</div>")
+        md += [f"## {heading}", ""] + [f"![{caption(item)}]({item['file']})\n" for item in items]
+    parts.append("</main></body></html>\n")
+    atomic.write_text(folder / "report.html", "".join(parts))
+    atomic.write_text(folder / "report.md", "\n".join(md) + "\n")
+
+
+def _probabilities_at_mask_size(segmenter, paths, batch_size: int, timer: dict, progress: bool):
+    """The U-Net's lung probability for each image, resized to its mask's size; model time added to timer."""
+    from tqdm import tqdm
+
+    from edgelabels.data.images import read_image
+    from edgelabels.segment.segmenter import at_image_size
+
+    with tqdm(total=len(paths), unit="img", desc="segment", file=sys.stderr, disable=not progress) as bar:
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start:start + batch_size]
+            images = [read_image(path)[0] for path in chunk]
+            began = time.perf_counter()
+            maps = segmenter.probabilities(images, batch_size)
+            timer["seconds"] += time.perf_counter() - began
+            for path, probability in zip(chunk, maps):
+                yield at_image_size(probability, _mask_size(_mask_of(path)))
+            bar.update(len(chunk))
+
+
+def _truths(paths):
+    from edgelabels.data.masks import read_mask
+
+    for path in paths:
+        mask_path = _mask_of(path)
+        width, height = _mask_size(mask_path)
+        yield read_mask(mask_path, height, width)
+
+
+def _mask_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the PNG/JPEG header alone: the mask is decoded once, by read_mask."""
+    from PIL import Image, UnidentifiedImageError
+
+    from edgelabels.errors import ImageProblem
+
+    try:
+        with Image.open(path) as mask:
+            return mask.size
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise ImageProblem(path, f"cannot read mask ({exc})") from None
+
+
+def _model_and_split(model_dir: Path):
+    """(what the model is, its run's split or None, the run folder) for a U-Net run or export; refuses others."""
+    from edgelabels.data.splits import read_split
+    from edgelabels.train.run import Run
+
+    if (model_dir / "model.keras").is_file():
+        run = Run.load(model_dir)
+        if run.task != "segmentation":
+            raise UserError(f"{model_dir}: a {run.task} run, not a U-Net (task: segmentation)")
+        return "Keras U-Net", run.split, model_dir
+    if (model_dir / "model.onnx").is_file():
+        run_folder = model_dir.parent  # RUN/export/ sits inside its run: the split is next door
+        # export writes segmentation.json beside a U-Net; without it, the run's config says what was exported.
+        task = "segmentation" if (model_dir / "segmentation.json").is_file() else _task_of(run_folder)
+        if task not in (None, "segmentation"):
+            raise UserError(f"{model_dir}: an export of a {task} run, not of a U-Net (task: segmentation)")
+        split = read_split(run_folder / "splits") if (run_folder / "splits" / "train.txt").is_file() else None
+        return "exported ONNX U-Net", split, run_folder
+    if not model_dir.exists():
+        raise UserError(f"{model_dir}: no such run directory or export folder")
+    raise UserError(f"{model_dir}: neither a U-Net run (model.keras) nor an exported U-Net (model.onnx)")
+
+
+def _external_images(data) -> list[Path]:
+    from edgelabels.data.masks import load_mask_pairs
+
+    dataset = load_mask_pairs(data)
+    if dataset.problems:
+        print(f"edgelabels: {len(dataset.problems)} files in {data} skipped (e.g. {dataset.problems[0].path}: "
+              f"{dataset.problems[0].problem})", file=sys.stderr)
+    return [s.path for s in dataset.samples]
+
+
+def _check_output_folder(out: Path) -> Path:
+    """The folder is replaced whole: refuse one that holds anything but an earlier evaluation."""
+    earlier = (out / "metrics.json").is_file() or (out / "summary.json").is_file()
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not earlier)):
+        raise UserError(f"{out}: exists and is not an evaluation folder (no metrics.json); choose another --out")
+    return out
+
+
+def _task_of(run_dir: Path) -> str | None:
+    """The run's task from its config.yaml (classification when unset), or None when there is no config."""
+    import yaml
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({exc})") from None
+    return config.get("task", "classification") if isinstance(config, dict) else None
+
+
+def _mask_of(path) -> Path:
+    from edgelabels.data.masks import mask_path_of
+
+    return mask_path_of(path)
+
+
+def _thumbnail(image):
+    from PIL import Image
+
+    scale = GALLERY_SIDE / max(image.size)
+    if scale >= 1:
+        return image
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR)
+
+
+def _safe_name(stem: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem)[:80] or "image"

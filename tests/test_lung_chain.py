@@ -1,0 +1,338 @@
+"""Segmentation runs and the lung chain: U-Net training, masks cached once, chained evaluation and export."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgelabels.config import load_config
+from edgelabels.data.preprocess import PreprocessSpec
+from edgelabels.errors import UserError
+from edgelabels.segment.chain import LungReader, Masking
+from edgelabels.segment.segmenter import Segmenter
+from lung_factory import lung_mask, make_lung_pairs, make_lung_xrays
+
+UNET = {"task": "segmentation", "data.image_size": 64, "data.grayscale": "true", "data.group_by": r"^(p\d+)",
+        "model.backbone": "tinycnn", "model.weights": "none", "train.epochs": 3, "train.fine_tune_epochs": 0,
+        "train.batch_size": 4, "train.learning_rate": 0.01, "train.monitor": "val_dice", "train.verbose": 0,
+        "train.workers": 1, "data.test_fraction": 0.2, "data.val_fraction": 0.2}
+CLASSIFIER = {"data.image_size": 32, "data.grayscale": "true", "model.backbone": "tinycnn", "model.weights": "none",
+              "train.epochs": 2, "train.fine_tune_epochs": 0, "train.batch_size": 8, "train.verbose": 0,
+              "train.workers": 1, "masking.dilate": 0.05}
+
+
+def overrides(values: dict, **extra) -> list[str]:
+    return [f"{k}={v}" for k, v in {**values, **extra}.items()]
+
+
+def train(run_dir, values: dict, **extra):
+    from edgelabels.train.fit import train as fit
+
+    return fit(load_config(None, overrides(values, **extra)), run_dir)
+
+
+@pytest.fixture(scope="module")
+def unet_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lungs")
+    return train(root / "unet", UNET, **{"data.source": make_lung_pairs(root / "pairs", n=16)})
+
+
+@pytest.fixture(scope="module")
+def chained_run(tmp_path_factory, unet_run):
+    root = tmp_path_factory.mktemp("chained")
+    return train(root / "covid", CLASSIFIER, **{"data.source": make_lung_xrays(root / "xrays"), "segment": unet_run})
+
+
+def fake_segmenter(probability: np.ndarray) -> Segmenter:
+    """A Segmenter that answers `probability` (H, W) for every image, and counts its calls."""
+    h, w = probability.shape
+    spec = PreprocessSpec(h, w, grayscale=True)
+
+    def run_batch(x):
+        run_batch.calls += len(x)
+        return np.repeat(probability[None, :, :, None], len(x), axis=0)
+
+    run_batch.calls = 0
+    return Segmenter(spec, run_batch, "fake")
+
+
+# ---------------------------------------------------------------- the masking step through LungReader
+
+
+def test_lung_reader_blanks_everything_outside_the_dilated_lungs(tmp_path):
+    mask = lung_mask(64, np.random.default_rng(0))
+    image = np.full((64, 64), 200, np.uint8)
+    Image.fromarray(image).save(tmp_path / "film.png")
+    reader = LungReader(fake_segmenter(mask / 255.0), Masking(dilate=0.0))
+    kept = np.asarray(reader(tmp_path / "film.png"))
+    assert (kept[mask == 0] == 0).all()
+    assert (kept[mask == 255] == 200).all()
+
+
+def test_lung_reader_works_at_the_images_own_size_and_crops(tmp_path):
+    probability = np.zeros((32, 32), np.float32)
+    probability[8:24, 4:12] = 1.0  # at U-Net resolution; the image is 4x larger
+    Image.fromarray(np.full((128, 128, 3), 90, np.uint8)).save(tmp_path / "big.png")
+    reader = LungReader(fake_segmenter(probability), Masking(dilate=0.0, crop=True))
+    kept = np.asarray(reader(tmp_path / "big.png"))
+    assert kept.shape[:2] == (64, 32)  # the lungs' bounding box, in the image's pixels
+    assert (kept[1:-1] == 90).all()  # bilinear upsampling may round the box's corners off
+
+
+def test_lung_masks_are_computed_once_then_read_from_the_cache(tmp_path):
+    paths = []
+    for i in range(3):
+        Image.fromarray(np.full((40, 40), 100 + i, np.uint8)).save(tmp_path / f"{i}.png")
+        paths.append(tmp_path / f"{i}.png")
+    probability = np.zeros((32, 32), np.float32)
+    probability[4:20, 4:20] = 0.9
+    segmenter = fake_segmenter(probability)
+    reader = LungReader(segmenter, Masking(), cache_dir=tmp_path / "cache")
+    assert reader.precompute(paths, progress=False) == 3
+    first = [np.asarray(reader(p)) for p in paths]
+    assert reader.precompute(paths, progress=False) == 0
+    assert segmenter.run_batch.calls == 3  # reading after precompute never ran the U-Net again
+    again = LungReader(segmenter, Masking(), cache_dir=tmp_path / "cache")  # a resumed run: the disk cache
+    assert again.precompute(paths, progress=False) == 0
+    assert all((np.asarray(again(p)) == f).all() for p, f in zip(paths, first))
+
+
+# ---------------------------------------------------------------- U-Net runs
+
+
+def test_segmentation_run_learns_the_lungs_and_logs_dice(unet_run):
+    import csv
+
+    rows = list(csv.DictReader((unet_run / "history.csv").open()))
+    assert {"dice", "iou", "val_dice", "val_iou"} <= set(rows[0])
+    assert float(rows[-1]["dice"]) > float(rows[0]["dice"])  # it learns
+    assert json.loads((unet_run / "labels.json").read_text()) == ["lung"]
+    split = (unet_run / "splits" / "test.txt").read_text()
+    assert "images" in split
+
+
+def test_segmenter_from_a_run_gives_probability_maps_at_the_unet_size(unet_run, tmp_path):
+    Image.fromarray(np.full((100, 80), 120, np.uint8)).save(tmp_path / "x.png")
+    maps = Segmenter.load(unet_run).path_probabilities([tmp_path / "x.png"])
+    assert maps.shape == (1, 64, 64)
+    assert 0 <= maps.min() and maps.max() <= 1
+
+
+def test_segmenter_refuses_a_classification_run(chained_run):
+    with pytest.raises(UserError, match="classification run, not a U-Net"):
+        Segmenter.load(chained_run)
+
+
+def test_unet_export_matches_keras_and_marks_itself_as_a_unet(unet_run):
+    from edgelabels.export.export_run import export_run
+    from edgelabels.serve.predictor import Predictor
+
+    report = export_run(unet_run)
+    assert report["task"] == "segmentation"
+    assert report["parity"]["max_abs_diff"] <= 1e-3
+    assert (unet_run / "export" / "segmentation.json").is_file()
+    with pytest.raises(UserError, match="U-Net export, not a classifier"):
+        Predictor(unet_run / "export")
+
+
+# ---------------------------------------------------------------- classification behind the U-Net
+
+
+def test_classification_run_with_segment_records_the_chain_and_caches_masks(chained_run, unet_run):
+    described = json.loads((chained_run / "segment.json").read_text())
+    assert described["run"] == str(unet_run.resolve())
+    assert described["masking"]["dilate"] == 0.05
+    cached = list((chained_run / "segment-cache").glob("*.png"))
+    assert len(cached) == 20  # every image of every split, once
+
+
+def test_chained_run_evaluates_through_the_lungs(chained_run):
+    from edgelabels.evaluate.command import evaluate_model
+
+    result = evaluate_model(chained_run, gradcam_per_kind=1, progress=False)
+    assert result["metrics"]["number_of_images"] > 0
+    assert (chained_run / "evaluation" / "summary.json").is_file()
+
+
+def test_chained_export_writes_both_models_and_the_onnx_chain_equals_the_keras_chain(chained_run):
+    from edgelabels.data.images import read_image
+    from edgelabels.data.preprocess import preprocess
+    from edgelabels.export.export_run import export_run
+    from edgelabels.serve.predictor import Predictor
+    from edgelabels.train.run import Run
+
+    report = export_run(chained_run)
+    out = chained_run / "export"
+    assert (out / "model.onnx").is_file() and (out / "segment" / "model.onnx").is_file()
+    assert report["chain"]["chain_parity"]["max_abs_diff"] <= 1e-3
+
+    # Independently of export's own check: Keras U-Net -> masking -> Keras classifier vs the Predictor.
+    run = Run.load(chained_run)
+    samples = run.split.test + run.split.val
+    reader = LungReader(Segmenter.load(json.loads((chained_run / "segment.json").read_text())["run"]),
+                        Masking.from_json(json.loads((out / "segment.json").read_text())["masking"]))
+    x = np.stack([preprocess(reader.image(read_image(s.path)[0]), run.spec) for s in samples])
+    keras_chain = np.asarray(run.load_model()(x, training=False))
+    predictor = Predictor(out)
+    onnx_chain = predictor.probabilities([s.path for s in samples])
+    assert np.abs(keras_chain - onnx_chain).max() <= 1e-3
+    # ...and the chain is really there: without the U-Net the classifier sees the marker and answers otherwise.
+    plain = predictor.run(np.stack([preprocess(read_image(s.path)[0], run.spec) for s in samples]))
+    assert np.abs(plain - onnx_chain).max() > 1e-4
+
+
+def test_chained_predictor_imports_neither_tensorflow_nor_keras(chained_run):
+    from edgelabels.export.export_run import export_run
+
+    if not (chained_run / "export" / "segment.json").is_file():
+        export_run(chained_run)
+    image = next((chained_run.parent / "xrays" / "COVID").glob("*.png"))
+    code = ("import sys, json; from edgelabels.serve.predictor import Predictor; "
+            f"p = Predictor({str(chained_run / 'export')!r}); print(json.dumps(p.detect({str(image)!r}))); "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "CustomLabels" in done.stdout
+
+
+# ---------------------------------------------------------------- configs
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"task": "segmentation", "segment": "runs/x"}, "applies to classification runs"),
+    ({"train.monitor": "val_dice"}, "train.monitor for classification"),
+    ({"task": "segmentation", "train.monitor": "val_auc"}, "train.monitor for segmentation"),
+    ({"model.implementation": "segmentation-models"}, "is for segmentation"),
+    ({"masking.threshold": 1.5}, "masking.threshold"),
+    ({"model.implementation": "smp"}, "model.implementation must be one of"),
+])
+def test_bad_segmentation_configs_are_refused(extra, message):
+    with pytest.raises(UserError, match=message):
+        load_config(None, overrides({"data.source": "x"}, **extra))
+
+
+def test_segment_naming_a_classification_run_fails_before_training(chained_run, tmp_path):
+    with pytest.raises(UserError, match="not a U-Net"):
+        train(tmp_path / "bad", CLASSIFIER, **{"data.source": chained_run.parent / "xrays", "segment": chained_run})
+
+
+def test_segmentation_run_resumes_from_its_checkpoint(tmp_path):
+    import csv
+
+    import yaml
+
+    from edgelabels.train.fit import train as fit
+
+    run = train(tmp_path / "unet", UNET, **{"data.source": make_lung_pairs(tmp_path / "pairs", n=10),
+                                            "train.epochs": 1})
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["train"]["epochs"] = 2  # as if it had been stopped after epoch 1 of 2
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    (run / "checkpoint" / "state.json").write_text(json.dumps({**state, "done": False}))
+    fit(load_config(run / "config.yaml"), run, resume=True)  # loads last.keras with its BCE+Dice loss
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    assert [(r["stage"], int(r["epoch"])) for r in rows] == [("a", 1), ("a", 2)]
+
+
+@pytest.mark.slow  # a second Python process with the JAX backend
+def test_unet_trains_under_the_jax_backend(tmp_path):
+    import os
+
+    pytest.importorskip("jax")
+    pairs = make_lung_pairs(tmp_path / "pairs", n=8)
+    args = [sys.executable, "-m", "edgelabels.cli", "train", "--out", str(tmp_path / "jaxunet")]
+    values = {**UNET, "data.source": pairs, "train.epochs": 1}
+    for item in overrides(values):
+        args += ["--set", item]
+    config = tmp_path / "empty.yaml"
+    config.write_text("{}\n")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([*args, str(config)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "backend jax" in (tmp_path / "jaxunet" / "train.log").read_text()
+    assert "val_dice" in (tmp_path / "jaxunet" / "history.csv").read_text()
+
+
+def test_unet_encoder_starts_from_a_classification_runs_backbone(chained_run, unet_run):
+    from edgelabels.models.unet import build_unet
+    from edgelabels.train.fit import copy_backbone_from_run
+    from edgelabels.train.run import Run
+
+    unet = build_unet("tinycnn", 64, 64)
+    copied = copy_backbone_from_run(unet, chained_run, "tinycnn")
+    source = Run.load(chained_run).load_model().get_layer("backbone")
+    assert copied >= 2
+    for layer in unet.get_layer("backbone").layers:
+        if layer.weights:
+            for mine, theirs in zip(layer.get_weights(), source.get_layer(layer.name).get_weights()):
+                np.testing.assert_array_equal(mine, theirs)
+
+
+# ---------------------------------------------------------------- data
+
+
+def test_mask_pairs_report_images_without_a_mask_and_masks_of_another_size(tmp_path):
+    from edgelabels.data.masks import load_mask_pairs
+
+    root = make_lung_pairs(tmp_path / "pairs", n=4)
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(root / "images" / "orphan.png")
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "masks" / "p0-0.png")
+    dataset = load_mask_pairs(root, group_by=r"^(p\d+)")
+    problems = {p.path.split("/")[-1]: p.problem for p in dataset.problems}
+    assert "no mask" in problems["orphan.png"]
+    assert "32x32" in problems["p0-0.png"]
+    assert len(dataset) == 3 and {s.group for s in dataset.samples} == {"p0", "p1"}
+
+
+def test_a_folder_without_images_and_masks_is_refused(tmp_path):
+    from edgelabels.data.masks import load_mask_pairs
+
+    (tmp_path / "images").mkdir()
+    with pytest.raises(UserError, match="needs .*images.* and .*masks"):
+        load_mask_pairs(tmp_path)
+
+
+def test_read_mask_keeps_only_lung_background_and_ignore(tmp_path):
+    from edgelabels.data.masks import read_mask
+
+    mask = np.array([[0, 10, 120, 127], [140, 200, 255, 60]], np.uint8)
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    assert read_mask(tmp_path / "m.png", 2, 4).tolist() == [[0, 0, 127, 127], [127, 255, 255, 0]]
+
+
+def test_augmentation_moves_the_mask_with_the_image():
+    from edgelabels.data.augment import build_augmenter
+
+    augment = build_augmenter("none", [{"Affine": {"translate_px": {"x": 10, "y": 0}, "p": 1.0}}], seed=0)
+    image = np.zeros((64, 64, 1), np.uint8)
+    image[20:40, 10:20] = 255
+    moved_image, moved_mask = augment(image, image[:, :, 0].copy())
+    assert (moved_image[:, :, 0] == moved_mask).all()
+    assert moved_mask[20:40, 20:30].all() and not moved_mask[20:40, 10:20].any()
+
+
+@pytest.mark.slow
+def test_segmentation_models_unet_trains_evaluates_and_exports_like_ours(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("segmentation_models") is None:
+        pytest.skip("segmentation-models not installed (pip install -e '.[sm]')")
+    from edgelabels.evaluate.command import evaluate_model
+    from edgelabels.export.export_run import export_run
+
+    run = train(tmp_path / "sm", UNET, **{"data.source": make_lung_pairs(tmp_path / "pairs", n=10),
+                                          "model.implementation": "segmentation-models", "model.backbone": "vgg16",
+                                          "train.epochs": 1, "train.learning_rate": 0.001})
+    result = evaluate_model(run, progress=False)
+    assert 0 <= result["metrics"]["dice"] <= 1
+    assert (run / "evaluation" / "metrics.json").is_file()
+    report = export_run(run)
+    assert report["implementation"] == "segmentation-models" and report["parity"]["max_abs_diff"] <= 1e-3
+    maps = Segmenter.load(run / "export").path_probabilities([next((tmp_path / "pairs" / "images").glob("*.png"))])
+    assert maps.shape == (1, 64, 64)
