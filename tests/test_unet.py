@@ -8,7 +8,7 @@ from edgelabels.segment.metrics import IGNORE, bce_dice_loss, dice_iou, mask_tar
 
 
 @pytest.mark.parametrize("backbone", ["vgg16", "resnet50", "efficientnetb0", "efficientnetv2b0",
-                                      "mobilenetv3small", "smallcnn"])
+                                      "mobilenetv3small", "mobilenetv3large", "smallcnn", "deepcnn", "tinycnn"])
 def test_unet_maps_an_image_to_a_mask_of_the_same_size(backbone):
     from edgelabels.models.unet import build_unet
 
