@@ -311,7 +311,10 @@ def lung_chain(config: Config, run_dir: Path, split, progress: bool = True):
     masking = Masking(**dataclasses.asdict(config.masking))
     atomic.write_json(run_dir / CHAIN_FILE, {"run": str(unet.resolve()), "masking": masking.to_json()})
     reader = run_chain(run_dir)
-    computed = reader.precompute([s.path for s in split.train + split.val + split.test], progress=progress)
+    paths = [s.path for s in split.train + split.val + split.test]
+    log.info("segment: lung masks for %d images with U-Net run %s (computed once, cached in %s)", len(paths), unet,
+             run_dir / "segment-cache")
+    computed = reader.precompute(paths, progress=progress)
     log.info("segment: lungs kept with U-Net run %s (%s); %d masks computed, the rest cached", unet,
              masking.to_json(), computed)
     return reader
