@@ -103,19 +103,19 @@ def coverage_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def _html_table(header, rows) -> str:
+def html_table(header, rows) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _md_table(header, rows) -> str:
+def md_table(header, rows) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def _data_uri(path: Path) -> str:
+def data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
@@ -145,13 +145,13 @@ def write_report(folder: str | Path, *, metrics: dict, summary: dict, plots: dic
              "<h2>Per label</h2><p class='note'>Rekognition's view: each label one-vs-rest, counted as predicted when "
              "its confidence reaches its assumed threshold (the threshold that maximises its F1 on this set), and "
              "at the chosen minimum confidence. Sensitivity, specificity and ROC AUC use the top label.</p>",
-             _html_table(*labels),
+             html_table(*labels),
              "<h2>Confidence threshold vs coverage</h2><p class='note'>Accept the top label only when its confidence "
-             "reaches the threshold; the rest go to a person.</p>", _html_table(*coverage),
+             "reaches the threshold; the rest go to a person.</p>", html_table(*coverage),
              "<h2>Review queue</h2>", f"<p>{html.escape(_review_text(review))}</p>", "<h2>Plots</h2><div class='plots'>"]
     for name, path in plots.items():
         wide = " class='wide'" if name == "confusion_matrix" else ""
-        parts.append(f"<figure{wide}><img src='{_data_uri(path)}' alt='{html.escape(PLOT_TITLES.get(name, name))}'>"
+        parts.append(f"<figure{wide}><img src='{data_uri(path)}' alt='{html.escape(PLOT_TITLES.get(name, name))}'>"
                      f"<figcaption>{html.escape(PLOT_TITLES.get(name, name))}</figcaption></figure>")
     parts.append("</div><h2>Grad-CAM: where the model looked</h2>")
     if gallery:
@@ -161,7 +161,7 @@ def write_report(folder: str | Path, *, metrics: dict, summary: dict, plots: dic
         for item in gallery:
             caption = (f"{item['kind']}: predicted {item['predicted_label']} ({item['confidence']:.1%}), "
                        f"true {item['true_label']} - {Path(item['path']).name}")
-            parts.append(f"<figure class='{item['kind']}'><img src='{_data_uri(folder / item['file'])}' "
+            parts.append(f"<figure class='{item['kind']}'><img src='{data_uri(folder / item['file'])}' "
                          f"alt='{html.escape(caption)}'><figcaption>{html.escape(caption)}</figcaption></figure>")
         parts.append("</div>")
     else:
@@ -172,8 +172,8 @@ def write_report(folder: str | Path, *, metrics: dict, summary: dict, plots: dic
     html_path = atomic.write_text(folder / "report.html", "".join(parts))
 
     md = [f"# {title}", "", "  \n".join(f"{k}: {v}" for k, v in meta), "", "## Headline", "",
-          _md_table(["Metric", "Value"], [[k, v] for k, v in cards]), "", "## Per label", "", _md_table(*labels), "",
-          "## Confidence threshold vs coverage", "", _md_table(*coverage), "", "## Review queue", "",
+          md_table(["Metric", "Value"], [[k, v] for k, v in cards]), "", "## Per label", "", md_table(*labels), "",
+          "## Confidence threshold vs coverage", "", md_table(*coverage), "", "## Review queue", "",
           _review_text(review), "", "## Plots", ""]
     md += [f"![{PLOT_TITLES.get(name, name)}]({Path(path).relative_to(folder).as_posix()})\n"
            for name, path in plots.items()]

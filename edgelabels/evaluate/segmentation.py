@@ -148,7 +148,7 @@ def dice_histogram(path: Path, metrics: dict) -> Path:
 
 def write_report(folder: Path, metrics: dict, speed: dict, gallery: list[dict], histogram: Path) -> None:
     """report.md and a self-contained report.html, from the numbers already in metrics.json."""
-    from edgelabels.evaluate.report import CSS, _data_uri, _html_table, _md_table
+    from edgelabels.evaluate.report import CSS, data_uri, html_table, md_table
     from edgelabels.segment.overlay import LEGEND
 
     title = f"Lung segmentation: {metrics['model']}"
@@ -173,17 +173,17 @@ def write_report(folder: Path, metrics: dict, speed: dict, gallery: list[dict], 
              f"<style>{CSS}</style></head><body><main><h1>{html.escape(title)}</h1>",
              f"<div class='meta'>{meta_html}</div>", f"<div class='cards'>{cards_html}</div>",
              f"<p class='note'>{html.escape(note)}</p>",
-             f"<h2>Dice per image</h2><figure><img src='{_data_uri(histogram)}' alt='Dice histogram'></figure>",
-             "<h2>Lowest Dice</h2>", _html_table(*table)]
-    md = [f"# {title}", "", "  \n".join(f"{k}: {v}" for k, v in meta), "", _md_table(["Metric", "Value"], cards), "",
+             f"<h2>Dice per image</h2><figure><img src='{data_uri(histogram)}' alt='Dice histogram'></figure>",
+             "<h2>Lowest Dice</h2>", html_table(*table)]
+    md = [f"# {title}", "", "  \n".join(f"{k}: {v}" for k, v in meta), "", md_table(["Metric", "Value"], cards), "",
           note, "", "## Dice per image", "", f"![Dice histogram]({histogram.relative_to(folder).as_posix()})", "",
-          "## Lowest Dice", "", _md_table(*table), ""]
+          "## Lowest Dice", "", md_table(*table), ""]
     for kind, heading in (("worst", "Worst images (lowest Dice first)"), ("best", "Best images (highest Dice first)")):
         items = [item for item in gallery if item["kind"] == kind]
         if not items:
             continue
         parts.append(f"<h2>{heading}</h2><div class='gallery'>")
-        parts += [f"<figure><img src='{_data_uri(folder / item['file'])}' alt='{html.escape(caption(item))}'>"
+        parts += [f"<figure><img src='{data_uri(folder / item['file'])}' alt='{html.escape(caption(item))}'>"
                   f"<figcaption>{html.escape(caption(item))}</figcaption></figure>" for item in items]
         parts.append("</div>")
         md += [f"## {heading}", ""] + [f"![{caption(item)}]({item['file']})\n" for item in items]
