@@ -83,7 +83,9 @@ def evaluate_model(model_dir, *, data=None, min_confidence: float = 0.5, review_
 
     model_dir = Path(model_dir)
     out = Path(out) if out is not None else model_dir / "evaluation"
-    if _task_of(model_dir) == "segmentation":
+    from edgelabels.train.run import task_of
+
+    if task_of(model_dir) == "segmentation":
         from edgelabels.evaluate.segmentation import evaluate_segmentation
 
         return evaluate_segmentation(model_dir, data=data, out=out, threshold=min_confidence, batch_size=batch_size,
@@ -154,20 +156,6 @@ def _keras_run(model_dir: Path, batch_size: int, progress: bool):
         return predict_paths(model, paths, run.spec, batch_size=batch_size, progress=progress, read=read)
 
     return kind, predict, run.labels, run.spec, run.split, model, read
-
-
-def _task_of(model_dir: Path) -> str:
-    """segmentation for a U-Net run (its config.yaml) or a U-Net export (segmentation.json), else classification."""
-    import yaml
-
-    if (model_dir / "segmentation.json").is_file():
-        return "segmentation"
-    if (model_dir / "model.keras").is_file() and (model_dir / "config.yaml").is_file():
-        try:
-            return (yaml.safe_load((model_dir / "config.yaml").read_text()) or {}).get("task", "classification")
-        except yaml.YAMLError:
-            raise UserError(f"{model_dir / 'config.yaml'}: invalid YAML") from None
-    return "classification"
 
 
 def _onnx_export(model_dir: Path, precision: str, batch_size: int, progress: bool):

@@ -236,7 +236,7 @@ def _mask_size(path: Path) -> tuple[int, int]:
 def _model_and_split(model_dir: Path):
     """(what the model is, its run's split or None, the run folder) for a U-Net run or export; refuses others."""
     from edgelabels.data.splits import read_split
-    from edgelabels.train.run import Run
+    from edgelabels.train.run import Run, task_of
 
     if (model_dir / "model.keras").is_file():
         run = Run.load(model_dir)
@@ -245,8 +245,7 @@ def _model_and_split(model_dir: Path):
         return "Keras U-Net", run.split, model_dir
     if (model_dir / "model.onnx").is_file():
         run_folder = model_dir.parent  # RUN/export/ sits inside its run: the split is next door
-        # export writes segmentation.json beside a U-Net; without it, the run's config says what was exported.
-        task = "segmentation" if (model_dir / "segmentation.json").is_file() else _task_of(run_folder)
+        task = task_of(model_dir)
         if task not in (None, "segmentation"):
             raise UserError(f"{model_dir}: an export of a {task} run, not of a U-Net (task: segmentation)")
         split = read_split(run_folder / "splits") if (run_folder / "splits" / "train.txt").is_file() else None
@@ -272,20 +271,6 @@ def _check_output_folder(out: Path) -> Path:
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not earlier)):
         raise UserError(f"{out}: exists and is not an evaluation folder (no metrics.json); choose another --out")
     return out
-
-
-def _task_of(run_dir: Path) -> str | None:
-    """The run's task from its config.yaml (classification when unset), or None when there is no config."""
-    import yaml
-
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return None
-    try:
-        config = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({exc})") from None
-    return config.get("task", "classification") if isinstance(config, dict) else None
 
 
 def _mask_of(path) -> Path:

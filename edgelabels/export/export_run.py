@@ -109,11 +109,9 @@ def export_run(run_dir: str | Path, *, int8: bool = False, calibration: int = 10
     split = run.split
     spec = run.spec
     model = run.load_model()
-    chain = run.image_reader(threads)
-    read = None
-    if chain is not None:
-        read = chain
-        chain.precompute([s.path for s in split.val], progress=False)
+    read = run.image_reader(threads)  # the lung chain of a run trained with segment:, else None
+    if read is not None:
+        read.precompute([s.path for s in split.val], progress=False)
     backbone = (run.config.get("model") or {}).get("backbone")
     width = model.outputs[0].shape[-1]
     if width != len(run.labels):
@@ -143,8 +141,6 @@ def export_run(run_dir: str | Path, *, int8: bool = False, calibration: int = 10
             notes.append(f"the model gives the same output for every image (std {check['output_std']:.1e}): "
                          "parity proves little; is the model trained?")
         report["parity"] = {**check, "tolerance": PARITY_TOLERANCE}
-        if chain is not None:
-            report["chain"] = export_chain_files(out, run, chain, model, checked, threads)
 
         val_truth = np.array(run.label_indices(split.val), dtype=np.int64)
         val_fp32 = predict_samples(fp32, split.val, spec, read)
@@ -165,6 +161,8 @@ def export_run(run_dir: str | Path, *, int8: bool = False, calibration: int = 10
         shutil.copyfile(run.dir / "labels.json", out / "labels.json")
         shutil.copyfile(run.dir / "preprocess.json", out / "preprocess.json")
         atomic.write_json(out / "thresholds.json", thresholds)
+        if read is not None:  # the folder is now a whole classifier export: chain the U-Net in front, check it
+            report["chain"] = export_chain_files(out, run, read, model, checked, threads)
         atomic.write_json(out / "export_report.json", report)
     return report
 
@@ -239,23 +237,20 @@ def export_segmentation(run, *, threads: int | None = None, parity_images: int =
 
 
 def export_chain_files(out: Path, run, chain, model, samples, threads) -> dict:
-    """A classifier trained behind a lung U-Net: export the U-Net as out/segment/, describe the chain in
-    out/segment.json, and check the whole ONNX chain (what the Predictor runs) against the Keras chain."""
-    from edgelabels.segment.chain import CHAIN_FILE, LungReader
-    from edgelabels.segment.segmenter import Segmenter
+    """A classifier trained behind a lung U-Net (`out` already holds its export): export the U-Net as
+    out/segment/, describe the chain in out/segment.json, and check the whole ONNX chain (what the
+    Predictor runs) against the Keras chain."""
+    from edgelabels.segment.chain import CHAIN_FILE
     from edgelabels.serve.predictor import Predictor
     from edgelabels.train.run import Run
 
     unet = Run.load(Path(json.loads((run.dir / CHAIN_FILE).read_text())["run"]))
     unet_report = export_segmentation(unet, threads=threads, out_dir=out / "segment")
     atomic.write_json(out / CHAIN_FILE, {"model": "segment", "masking": chain.masking.to_json()})
-    atomic.write_json(out / "thresholds.json", {name: 0.5 for name in run.labels})  # replaced below
-    shutil.copyfile(run.dir / "labels.json", out / "labels.json")
-    shutil.copyfile(run.dir / "preprocess.json", out / "preprocess.json")
 
-    # Keras chain: the Keras U-Net (fresh, not the training cache) -> masking -> the Keras classifier.
-    keras_reader = LungReader(Segmenter.load(unet.dir), chain.masking)
-    keras_chain = keras_probabilities(model, np.stack([preprocess(keras_reader.image(read_image(s.path)[0]), run.spec)
+    # Keras chain: the run's Keras U-Net, computed fresh (LungReader.image skips the training cache) ->
+    # masking -> the Keras classifier.
+    keras_chain = keras_probabilities(model, np.stack([preprocess(chain.image(read_image(s.path)[0]), run.spec)
                                                        for s in samples]))
     onnx_chain = Predictor(out, precision="fp32", threads=threads).probabilities([s.path for s in samples])
     check = parity(keras_chain, onnx_chain)

@@ -105,13 +105,20 @@ def keras_probabilities(model, x: np.ndarray, batch_size: int = 32) -> np.ndarra
 
 
 def onnx_session(path: str | Path, threads: int | None = None):
+    """An onnxruntime CPU session (threads: intra-op threads; None or 0: onnxruntime's default).
+
+    Needs only onnxruntime: the edge Predictor and Segmenter open their models here too.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if threads:
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise UserError(f"{path}: onnxruntime cannot load it ({exc})") from None
 
 
 def onnx_probabilities(session, x: np.ndarray, batch_size: int = 32) -> np.ndarray:

@@ -29,6 +29,7 @@ from edgelabels.segment.masking import keep_lungs
 from edgelabels.segment.segmenter import Segmenter, at_image_size
 
 CHAIN_FILE = "segment.json"
+CACHE_DIR = "segment-cache"
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def run_chain(run_dir: str | Path, threads: int | None = None) -> LungReader | N
     if not unet.is_dir():
         raise UserError(f"{path}: its U-Net run {unet} is missing (the chain needs it)")
     return LungReader(Segmenter.load(unet, threads), Masking.from_json(described["masking"]),
-                      cache_dir=run_dir / "segment-cache")
+                      cache_dir=run_dir / CACHE_DIR)
 
 
 def export_chain(model_dir: str | Path, threads: int | None = None) -> LungReader | None:

@@ -49,7 +49,6 @@ def run(args) -> int:
         raise UserError(f"--batch-size must be at least 1, not {args.batch_size}")
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"{args.out}: exists and is not a folder")
-    _refuse_classification_export(args.model_dir)
     segmenter = Segmenter.load(args.model_dir, threads=args.threads)
     return segment_files(segmenter, args)
 
@@ -136,22 +135,3 @@ def segment_files(segmenter, args) -> int:
         print(f"edgelabels: {failed} of {len(files) + len(problems)} images failed", file=sys.stderr)
         return 2
     return 0
-
-
-def _refuse_classification_export(model_dir: Path) -> None:
-    """RUN/export/ of a classifier would load (model.onnx + preprocess.json): its run's config says what it is.
-
-    (Any other non-U-Net is caught by Segmenter on its first batch: its output is not a one-channel mask.)
-    """
-    import yaml
-
-    config = model_dir.parent / "config.yaml"
-    marked = (model_dir / "segmentation.json").is_file()  # export writes it beside every U-Net
-    if marked or not (model_dir / "model.onnx").is_file() or not config.is_file():
-        return
-    try:
-        task = (yaml.safe_load(config.read_text()) or {}).get("task", "classification")
-    except (yaml.YAMLError, AttributeError) as exc:
-        raise UserError(f"{config}: not a valid run config ({exc})") from None
-    if task != "segmentation":
-        raise UserError(f"{model_dir}: an export of a {task} run, not of a U-Net (task: segmentation)")

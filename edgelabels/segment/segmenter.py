@@ -29,13 +29,20 @@ class Segmenter:
     @classmethod
     def load(cls, model_dir: str | Path, threads: int | None = None) -> "Segmenter":
         """A U-Net export folder (model.onnx) or segmentation run directory (model.keras)."""
+        from edgelabels.train.run import task_of
+
         model_dir = Path(model_dir)
         spec_path = model_dir / "preprocess.json"
         if (model_dir / "model.onnx").is_file() and spec_path.is_file():
+            task = task_of(model_dir)
+            if task not in (None, "segmentation"):
+                raise UserError(f"{model_dir}: an export of a {task} run, not of a U-Net (task: segmentation)")
             return cls(_read_spec(spec_path), _onnx_runner(model_dir / "model.onnx", threads),
                        str(model_dir / "model.onnx"))
         if (model_dir / "model.keras").is_file() and spec_path.is_file():
-            _check_segmentation_run(model_dir)
+            task = task_of(model_dir) or "classification"
+            if task != "segmentation":
+                raise UserError(f"{model_dir}: a {task} run, not a U-Net (task: segmentation)")
             return cls(_read_spec(spec_path), _keras_runner(model_dir / "model.keras"), str(model_dir / "model.keras"))
         raise UserError(f"{model_dir}: not a U-Net run or export (expected model.keras or model.onnx "
                         "with preprocess.json)")
@@ -75,26 +82,10 @@ def _read_spec(path: Path) -> PreprocessSpec:
         raise UserError(f"{path}: not a valid preprocess.json ({exc})") from None
 
 
-def _check_segmentation_run(run_dir: Path) -> None:
-    import yaml
-
-    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
-    task = (config or {}).get("task", "classification")
-    if task != "segmentation":
-        raise UserError(f"{run_dir}: a {task} run, not a U-Net (task: segmentation)")
-
-
 def _onnx_runner(path: Path, threads: int | None):
-    import onnxruntime as ort
+    from edgelabels.export.onnx_export import onnx_session
 
-    options = ort.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = int(threads)
-        options.inter_op_num_threads = 1
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-        raise UserError(f"{path}: onnxruntime cannot load it ({exc})") from None
+    session = onnx_session(path, threads)
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: np.ascontiguousarray(x, np.float32)})[0]
 

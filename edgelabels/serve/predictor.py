@@ -40,7 +40,7 @@ class Predictor:
     """
 
     def __init__(self, model_dir: str | Path, precision: str = "auto", threads: int | None = None):
-        import onnxruntime as ort
+        from edgelabels.export.onnx_export import onnx_session
 
         self.dir = Path(model_dir)
         if not self.dir.is_dir():
@@ -66,16 +66,9 @@ class Predictor:
             raise UserError(f"{self.dir / 'thresholds.json'}: no threshold for labels {missing}")
         self.thresholds: dict[str, float] = {name: float(thresholds[name]) for name in self.labels}
 
-        options = ort.SessionOptions()
-        if threads is not None:
-            if threads < 1:
-                raise UserError(f"threads must be at least 1, not {threads}")
-            options.intra_op_num_threads = int(threads)
-            options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise UserError(f"{self.model_path}: onnxruntime cannot load it ({exc})") from None
+        if threads is not None and threads < 1:
+            raise UserError(f"threads must be at least 1, not {threads}")
+        self.session = onnx_session(self.model_path, threads)
         self.input_name = self.session.get_inputs()[0].name
         # A classifier trained on lungs only: its U-Net (segment/model.onnx) runs first, in prepare().
         from edgelabels.segment.chain import export_chain

@@ -303,14 +303,14 @@ def make_batches(config: Config, run_dir: Path, split, labels: list[str], spec, 
 
 def lung_chain(config: Config, run_dir: Path, split, progress: bool = True):
     """segment: RUN_DIR -> write RUN/segment.json, compute every split image's lung mask once, return the reader."""
-    from edgelabels.segment.chain import CHAIN_FILE, Masking, run_chain
+    from edgelabels.segment.chain import CACHE_DIR, CHAIN_FILE, LungReader, Masking
     from edgelabels.segment.segmenter import Segmenter
 
     unet = Path(config.segment)
-    Segmenter.load(unet)  # a clear error now (not a U-Net, not trained) rather than mid-epoch
     masking = Masking(**dataclasses.asdict(config.masking))
+    # Loaded before segment.json is written: a clear error now (not a U-Net, not trained), not mid-epoch.
+    reader = LungReader(Segmenter.load(unet), masking, cache_dir=run_dir / CACHE_DIR)
     atomic.write_json(run_dir / CHAIN_FILE, {"run": str(unet.resolve()), "masking": masking.to_json()})
-    reader = run_chain(run_dir)
     paths = [s.path for s in split.train + split.val + split.test]
     log.info("segment: lung masks for %d images with U-Net run %s (computed once, cached in %s)", len(paths), unet,
              run_dir / "segment-cache")

@@ -67,43 +67,6 @@ class MaskCache:
         return self.rows[index]
 
 
-class MaskBatches(keras.utils.PyDataset):
-    """(x, mask target) batches for a U-Net: image and mask augmented together; target 1 lung, 0 not, 0.5 ignore."""
-
-    def __init__(self, cache: PixelCache, masks: MaskCache, batch_size: int = 8, augment=None,
-                 shuffle: bool = False, seed: int = 0, workers: int = 2):
-        super().__init__(workers=max(1, workers), use_multiprocessing=False, max_queue_size=max(4, 2 * workers))
-        self.cache, self.masks = cache, masks
-        self.batch_size = batch_size
-        self.augment = augment
-        self.shuffle = shuffle
-        self.rng = np.random.default_rng(seed)
-        self.lock = threading.Lock()
-        self.order = self._epoch_order()
-
-    def _epoch_order(self) -> np.ndarray:
-        n = len(self.cache.paths)
-        return self.rng.permutation(n) if self.shuffle else np.arange(n)
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.order) / self.batch_size)
-
-    def __getitem__(self, index: int):
-        from edgelabels.segment.metrics import mask_target
-
-        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        pairs = [(self.cache[int(i)], self.masks[int(i)]) for i in rows]
-        if self.augment is not None:
-            pairs = [self.augment(p, m) for p, m in pairs]
-        x = normalise(np.stack([p for p, _ in pairs]), self.cache.spec)
-        y = np.stack([mask_target(m) for _, m in pairs])[..., None]
-        return x, y
-
-    def on_epoch_end(self) -> None:
-        with self.lock:
-            self.order = self._epoch_order()
-
-
 class ImageBatches(keras.utils.PyDataset):
     """(x, one-hot y, sample weight) batches; or x only when `labels` is None (prediction)."""
 
@@ -154,6 +117,29 @@ class ImageBatches(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         with self.lock:
             self.order = self._epoch_order()
+
+
+class MaskBatches(ImageBatches):
+    """(x, mask target) batches for a U-Net: image and mask augmented together; target 1 lung, 0 not, 0.5 ignore.
+
+    Order, epoch reshuffling and worker threads are ImageBatches'; only the batch contents differ.
+    """
+
+    def __init__(self, cache: PixelCache, masks: MaskCache, batch_size: int = 8, augment=None,
+                 shuffle: bool = False, seed: int = 0, workers: int = 2):
+        super().__init__(cache, batch_size=batch_size, augment=augment, shuffle=shuffle, seed=seed, workers=workers)
+        self.masks = masks
+
+    def __getitem__(self, index: int):
+        from edgelabels.segment.metrics import mask_target
+
+        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        pairs = [(self.cache[int(i)], self.masks[int(i)]) for i in rows]
+        if self.augment is not None:
+            pairs = [self.augment(p, m) for p, m in pairs]
+        x = normalise(np.stack([p for p, _ in pairs]), self.cache.spec)
+        y = np.stack([mask_target(m) for _, m in pairs])[..., None]
+        return x, y
 
 
 def predict_paths(model, paths, spec: PreprocessSpec, batch_size: int = 32, progress: bool = True,

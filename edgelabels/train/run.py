@@ -82,6 +82,25 @@ class Run:
                 from None
 
 
+def task_of(model_dir: str | Path) -> str | None:
+    """What a run directory or an export folder holds: "segmentation", "classification", or None (unknown).
+
+    A U-Net export says so in segmentation.json; a run in its config.yaml (task unset: classification); an
+    export without the marker sits in its run (RUN/export/), whose config.yaml then says.
+    """
+    model_dir = Path(model_dir)
+    if (model_dir / "segmentation.json").is_file():
+        return "segmentation"
+    for path in (model_dir / "config.yaml", model_dir.parent / "config.yaml"):
+        if path.is_file():
+            try:
+                config = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise UserError(f"{path}: not valid YAML ({exc})") from None
+            return config.get("task", "classification") if isinstance(config, dict) else None
+    return None
+
+
 def load_keras_model(path: str | Path, compile: bool = False):
     """A model.keras (or checkpoint) of any run: classifier, our U-Net or a segmentation-models U-Net."""
     import keras
