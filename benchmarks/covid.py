@@ -159,7 +159,7 @@ def where_it_looks(run_dir: Path, paths: list, lung_probability: np.ndarray) -> 
     from edgelabels.data.images import read_image
     from edgelabels.data.preprocess import normalise, to_pixels
     from edgelabels.evaluate.gradcam import check_split, gradcam, split_at_feature_map
-    from edgelabels.segment.segmenter import at_image_size
+    from edgelabels.runtime.segmenter import at_image_size
     from edgelabels.train.run import Run
 
     run = Run.load(run_dir)
@@ -294,7 +294,7 @@ def main() -> int:
 def run_experiment(args) -> int:
     from edgelabels.config import load_config
     from edgelabels.errors import UserError
-    from edgelabels.segment.segmenter import Segmenter
+    from edgelabels.runtime.segmenter import Segmenter
     from edgelabels.train.run import Run
 
     letters = [v.strip().upper() for v in args.only.split(",") if v.strip()]

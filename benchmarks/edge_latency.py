@@ -59,7 +59,7 @@ def bench_backbone(backbone: str, size: int, repeats: int, threads: int, jpeg: P
     from edgelabels.export import quantize as q
     from edgelabels.export.export_run import export_run, load_inputs
     from edgelabels.export.onnx_export import onnx_session
-    from edgelabels.serve.predictor import Predictor
+    from edgelabels.runtime.predictor import Predictor
     from edgelabels.train.run import Run
     from run_factory import make_run
 

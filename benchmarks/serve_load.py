@@ -51,7 +51,7 @@ def load_images(folder: Path | None, n: int) -> list[bytes]:
 
 def offline_speed(model_dir: Path, images: list[bytes], threads, seconds: float = 10.0) -> tuple[float, float]:
     """(images per wall second, images per CPU second) of Predictor.probabilities in batches of 32."""
-    from edgelabels.serve.predictor import Predictor
+    from edgelabels.runtime.predictor import Predictor
 
     predictor = Predictor(model_dir, threads=threads)
     predictor.probabilities(images[:8])  # warm-up

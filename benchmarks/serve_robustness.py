@@ -117,7 +117,7 @@ def main() -> int:
     from botocore.exceptions import ClientError
     from conftest_server import ServerProcess, image_bytes, rekognition_client, write_model_dir
 
-    from edgelabels.serve.predictor import Predictor
+    from edgelabels.runtime.predictor import Predictor
 
     tmp = Path(tempfile.mkdtemp(prefix="serve-robust-"))
     model = args.model or write_model_dir(tmp / "robust" / "export")

@@ -23,7 +23,7 @@ VERBS = {
     "predict": ("edgelabels.serve.predict_command", "run an exported model on images or a watched folder (no TensorFlow)"),
     "serve": ("edgelabels.serve.server_command", "serve an exported model behind a Rekognition-compatible endpoint"),
     "benchmark": ("edgelabels.benchmark.command", "compare a local model with a Rekognition model on the same test images"),
-    "segment": ("edgelabels.segment.command", "write lung masks and overlays with a U-Net run or its export"),
+    "segment": ("edgelabels.serve.segment_command", "write lung masks and overlays with a U-Net run or its export"),
     "demo": ("edgelabels.demo", "synthetic lateral-flow cassettes -> train -> evaluate -> export -> predict"),
 }
 

@@ -26,7 +26,7 @@ from edgelabels.benchmark.responses import ResponseLog, image_key, read_records 
 from edgelabels.cli import main  # noqa: E402
 from edgelabels.errors import UserError  # noqa: E402
 from edgelabels.evaluate.metrics import evaluate_arrays  # noqa: E402
-from edgelabels.serve.predictor import Predictor  # noqa: E402
+from edgelabels.runtime.predictor import Predictor  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "rekognition"
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (40, 50, 210)}

@@ -27,7 +27,7 @@ from edgelabels.benchmark.responses import read_records  # noqa: E402
 from edgelabels.cli import main  # noqa: E402
 from edgelabels.errors import UserError  # noqa: E402
 from edgelabels.evaluate.metrics import evaluate_arrays  # noqa: E402
-from edgelabels.serve.predictor import Predictor  # noqa: E402
+from edgelabels.runtime.predictor import Predictor  # noqa: E402
 
 LABELS = ["red", "green", "blue"]
 

@@ -65,7 +65,7 @@ def _f1(scores, positives, threshold):
 
 
 def test_unevaluated_run_gets_f1_maximising_thresholds_from_its_validation_split(run):
-    from edgelabels.serve.predictor import Predictor
+    from edgelabels.runtime.predictor import Predictor
     from edgelabels.train.run import Run
 
     export_module.export_run(run)
@@ -133,7 +133,7 @@ def test_int8_slower_than_fp32_is_not_shipped_and_says_why(run, monkeypatch, cap
 
 
 def test_int8_faster_and_as_accurate_is_shipped_and_picked_by_auto(run, monkeypatch):
-    from edgelabels.serve.predictor import Predictor
+    from edgelabels.runtime.predictor import Predictor
     from edgelabels.train.run import Run
 
     monkeypatch.setattr(q, "batch1_latencies", lambda sessions, x, **kw: {name: 1.0 if name == "int8" else 2.0

@@ -13,8 +13,8 @@ from PIL import Image
 from edgelabels.config import load_config
 from edgelabels.data.preprocess import PreprocessSpec
 from edgelabels.errors import UserError
-from edgelabels.segment.chain import LungReader, Masking
-from edgelabels.segment.segmenter import Segmenter
+from edgelabels.runtime.stages import LungReader, Masking
+from edgelabels.runtime.segmenter import Segmenter
 from lung_factory import lung_mask, make_lung_pairs, make_lung_xrays
 
 UNET = {"task": "segmentation", "data.image_size": 64, "data.grayscale": "true", "data.group_by": r"^(p\d+)",
@@ -130,7 +130,7 @@ def test_segmenter_refuses_a_classification_run(chained_run):
 
 def test_unet_export_matches_keras_and_marks_itself_as_a_unet(unet_run):
     from edgelabels.export.export_run import export_run
-    from edgelabels.serve.predictor import Predictor
+    from edgelabels.runtime.predictor import Predictor
 
     report = export_run(unet_run)
     assert report["task"] == "segmentation"
@@ -163,7 +163,7 @@ def test_chained_export_writes_both_models_and_the_onnx_chain_equals_the_keras_c
     from edgelabels.data.images import read_image
     from edgelabels.data.preprocess import preprocess
     from edgelabels.export.export_run import export_run
-    from edgelabels.serve.predictor import Predictor
+    from edgelabels.runtime.predictor import Predictor
     from edgelabels.train.run import Run
 
     report = export_run(chained_run)
@@ -192,7 +192,7 @@ def test_chained_predictor_imports_neither_tensorflow_nor_keras(chained_run):
     if not (chained_run / "export" / "segment.json").is_file():
         export_run(chained_run)
     image = next((chained_run.parent / "xrays" / "COVID").glob("*.png"))
-    code = ("import sys, json; from edgelabels.serve.predictor import Predictor; "
+    code = ("import sys, json; from edgelabels.runtime.predictor import Predictor; "
             f"p = Predictor({str(chained_run / 'export')!r}); print(json.dumps(p.detect({str(image)!r}))); "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

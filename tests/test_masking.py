@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from edgelabels.segment.masking import dilate, keep_lungs
+from edgelabels.runtime.masking import dilate, keep_lungs
 
 
 def _film():

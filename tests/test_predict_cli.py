@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from edgelabels.cli import main
-from edgelabels.serve.predictor import Predictor
+from edgelabels.runtime.predictor import Predictor
 from edgelabels.serve.watch import LEDGER, FolderWatcher
 from run_factory import LABELS, make_export, make_image, write_images
 

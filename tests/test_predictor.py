@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from edgelabels.errors import ImageProblem, UserError
-from edgelabels.serve.predictor import Predictor
+from edgelabels.runtime.predictor import Predictor
 from run_factory import LABELS, make_export
 
 TRAIN_ONLY = ("tensorflow", "keras", "tf2onnx", "onnx", "sklearn", "matplotlib", "albumentations", "sympy")
@@ -184,7 +184,7 @@ def test_predict_never_imports_tensorflow_or_keras(export_dir, images):
         "sys.meta_path.insert(0, CoreInstall())\n"
         "from edgelabels.cli import main\n"
         f"code = main(['predict', {str(export_dir)!r}, {str(images[0])!r}, '--min-confidence', '0'])\n"
-        "from edgelabels.serve.predictor import Predictor\n"
+        "from edgelabels.runtime.predictor import Predictor\n"
         f"Predictor({str(export_dir)!r}).detect({str(images[1])!r})\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx'))\n"
         "print(json.dumps({'code': code, 'heavy': heavy}))\n"

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from edgelabels.cli import main
-from edgelabels.segment.overlay import PREDICTED, TRUTH, mask_png, overlay
+from edgelabels.runtime.overlay import PREDICTED, TRUTH, mask_png, overlay
 from test_segment_evaluation import DARK, LIGHT, make_export, make_pixel_unet_run, rectangle, write_pair
 
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest_server import (EDGELABELS, ServerProcess, image_bytes, rekognition_client,  # noqa: E402
                              write_model_dir)
 
-from edgelabels.serve.predictor import Predictor  # noqa: E402
+from edgelabels.runtime.predictor import Predictor  # noqa: E402
 
 from botocore.exceptions import ClientError  # noqa: E402
 

@@ -68,7 +68,7 @@ def test_registry_normalised_image_gives_the_mask_sm_gives_its_own_preprocessing
 
 
 def test_trained_model_loads_in_a_fresh_process_with_custom_objects_and_predicts_the_same(tmp_path):
-    from edgelabels.segment.metrics import bce_dice_loss
+    from edgelabels.models.losses import bce_dice_loss
 
     model = build_sm_unet("efficientnetb0", 64, 64)
     # Eagerly: tracing this 270-layer graph for one step takes ten times longer than the step.

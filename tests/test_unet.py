@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from edgelabels.errors import UserError
-from edgelabels.segment.metrics import IGNORE, bce_dice_loss, dice_iou, mask_target
+from edgelabels.data.masks import IGNORE, mask_target
+from edgelabels.evaluate.metrics import dice_iou
+from edgelabels.models.losses import bce_dice_loss
 
 
 @pytest.mark.parametrize("backbone", ["vgg16", "resnet50", "efficientnetb0", "efficientnetv2b0",

@@ -178,7 +178,7 @@ def run_benchmark(*, test, local, out, rekognition_arn=None, region=None, endpoi
     from edgelabels.benchmark import compare, report
     from edgelabels.benchmark.responses import FILE_NAME, to_probabilities
     from edgelabels.evaluate.summary import read_summary
-    from edgelabels.serve.predictor import Predictor
+    from edgelabels.runtime.predictor import Predictor
 
     check_options(rekognition_arn=rekognition_arn, endpoint=endpoint, responses=responses,
                   training_hours=training_hours, price_training=price_training,

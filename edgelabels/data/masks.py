@@ -17,6 +17,7 @@ from edgelabels.data.sources import compile_group_by, group_of
 from edgelabels.errors import ImageProblem, UserError
 
 MASK_LABEL = "lung"
+IGNORE = 127  # mask value the loss and every metric leave out (a region the annotator left open)
 
 
 def mask_path_of(image_path: str | Path) -> Path:
@@ -70,3 +71,9 @@ def read_mask(path: str | Path, height: int, width: int) -> np.ndarray:
     m = np.asarray(mask)
     # Anti-aliased edges and JPEG noise: snap to the three meaningful values.
     return np.where(np.abs(m.astype(np.int16) - 127) <= 32, 127, np.where(m > 127, 255, 0)).astype(np.uint8)
+
+
+def mask_target(mask: np.ndarray) -> np.ndarray:
+    """uint8 0/127/255 mask -> float32 target: 1 lung, 0 background, 0.5 ignore (what the loss expects)."""
+    mask = np.asarray(mask)
+    return np.where(mask == IGNORE, 0.5, (mask > IGNORE).astype(np.float32)).astype(np.float32)

@@ -164,7 +164,7 @@ def _onnx_export(model_dir: Path, precision: str, batch_size: int, progress: boo
     from tqdm import tqdm
 
     from edgelabels.data.splits import read_split
-    from edgelabels.serve.predictor import Predictor
+    from edgelabels.runtime.predictor import Predictor
 
     predictor = Predictor(model_dir, precision=precision)
     # RUN/export/ sits inside its run: the run's split (test images, training count) is next door.

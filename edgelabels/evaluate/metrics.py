@@ -16,6 +16,7 @@ import warnings
 
 import numpy as np
 
+from edgelabels.data.masks import IGNORE
 from edgelabels.evaluate.thresholds import assumed_thresholds, label_metrics, macro_mean
 
 COVERAGE_THRESHOLDS = (0.5, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999)
@@ -156,3 +157,32 @@ def confusion_rows(metrics: dict) -> list[dict]:
             rows.append({"GroundTruthLabel": labels[i], "PredictedLabel": labels[j],
                          "Value": count / total if total else 0.0})
     return rows
+
+
+# ---------------------------------------------------------------- segmentation masks
+
+
+def _valid_and_truth(truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    truth = np.asarray(truth)
+    return truth != IGNORE, truth > IGNORE
+
+
+def dice_iou(predicted, truth, threshold: float = 0.5) -> tuple[float, float]:
+    """Mean per-image Dice and IoU. predicted: probabilities or 0/1 (N, H, W) or (H, W); truth: 0/127/255."""
+    predicted = np.asarray(predicted, dtype=np.float64)
+    truth = np.asarray(truth)
+    if predicted.shape != truth.shape:
+        raise ValueError(f"prediction shape {predicted.shape} differs from mask shape {truth.shape}")
+    if predicted.ndim == 2:
+        predicted, truth = predicted[None], truth[None]
+    dices, ious = [], []
+    for p, t in zip(predicted, truth):
+        valid, positive = _valid_and_truth(t)
+        guess = (p >= threshold) & valid
+        positive &= valid
+        inter = np.logical_and(guess, positive).sum()
+        total = guess.sum() + positive.sum()
+        union = np.logical_or(guess, positive).sum()
+        dices.append(1.0 if total == 0 else 2 * inter / total)  # both empty: a perfect answer
+        ious.append(1.0 if union == 0 else inter / union)
+    return float(np.mean(dices)), float(np.mean(ious))

@@ -240,8 +240,8 @@ def export_chain_files(out: Path, run, chain, model, samples, threads) -> dict:
     """A classifier trained behind a lung U-Net (`out` already holds its export): export the U-Net as
     out/segment/, describe the chain in out/segment.json, and check the whole ONNX chain (what the
     Predictor runs) against the Keras chain."""
-    from edgelabels.segment.chain import CHAIN_FILE
-    from edgelabels.serve.predictor import Predictor
+    from edgelabels.runtime.stages import CHAIN_FILE
+    from edgelabels.runtime.predictor import Predictor
     from edgelabels.train.run import Run
 
     unet = Run.load(Path(json.loads((run.dir / CHAIN_FILE).read_text())["run"]))

@@ -50,7 +50,7 @@ def image_files(paths: list[Path]) -> tuple[list[tuple[Path, Path]], list[str], 
 
 def run(args) -> int:
     from edgelabels.errors import UserError
-    from edgelabels.serve.predictor import Predictor
+    from edgelabels.runtime.predictor import Predictor
 
     if args.min_confidence is not None and not 0 <= args.min_confidence <= 100:
         raise UserError(f"--min-confidence must be between 0 and 100, not {args.min_confidence}")

@@ -51,7 +51,7 @@ from starlette.routing import Route
 from edgelabels import atomic
 from edgelabels.data.images import read_image, sniff_format
 from edgelabels.errors import ImageProblem, UserError
-from edgelabels.serve.predictor import Predictor
+from edgelabels.runtime.predictor import Predictor
 
 SETTINGS_ENV = "EDGELABELS_SERVE_SETTINGS"
 TARGET_PREFIX = "RekognitionService."

@@ -126,7 +126,7 @@ def run(args) -> int:
     except ImportError as exc:
         raise UserError(f"edgelabels serve needs {exc.name}: pip install 'edgelabels[serve]'") from None
 
-    from edgelabels.serve.predictor import Predictor
+    from edgelabels.runtime.predictor import Predictor
     from edgelabels.serve.server import (SETTINGS_ENV, VERSION_ARN, ModelState, ServeSettings, create_app,
                                          project_arn_prefix)
 

@@ -189,7 +189,7 @@ def compile_model(model, config: Config, learning_rate: float, steps: int = 0) -
     if t.lr_schedule == "cosine" and steps:
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps)
     if config.task == "segmentation":
-        from edgelabels.segment.metrics import bce_dice_loss, dice_coefficient, iou_coefficient
+        from edgelabels.models.losses import bce_dice_loss, dice_coefficient, iou_coefficient
 
         model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=bce_dice_loss,
                       metrics=[keras.metrics.MeanMetricWrapper(dice_coefficient, name="dice"),
@@ -303,8 +303,8 @@ def make_batches(config: Config, run_dir: Path, split, labels: list[str], spec, 
 
 def lung_chain(config: Config, run_dir: Path, split, progress: bool = True):
     """segment: RUN_DIR -> write RUN/segment.json, compute every split image's lung mask once, return the reader."""
-    from edgelabels.segment.chain import CACHE_DIR, CHAIN_FILE, LungReader, Masking
-    from edgelabels.segment.segmenter import Segmenter
+    from edgelabels.runtime.stages import CACHE_DIR, CHAIN_FILE, LungReader, Masking
+    from edgelabels.runtime.segmenter import Segmenter
 
     unet = Path(config.segment)
     masking = Masking(**dataclasses.asdict(config.masking))

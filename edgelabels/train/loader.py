@@ -131,7 +131,7 @@ class MaskBatches(ImageBatches):
         self.masks = masks
 
     def __getitem__(self, index: int):
-        from edgelabels.segment.metrics import mask_target
+        from edgelabels.data.masks import mask_target
 
         rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
         pairs = [(self.cache[int(i)], self.masks[int(i)]) for i in rows]

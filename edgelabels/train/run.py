@@ -69,7 +69,7 @@ class Run:
 
     def image_reader(self, threads: int | None = None):
         """path -> PIL image as the model saw it in training: None (plain read_image) or the lung chain."""
-        from edgelabels.segment.chain import run_chain
+        from edgelabels.runtime.stages import run_chain
 
         return run_chain(self.dir, threads)
 
@@ -106,7 +106,7 @@ def load_keras_model(path: str | Path, compile: bool = False):
     import keras
 
     from edgelabels.models.sm_unet import custom_objects  # keras-only stand-ins; sm itself is not imported
-    from edgelabels.segment.metrics import keras_objects
+    from edgelabels.models.losses import keras_objects
 
     return keras.saving.load_model(path, compile=compile, custom_objects={**keras_objects(), **custom_objects()})
 

@@ -25,8 +25,8 @@ from PIL import Image
 from edgelabels import atomic
 from edgelabels.data.images import read_image
 from edgelabels.errors import UserError
-from edgelabels.segment.masking import keep_lungs
-from edgelabels.segment.segmenter import Segmenter, at_image_size
+from edgelabels.runtime.masking import keep_lungs
+from edgelabels.runtime.segmenter import Segmenter, at_image_size
 
 CHAIN_FILE = "segment.json"
 CACHE_DIR = "segment-cache"

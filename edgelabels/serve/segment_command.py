@@ -41,7 +41,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from edgelabels.segment.segmenter import Segmenter
+    from edgelabels.runtime.segmenter import Segmenter
 
     if not 0 <= args.threshold <= 1:
         raise UserError(f"--threshold must be between 0 and 1, not {args.threshold:g}")
@@ -90,8 +90,8 @@ def segment_files(segmenter, args) -> int:
     from edgelabels import atomic
     from edgelabels.data.images import read_image
     from edgelabels.errors import ImageProblem
-    from edgelabels.segment.overlay import mask_png, overlay
-    from edgelabels.segment.segmenter import at_image_size
+    from edgelabels.runtime.overlay import mask_png, overlay
+    from edgelabels.runtime.segmenter import at_image_size
 
     files, problems = find_images(args.paths, skip=args.out)
     for problem in problems:

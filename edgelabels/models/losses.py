@@ -1,47 +1,12 @@
-"""Dice and IoU for lung masks, and the BCE + Dice training loss; mask value 127 means "ignore".
+"""Training losses and Keras metrics per task (backend-agnostic keras.ops), for compile and for loading.
 
-Masks on disk: 255 = lung, 0 = background, 127 = ignore (rare: a region the annotator left open).
-Ignored pixels count in neither the metrics nor the loss. The numpy functions score predictions;
-`bce_dice_loss` is backend-agnostic (keras.ops), for training under TensorFlow or JAX.
+Segmentation: BCE + Dice loss and Dice/IoU metrics over non-ignored pixels (target 0.5 = mask value 127,
+see data.masks.mask_target). Classification: crossentropy or focal loss, accuracy and AUC.
+`compile_objectives(task, train_config)` is what the fit loop compiles with; `keras_objects()` is what
+`load_model` needs to read a checkpoint back.
 """
 
 from __future__ import annotations
-
-import numpy as np
-
-IGNORE = 127
-
-
-def _valid_and_truth(truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    truth = np.asarray(truth)
-    return truth != IGNORE, truth > IGNORE
-
-
-def dice_iou(predicted, truth, threshold: float = 0.5) -> tuple[float, float]:
-    """Mean per-image Dice and IoU. predicted: probabilities or 0/1 (N, H, W) or (H, W); truth: 0/127/255."""
-    predicted = np.asarray(predicted, dtype=np.float64)
-    truth = np.asarray(truth)
-    if predicted.shape != truth.shape:
-        raise ValueError(f"prediction shape {predicted.shape} differs from mask shape {truth.shape}")
-    if predicted.ndim == 2:
-        predicted, truth = predicted[None], truth[None]
-    dices, ious = [], []
-    for p, t in zip(predicted, truth):
-        valid, positive = _valid_and_truth(t)
-        guess = (p >= threshold) & valid
-        positive &= valid
-        inter = np.logical_and(guess, positive).sum()
-        total = guess.sum() + positive.sum()
-        union = np.logical_or(guess, positive).sum()
-        dices.append(1.0 if total == 0 else 2 * inter / total)  # both empty: a perfect answer
-        ious.append(1.0 if union == 0 else inter / union)
-    return float(np.mean(dices)), float(np.mean(ious))
-
-
-def mask_target(mask: np.ndarray) -> np.ndarray:
-    """uint8 0/127/255 mask -> float32 target: 1 lung, 0 background, 0.5 ignore (what the loss expects)."""
-    mask = np.asarray(mask)
-    return np.where(mask == IGNORE, 0.5, (mask > IGNORE).astype(np.float32)).astype(np.float32)
 
 
 def bce_dice_loss(y_true, y_pred, smooth: float = 1.0):

@@ -71,7 +71,7 @@ class Predictor:
         self.session = onnx_session(self.model_path, threads)
         self.input_name = self.session.get_inputs()[0].name
         # A classifier trained on lungs only: its U-Net (segment/model.onnx) runs first, in prepare().
-        from edgelabels.segment.chain import export_chain
+        from edgelabels.runtime.stages import export_chain
 
         self.lungs = export_chain(self.dir, threads)
         width = self.session.get_outputs()[0].shape[-1]
