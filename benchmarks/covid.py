@@ -159,12 +159,14 @@ def where_it_looks(run_dir: Path, paths: list, lung_probability: np.ndarray) -> 
     from edgelabels.data.images import read_image
     from edgelabels.data.preprocess import normalise, to_pixels
     from edgelabels.evaluate.gradcam import check_split, gradcam, split_at_feature_map
+    from edgelabels.artifacts import RunDir
+    from edgelabels.models.factory import load_model
     from edgelabels.runtime.segmenter import at_image_size
-    from edgelabels.train.run import Run
+    from edgelabels.runtime.stages import run_chain
 
-    run = Run.load(run_dir)
-    model = run.load_model()
-    read = run.image_reader() or (lambda path: read_image(path)[0])  # lungs-only runs: what the model saw
+    run = RunDir.load(run_dir)
+    model = load_model(run.model_path)
+    read = run_chain(run) or (lambda path: read_image(path)[0])  # lungs-only runs: what the model saw
     seen = np.stack([to_pixels(read(path), run.spec) for path in paths])
     x = normalise(seen, run.spec)
     split = split_at_feature_map(model)
@@ -294,8 +296,8 @@ def main() -> int:
 def run_experiment(args) -> int:
     from edgelabels.config import load_config
     from edgelabels.errors import UserError
+    from edgelabels.artifacts import RunDir
     from edgelabels.runtime.segmenter import Segmenter
-    from edgelabels.train.run import Run
 
     letters = [v.strip().upper() for v in args.only.split(",") if v.strip()]
     unknown = [v for v in letters if v not in VARIANTS]
@@ -336,7 +338,7 @@ def run_experiment(args) -> int:
                            "trained_now": trained is not None}
 
     start = time.monotonic()
-    test = Run.load(runs[letters[0]]).split.test
+    test = RunDir.load(runs[letters[0]]).split.test
     samples = gradcam_sample(test, args.gradcam_images)
     paths = [str(s.path) for s in samples]
     lung_probability = Segmenter.load(unet).path_probabilities(paths)

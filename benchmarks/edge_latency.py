@@ -4,7 +4,7 @@
         [--size 224] [--repeats 20] [--threads 2] [--jpeg-size 640 480]
 
 For each backbone (weights none: BatchNorm re-estimated and the head briefly fitted on generated
-images, so outputs are not constant): a run directory is made as training would (tests/run_factory.py)
+images, so outputs are not constant): a run directory is made as training would (tests/helpers/runs.py)
 and exported with `export --int8` (the real path: parity, thresholds, INT8 verdict). Then, at batch 1
 (p50/p95 ms) and batch 32 (images/s): Keras `predict`, Keras direct call, ONNX fp32, ONNX INT8 (the
 shipped model, or, where export refuses or does not attempt INT8, the default scheme quantized here
@@ -28,7 +28,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 XRAYS = REPO.parent / "shared" / "data" / "chest-xray-pneumonia" / "train" / "NORMAL"
-sys.path.insert(0, str(REPO / "tests"))  # run_factory: hand-made run directories
+sys.path.insert(0, str(REPO / "tests"))  # helpers.runs: hand-made run directories
 
 
 def timed(fn, repeats: int) -> np.ndarray:
@@ -44,7 +44,7 @@ def timed(fn, repeats: int) -> np.ndarray:
 def make_jpeg(folder: Path, size: tuple[int, int]) -> Path:
     from PIL import Image
 
-    from run_factory import make_image
+    from helpers.runs import make_image
 
     sources = sorted(XRAYS.glob("*.jpeg"))[:1] if XRAYS.is_dir() else []
     image = Image.open(sources[0]).convert("RGB") if sources else make_image(0, np.random.default_rng(0), 256)
@@ -58,10 +58,10 @@ def bench_backbone(backbone: str, size: int, repeats: int, threads: int, jpeg: P
 
     from edgelabels.export import quantize as q
     from edgelabels.export.export_run import export_run, load_inputs
-    from edgelabels.export.onnx_export import onnx_session
+    from edgelabels.artifacts import RunDir
     from edgelabels.runtime.predictor import Predictor
-    from edgelabels.train.run import Run
-    from run_factory import make_run
+    from edgelabels.runtime.runner import OnnxModel
+    from helpers.runs import make_run
 
     t = time.perf_counter()
     run = make_run(work / backbone, backbone=backbone, size=size, per_label=10, epochs=1, image_size=size + 32)
@@ -71,7 +71,7 @@ def bench_backbone(backbone: str, size: int, repeats: int, threads: int, jpeg: P
     int8_path = export / "model.int8.onnx"
     if not report["int8"]["shipped"]:
         int8_path = work / f"{backbone}.int8.onnx"  # measured here to show why export kept fp32
-        trained = Run.load(run)
+        trained = RunDir.load(run)
         q.quantize(export / "model.onnx", int8_path, load_inputs(trained.split.train[:16], trained.spec),
                    q.DEFAULT_SCHEME)
 
@@ -79,7 +79,7 @@ def bench_backbone(backbone: str, size: int, repeats: int, threads: int, jpeg: P
     predictor = Predictor(export, precision="fp32", threads=threads)
     x32 = np.stack([predictor.prepare(jpeg)] * 32)
     x1 = x32[:1]
-    fp32, int8 = onnx_session(export / "model.onnx", threads), onnx_session(int8_path, threads)
+    fp32, int8 = OnnxModel(export / "model.onnx", threads), OnnxModel(int8_path, threads)
     best = Predictor(export, precision="auto", threads=threads)  # what the edge runs: int8 if shipped
     few = max(3, repeats // 5)
 
@@ -87,8 +87,8 @@ def bench_backbone(backbone: str, size: int, repeats: int, threads: int, jpeg: P
     for name, one, many in (
         ("Keras predict", lambda: model.predict(x1, verbose=0), lambda: model.predict(x32, batch_size=32, verbose=0)),
         ("Keras call", lambda: model(x1, training=False), lambda: model(x32, training=False)),
-        ("ONNX fp32", lambda: fp32.run(None, {"input": x1}), lambda: fp32.run(None, {"input": x32})),
-        ("ONNX INT8", lambda: int8.run(None, {"input": x1}), lambda: int8.run(None, {"input": x32})),
+        ("ONNX fp32", lambda: fp32(x1), lambda: fp32(x32)),
+        ("ONNX INT8", lambda: int8(x1), lambda: int8(x32)),
         (f"JPEG end to end ({best.precision})", lambda: best.detect(jpeg), lambda: best.probabilities([jpeg] * 32)),
     ):
         b1 = timed(one, repeats)

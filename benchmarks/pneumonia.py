@@ -28,9 +28,10 @@ SHARED = REPO.parent / "shared" / "data"
 
 def pneumonia_scores(run, model, samples) -> tuple[np.ndarray, np.ndarray]:
     """(is PNEUMONIA, P(PNEUMONIA)) for the samples."""
-    from edgelabels.train.run import predict_paths
+    from edgelabels.models.factory import keras_runner
+    from edgelabels.runtime.runner import predict_files
 
-    probs = predict_paths(model, [s.path for s in samples], run.spec, progress=False)
+    probs = predict_files(keras_runner(model), [s.path for s in samples], run.spec)
     positive = run.labels.index("PNEUMONIA")
     return np.array(run.label_indices(samples)) == positive, probs[:, positive]
 
@@ -59,10 +60,11 @@ def best_accuracy_threshold(truth: np.ndarray, p: np.ndarray) -> float:
 
 def report(run_dir: Path) -> dict:
     """Scores at the argmax (0.5) and at the threshold chosen on validation, applied unchanged to test."""
-    from edgelabels.train.run import Run
+    from edgelabels.artifacts import RunDir
+    from edgelabels.models.factory import load_model
 
-    run = Run.load(run_dir)
-    model = run.load_model()
+    run = RunDir.load(run_dir)
+    model = load_model(run.model_path)
     split = run.split
     val = pneumonia_scores(run, model, split.val)
     test = pneumonia_scores(run, model, split.test)

@@ -44,7 +44,7 @@ def load_images(folder: Path | None, n: int) -> list[bytes]:
         paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
         paths = paths[:: max(1, len(paths) // n)][:n]
         return [p.read_bytes() for p in paths]
-    from conftest_server import image_bytes
+    from helpers.server import image_bytes
 
     return [image_bytes((40 * i % 255, 90, 160), size=(224, 224), fmt="JPEG", seed=i) for i in range(n)]
 
@@ -190,7 +190,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
 
-    from conftest_server import ServerProcess, write_model_dir
+    from helpers.server import ServerProcess, write_model_dir
 
     tmp = Path(tempfile.mkdtemp(prefix="serve-load-"))
     model = args.model or write_model_dir(tmp / "loadtest" / "export", labels=("NORMAL", "PNEUMONIA"), size=224,

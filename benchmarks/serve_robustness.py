@@ -115,7 +115,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from botocore.exceptions import ClientError
-    from conftest_server import ServerProcess, image_bytes, rekognition_client, write_model_dir
+    from helpers.server import ServerProcess, image_bytes, rekognition_client, write_model_dir
 
     from edgelabels.runtime.predictor import Predictor
 

@@ -66,3 +66,15 @@ def directory(path: str | Path):
             os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replaceable_folder(out: str | Path, markers: tuple[str, ...], what: str) -> Path:
+    """`out` if `directory(out)` may replace it: absent, empty, or holding one of `markers` (an earlier result of
+    the same kind). Anything else is the user's and is refused before any work starts."""
+    from edgelabels.errors import UserError
+
+    out = Path(out)
+    earlier = any((out / marker).is_file() for marker in markers)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not earlier)):
+        raise UserError(f"{out}: exists and is not {what} (no {' or '.join(markers)}); choose another --out")
+    return out

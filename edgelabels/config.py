@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from edgelabels.errors import UserError
+from edgelabels.tasks import STAGES, TASKS
 
 
 @dataclass(frozen=True)
@@ -74,19 +75,38 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class MaskingConfig:
-    """How a classification run with `segment:` keeps only the lungs (segment/masking.py)."""
+    """How a keep-lungs stage keeps only the lungs (runtime/masking.py); also saved with every chained export."""
 
     threshold: float = 0.5  # lung probability above which a pixel is lung
     dilate: float = 0.02  # the mask grows by this share of the image's longer side (keeps the lung edges)
     crop: bool = False  # cut each image to the lungs' bounding box before resizing
     fill: int = 0  # grey level outside the lungs
 
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d, where: str = "masking") -> "MaskingConfig":
+        masking = _build(cls, d, "masking.", where)
+        _check_masking(masking, where)
+        return masking
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One step before the model, e.g. {kind: keep-lungs, run: runs/unet-lungs, masking: {...}}."""
+
+    kind: str = "keep-lungs"  # see tasks.STAGES
+    run: str = ""  # the stage's own trained run directory (its model is exported beside the classifier's)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)  # keep-lungs only
+
 
 @dataclass(frozen=True)
 class Config:
     task: str = "classification"  # classification | segmentation (a U-Net on images/ + masks/)
     seed: int = 0
-    segment: str | None = None  # classification: a U-Net run directory; images keep only the lungs
+    segment: str | None = None  # classification: a U-Net run directory; images keep only the lungs (a keep-lungs stage)
+    stages: list = field(default_factory=list)  # steps before the model: [{kind, run, masking}] (see StageConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -100,6 +120,12 @@ class Config:
             return (size, size)
         return (int(size[0]), int(size[1]))
 
+    def stage_list(self) -> list[StageConfig]:
+        """The steps before the model: `stages:` as given, or `segment:` + `masking:` as one keep-lungs stage."""
+        if self.segment:
+            return [StageConfig(kind="keep-lungs", run=self.segment, masking=self.masking)]
+        return [_build(StageConfig, raw, f"stages[{i}].", "config") for i, raw in enumerate(self.stages)]
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -107,7 +133,6 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-TASKS = ("classification", "segmentation")
 CHOICES = {
     "train.class_weight": ("balanced", "none"),
     "train.loss": ("crossentropy", "focal"),
@@ -235,25 +260,35 @@ def _check_semantics(config: Config, where: str) -> None:
     _check_task(config, where)
 
 
-_TASK_MONITORS = {"classification": ("val_loss", "val_accuracy", "val_auc"),
-                  "segmentation": ("val_loss", "val_dice", "val_iou")}
-
-
 def _check_task(config: Config, where: str) -> None:
-    monitors = _TASK_MONITORS[config.task]
+    monitors = TASKS[config.task].monitors
     if config.train.monitor not in monitors:
         raise UserError(f"{where}: train.monitor for {config.task} must be one of {', '.join(monitors)}, "
                         f"not {config.train.monitor!r}")
-    if config.task == "segmentation":
-        if config.segment:
-            raise UserError(f"{where}: segment: applies to classification runs, not to a segmentation run")
+    if (config.segment or config.stages) and not TASKS[config.task].takes_stages:
+        raise UserError(f"{where}: segment: (or stages:) applies to classification runs, not to a {config.task} run")
+    if config.segment and config.stages:
+        raise UserError(f"{where}: give either segment: (with masking:) or stages:, not both")
+    _check_masking(config.masking, where)
+    for i, raw in enumerate(config.stages):
+        if not isinstance(raw, dict):
+            raise UserError(f"{where}: stages[{i}] must be a mapping like {{kind: keep-lungs, run: RUN_DIR}}")
+        stage = _build(StageConfig, raw, f"stages[{i}].", where)
+        if stage.kind not in STAGES:
+            raise UserError(f"{where}: stages[{i}].kind must be one of {', '.join(STAGES)}, not {stage.kind!r}")
+        if not stage.run:
+            raise UserError(f"{where}: stages[{i}].run is required (the stage's trained run directory)")
+        _check_masking(stage.masking, f"{where}: stages[{i}]")
+    if not TASKS[config.task].reads_manifests:
         if config.data.manifest or config.data.test_source:
-            raise UserError(f"{where}: segmentation reads data.source/images and data.source/masks; "
+            raise UserError(f"{where}: {config.task} reads data.source/images and data.source/masks; "
                             "data.manifest and data.test_source are for classification")
     elif config.model.implementation != "edgelabels":
         raise UserError(f"{where}: model.implementation {config.model.implementation!r} is for segmentation "
                         "(task: segmentation)")
-    m = config.masking
+
+
+def _check_masking(m: MaskingConfig, where: str) -> None:
     if not 0 < m.threshold < 1 or not 0 <= m.dilate < 0.5 or not 0 <= m.fill <= 255:
         raise UserError(f"{where}: masking.threshold must be in (0, 1), masking.dilate in [0, 0.5), "
                         "masking.fill in 0-255")

@@ -63,13 +63,17 @@ def _verb(*argv) -> None:
 
 
 def run(args) -> int:
+    from edgelabels.artifacts import RunDir
     from edgelabels.config import load_config
+    from edgelabels.evaluate.evaluation import METRICS_FILE
     from edgelabels.train.fit import train
 
     if not CONFIG.is_file():
         raise UserError(f"{CONFIG}: demo config missing (run the demo from a clone of the repository)")
     out = args.out
-    train_dir, fresh_dir, run_dir = out / "data" / "cassettes", out / "data" / "fresh", out / "runs" / "cassettes"
+    train_dir, fresh_dir = out / "data" / "cassettes", out / "data" / "fresh"
+    run = RunDir(out / "runs" / "cassettes")
+    run_dir = run.dir
     total = time.monotonic()
 
     start = _step(1, f"generating {args.train_images} training and {args.test_images} fresh test cassette photos")
@@ -78,12 +82,11 @@ def run(args) -> int:
     _done(start)
 
     start = _step(2, f"training {CONFIG.name} into {run_dir}")
-    state = run_dir / "checkpoint" / "state.json"
-    if state.exists() and json.loads(state.read_text()).get("done"):
+    if run.train_state("val_loss").data["done"]:
         print(f"      {run_dir} already trained (delete it to train again)", file=sys.stderr)
     else:
         config = load_config(CONFIG, [f"data.source={train_dir}", f"seed={args.seed}", *args.overrides])
-        train(config, run_dir, resume=(run_dir / "config.yaml").exists())
+        train(config, run_dir, resume=run.is_run())
     _done(start)
 
     start = _step(3, "evaluating on the fresh photos (realistic mix, never seen in training)")
@@ -96,10 +99,10 @@ def run(args) -> int:
 
     start = _step(5, "predicting three fresh photos with the edge runtime (onnxruntime, no TensorFlow)")
     examples = [sorted((fresh_dir / label).glob("*.jpg"))[:1] for label in ("positive", "negative", "invalid")]
-    _verb("predict", run_dir / "export", *[p for group in examples for p in group])
+    _verb("predict", run.export_dir, *[p for group in examples for p in group])
     _done(start)
 
-    metrics_path = run_dir / "evaluation" / "metrics.json"
+    metrics_path = run.evaluation_dir / METRICS_FILE
     if metrics_path.exists():
         metrics = json.loads(metrics_path.read_text())
         print("\nConfidence threshold vs coverage on the fresh photos:", file=sys.stderr)
@@ -108,6 +111,6 @@ def run(args) -> int:
             accuracy = row.get("accuracy")
             shown = "-" if accuracy is None else f"{100 * accuracy:.2f}%"
             print(f"  {row['threshold']:>9}  {shown:>20}  {100 * row['discarded_fraction']:>14.1f}%", file=sys.stderr)
-    print(f"\nDemo finished in {time.monotonic() - total:.0f} s. Open {run_dir / 'evaluation' / 'report.html'}",
+    print(f"\nDemo finished in {time.monotonic() - total:.0f} s. Open {run.evaluation_dir / 'report.html'}",
           file=sys.stderr)
     return 0

@@ -5,7 +5,7 @@ import pytest
 
 from edgelabels.config import load_config
 from edgelabels.errors import UserError
-from tests.conftest import REPO
+from helpers.datasets import REPO
 
 PNEUMONIA = REPO / "configs" / "pneumonia.yaml"
 

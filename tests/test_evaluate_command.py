@@ -11,7 +11,7 @@ pytest.importorskip("keras")
 from edgelabels.cli import main  # noqa: E402
 from edgelabels.data.splits import read_split  # noqa: E402
 from edgelabels.evaluate.summary import read_summary  # noqa: E402
-from run_factory import LABELS, make_run, write_images  # noqa: E402
+from helpers.runs import LABELS, make_run, write_images  # noqa: E402
 
 
 @pytest.fixture(scope="module")

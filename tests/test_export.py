@@ -14,7 +14,7 @@ from edgelabels.errors import UserError
 from edgelabels.export import export_run as export_module
 from edgelabels.export import quantize as q
 from edgelabels.export.onnx_export import check_inference_graph
-from run_factory import LABELS, make_run
+from helpers.runs import LABELS, make_run
 
 pytestmark = pytest.mark.slow
 FIXTURES = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "rekognition"
@@ -37,7 +37,7 @@ def test_export_writes_the_contract_files_and_onnx_matches_keras(run, capsys):
     assert main(["export", str(run), "--parity-images", "20"]) == 0
     out = run / "export"
     assert sorted(p.name for p in out.iterdir()) == [
-        "export_report.json", "labels.json", "model.onnx", "preprocess.json", "thresholds.json"]
+        "export_report.json", "labels.json", "layout.json", "model.onnx", "preprocess.json", "thresholds.json"]
     assert (out / "labels.json").read_bytes() == (run / "labels.json").read_bytes()
     assert (out / "preprocess.json").read_bytes() == (run / "preprocess.json").read_bytes()
     thresholds = json.loads((out / "thresholds.json").read_text())
@@ -66,11 +66,11 @@ def _f1(scores, positives, threshold):
 
 def test_unevaluated_run_gets_f1_maximising_thresholds_from_its_validation_split(run):
     from edgelabels.runtime.predictor import Predictor
-    from edgelabels.train.run import Run
+    from edgelabels.artifacts import RunDir
 
     export_module.export_run(run)
     predictor = Predictor(run / "export")
-    val = Run.load(run).split.val
+    val = RunDir.load(run).split.val
     probabilities = predictor.probabilities([s.path for s in val])
     truth = np.array([LABELS.index(s.label) for s in val])
     for k, name in enumerate(LABELS):
@@ -133,8 +133,8 @@ def test_int8_slower_than_fp32_is_not_shipped_and_says_why(run, monkeypatch, cap
 
 
 def test_int8_faster_and_as_accurate_is_shipped_and_picked_by_auto(run, monkeypatch):
+    from edgelabels.artifacts import RunDir
     from edgelabels.runtime.predictor import Predictor
-    from edgelabels.train.run import Run
 
     monkeypatch.setattr(q, "batch1_latencies", lambda sessions, x, **kw: {name: 1.0 if name == "int8" else 2.0
                                                                           for name in sessions})
@@ -147,7 +147,7 @@ def test_int8_faster_and_as_accurate_is_shipped_and_picked_by_auto(run, monkeypa
     assert report["int8"]["calibration_images"] == 12
     int8, fp32 = Predictor(run / "export"), Predictor(run / "export", precision="fp32")
     assert int8.precision == "int8" and int8.model_path.name == "model.int8.onnx"
-    images = [s.path for s in Run.load(run).split.train[:12]]
+    images = [s.path for s in RunDir.load(run).split.train[:12]]
     agreement = np.mean(int8.probabilities(images).argmax(1) == fp32.probabilities(images).argmax(1))
     assert agreement >= 0.9
 

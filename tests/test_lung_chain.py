@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +14,10 @@ from PIL import Image
 from edgelabels.config import load_config
 from edgelabels.data.preprocess import PreprocessSpec
 from edgelabels.errors import UserError
-from edgelabels.runtime.stages import LungReader, Masking
+from edgelabels.config import MaskingConfig
+from edgelabels.runtime.stages import Chain, KeepLungs
 from edgelabels.runtime.segmenter import Segmenter
-from lung_factory import lung_mask, make_lung_pairs, make_lung_xrays
+from helpers.lungs import lung_mask, make_lung_pairs, make_lung_xrays
 
 UNET = {"task": "segmentation", "data.image_size": 64, "data.grayscale": "true", "data.group_by": r"^(p\d+)",
         "model.backbone": "tinycnn", "model.weights": "none", "train.epochs": 3, "train.fine_tune_epochs": 0,
@@ -61,24 +63,24 @@ def fake_segmenter(probability: np.ndarray) -> Segmenter:
     return Segmenter(spec, run_batch, "fake")
 
 
-# ---------------------------------------------------------------- the masking step through LungReader
+# ---------------------------------------------------------------- the keep-lungs stage through a Chain
 
 
-def test_lung_reader_blanks_everything_outside_the_dilated_lungs(tmp_path):
+def test_keep_lungs_stage_blanks_everything_outside_the_dilated_lungs(tmp_path):
     mask = lung_mask(64, np.random.default_rng(0))
     image = np.full((64, 64), 200, np.uint8)
     Image.fromarray(image).save(tmp_path / "film.png")
-    reader = LungReader(fake_segmenter(mask / 255.0), Masking(dilate=0.0))
+    reader = Chain([KeepLungs(fake_segmenter(mask / 255.0), MaskingConfig(dilate=0.0))])
     kept = np.asarray(reader(tmp_path / "film.png"))
     assert (kept[mask == 0] == 0).all()
     assert (kept[mask == 255] == 200).all()
 
 
-def test_lung_reader_works_at_the_images_own_size_and_crops(tmp_path):
+def test_keep_lungs_stage_works_at_the_images_own_size_and_crops(tmp_path):
     probability = np.zeros((32, 32), np.float32)
     probability[8:24, 4:12] = 1.0  # at U-Net resolution; the image is 4x larger
     Image.fromarray(np.full((128, 128, 3), 90, np.uint8)).save(tmp_path / "big.png")
-    reader = LungReader(fake_segmenter(probability), Masking(dilate=0.0, crop=True))
+    reader = Chain([KeepLungs(fake_segmenter(probability), MaskingConfig(dilate=0.0, crop=True))])
     kept = np.asarray(reader(tmp_path / "big.png"))
     assert kept.shape[:2] == (64, 32)  # the lungs' bounding box, in the image's pixels
     assert (kept[1:-1] == 90).all()  # bilinear upsampling may round the box's corners off
@@ -92,12 +94,12 @@ def test_lung_masks_are_computed_once_then_read_from_the_cache(tmp_path):
     probability = np.zeros((32, 32), np.float32)
     probability[4:20, 4:20] = 0.9
     segmenter = fake_segmenter(probability)
-    reader = LungReader(segmenter, Masking(), cache_dir=tmp_path / "cache")
+    reader = Chain([KeepLungs(segmenter, MaskingConfig(), cache_dir=tmp_path / "cache")])
     assert reader.precompute(paths, progress=False) == 3
     first = [np.asarray(reader(p)) for p in paths]
     assert reader.precompute(paths, progress=False) == 0
     assert segmenter.run_batch.calls == 3  # reading after precompute never ran the U-Net again
-    again = LungReader(segmenter, Masking(), cache_dir=tmp_path / "cache")  # a resumed run: the disk cache
+    again = Chain([KeepLungs(segmenter, MaskingConfig(), cache_dir=tmp_path / "cache")])  # a resumed run: the disk cache
     assert again.precompute(paths, progress=False) == 0
     assert all((np.asarray(again(p)) == f).all() for p, f in zip(paths, first))
 
@@ -135,7 +137,7 @@ def test_unet_export_matches_keras_and_marks_itself_as_a_unet(unet_run):
     report = export_run(unet_run)
     assert report["task"] == "segmentation"
     assert report["parity"]["max_abs_diff"] <= 1e-3
-    assert (unet_run / "export" / "segmentation.json").is_file()
+    assert json.loads((unet_run / "export" / "layout.json").read_text())["task"] == "segmentation"
     with pytest.raises(UserError, match="U-Net export, not a classifier"):
         Predictor(unet_run / "export")
 
@@ -144,40 +146,67 @@ def test_unet_export_matches_keras_and_marks_itself_as_a_unet(unet_run):
 
 
 def test_classification_run_with_segment_records_the_chain_and_caches_masks(chained_run, unet_run):
-    described = json.loads((chained_run / "segment.json").read_text())
-    assert described["run"] == str(unet_run.resolve())
-    assert described["masking"]["dilate"] == 0.05
-    cached = list((chained_run / "segment-cache").glob("*.png"))
+    (stage,) = json.loads((chained_run / "stages.json").read_text())["stages"]
+    assert stage["kind"] == "keep-lungs" and stage["run"] == str(unet_run.resolve())
+    assert stage["masking"]["dilate"] == 0.05
+    cached = list((chained_run / "stage-cache" / "0").glob("*.png"))
     assert len(cached) == 20  # every image of every split, once
 
 
-def test_chained_run_evaluates_through_the_lungs(chained_run):
+def test_chained_run_evaluates_through_the_lungs(chained_run, unet_run):
+    import csv
+
+    from edgelabels.data.images import read_image
+    from edgelabels.data.preprocess import preprocess
     from edgelabels.evaluate.command import evaluate_model
+    from edgelabels.runtime.masking import keep_lungs
+    from edgelabels.runtime.segmenter import at_image_size
 
     result = evaluate_model(chained_run, gradcam_per_kind=1, progress=False)
-    assert result["metrics"]["number_of_images"] > 0
+    test = [line.split("\t") for line in (chained_run / "splits" / "test.txt").read_text().splitlines()]
+    assert result["metrics"]["number_of_images"] == len(test)
     assert (chained_run / "evaluation" / "summary.json").is_file()
+    # The confidences evaluated are the classifier's on lungs-only images, computed here by hand: the U-Net's
+    # probability (rounded to 1/255 as the chain does) -> keep_lungs -> preprocess -> the Keras classifier.
+    import keras
+
+    unet, classifier = Segmenter.load(unet_run), keras.saving.load_model(chained_run / "model.keras")
+    spec = PreprocessSpec.from_json(json.loads((chained_run / "preprocess.json").read_text()))
+    x = []
+    for path, _label, _group in test:
+        image = read_image(path)[0]
+        probability = np.rint(unet.probabilities([image])[0] * 255) / 255
+        kept = keep_lungs(np.asarray(image), at_image_size(probability.astype(np.float32), image.size),
+                          threshold=0.5, dilate_fraction=0.05)
+        x.append(preprocess(Image.fromarray(kept), spec))
+    expected = np.asarray(classifier(np.stack(x), training=False))
+    rows = {row["path"]: row for row in csv.DictReader((chained_run / "evaluation" / "predictions.csv").open())}
+    labels = json.loads((chained_run / "labels.json").read_text())
+    got = np.array([[float(rows[path][f"confidence:{name}"]) for name in labels] for path, _, _ in test])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
 def test_chained_export_writes_both_models_and_the_onnx_chain_equals_the_keras_chain(chained_run):
     from edgelabels.data.images import read_image
     from edgelabels.data.preprocess import preprocess
     from edgelabels.export.export_run import export_run
+    from edgelabels.artifacts import RunDir
+    from edgelabels.models.factory import load_model
     from edgelabels.runtime.predictor import Predictor
-    from edgelabels.train.run import Run
 
     report = export_run(chained_run)
     out = chained_run / "export"
-    assert (out / "model.onnx").is_file() and (out / "segment" / "model.onnx").is_file()
+    assert (out / "model.onnx").is_file() and (out / "stages" / "0" / "model.onnx").is_file()
     assert report["chain"]["chain_parity"]["max_abs_diff"] <= 1e-3
 
     # Independently of export's own check: Keras U-Net -> masking -> Keras classifier vs the Predictor.
-    run = Run.load(chained_run)
+    run = RunDir.load(chained_run)
     samples = run.split.test + run.split.val
-    reader = LungReader(Segmenter.load(json.loads((chained_run / "segment.json").read_text())["run"]),
-                        Masking.from_json(json.loads((out / "segment.json").read_text())["masking"]))
+    (stage,) = json.loads((chained_run / "stages.json").read_text())["stages"]
+    (exported,) = json.loads((out / "stages.json").read_text())["stages"]
+    reader = Chain([KeepLungs(Segmenter.load(stage["run"]), MaskingConfig(**exported["masking"]))])
     x = np.stack([preprocess(reader.image(read_image(s.path)[0]), run.spec) for s in samples])
-    keras_chain = np.asarray(run.load_model()(x, training=False))
+    keras_chain = np.asarray(load_model(run.model_path)(x, training=False))
     predictor = Predictor(out)
     onnx_chain = predictor.probabilities([s.path for s in samples])
     assert np.abs(keras_chain - onnx_chain).max() <= 1e-3
@@ -189,7 +218,7 @@ def test_chained_export_writes_both_models_and_the_onnx_chain_equals_the_keras_c
 def test_chained_predictor_imports_neither_tensorflow_nor_keras(chained_run):
     from edgelabels.export.export_run import export_run
 
-    if not (chained_run / "export" / "segment.json").is_file():
+    if not (chained_run / "export" / "stages.json").is_file():
         export_run(chained_run)
     image = next((chained_run.parent / "xrays" / "COVID").glob("*.png"))
     code = ("import sys, json; from edgelabels.runtime.predictor import Predictor; "
@@ -261,12 +290,11 @@ def test_unet_trains_under_the_jax_backend(tmp_path):
 
 def test_unet_encoder_starts_from_a_classification_runs_backbone(chained_run, unet_run):
     from edgelabels.models.unet import build_unet
-    from edgelabels.train.fit import copy_backbone_from_run
-    from edgelabels.train.run import Run
+    from edgelabels.models.factory import copy_backbone_from_run, load_model
 
     unet = build_unet("tinycnn", 64, 64)
     copied = copy_backbone_from_run(unet, chained_run, "tinycnn")
-    source = Run.load(chained_run).load_model().get_layer("backbone")
+    source = load_model(chained_run / "model.keras").get_layer("backbone")
     assert copied >= 2
     for layer in unet.get_layer("backbone").layers:
         if layer.weights:
@@ -329,10 +357,25 @@ def test_segmentation_models_unet_trains_evaluates_and_exports_like_ours(tmp_pat
     run = train(tmp_path / "sm", UNET, **{"data.source": make_lung_pairs(tmp_path / "pairs", n=10),
                                           "model.implementation": "segmentation-models", "model.backbone": "vgg16",
                                           "train.epochs": 1, "train.learning_rate": 0.001})
+    from edgelabels.data.masks import read_mask
+
     result = evaluate_model(run, progress=False)
-    assert 0 <= result["metrics"]["dice"] <= 1
     assert (run / "evaluation" / "metrics.json").is_file()
+    # The Dice reported is the mean over test images of 2|P&T| / (|P| + |T|), computed here by hand from the
+    # U-Net's masks (ignore pixels, 127, left out; both empty counts as 1).
+    test = [line.split("\t")[0] for line in (run / "splits" / "test.txt").read_text().splitlines()]
+    maps = Segmenter.load(run).path_probabilities(test)
+    dices = []
+    for path, probability in zip(test, maps):
+        truth = read_mask(Path(path).parent.parent / "masks" / Path(path).name, 64, 64)
+        valid, lung, guess = truth != 127, truth == 255, probability >= 0.5
+        both = (guess & lung & valid).sum()
+        total = (guess & valid).sum() + (lung & valid).sum()
+        dices.append(1.0 if total == 0 else 2 * both / total)
+    assert result["metrics"]["dice"] == pytest.approx(float(np.mean(dices)), abs=1e-6)
     report = export_run(run)
     assert report["implementation"] == "segmentation-models" and report["parity"]["max_abs_diff"] <= 1e-3
+    exported = evaluate_model(run / "export", out=tmp_path / "eval-export", progress=False)
+    assert exported["metrics"]["dice"] == pytest.approx(result["metrics"]["dice"], abs=1e-3)
     maps = Segmenter.load(run / "export").path_probabilities([next((tmp_path / "pairs" / "images").glob("*.png"))])
     assert maps.shape == (1, 64, 64)

@@ -16,7 +16,7 @@ import pytest
 from edgelabels.cli import main
 from edgelabels.runtime.predictor import Predictor
 from edgelabels.serve.watch import LEDGER, FolderWatcher
-from run_factory import LABELS, make_export, make_image, write_images
+from helpers.runs import LABELS, make_export, make_image, write_images
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from PIL import Image
 
 from edgelabels.errors import ImageProblem, UserError
 from edgelabels.runtime.predictor import Predictor
-from run_factory import LABELS, make_export
+from helpers.runs import LABELS, make_export
 
 TRAIN_ONLY = ("tensorflow", "keras", "tf2onnx", "onnx", "sklearn", "matplotlib", "albumentations", "sympy")
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "rekognition"
@@ -52,11 +52,13 @@ def test_predictor_reads_the_export_contract(export_dir):
 def test_probabilities_match_the_keras_model_the_run_trained(export_dir, images):
     import keras
 
-    from edgelabels.train.run import predict_paths
+    from edgelabels.data.images import read_image
+    from edgelabels.data.preprocess import preprocess
 
     model = keras.saving.load_model(export_dir.parent / "model.keras", compile=False)
     predictor = Predictor(export_dir)
-    expected = predict_paths(model, images, predictor.spec, progress=False)
+    x = np.stack([preprocess(read_image(path)[0], predictor.spec) for path in images])
+    expected = np.asarray(model(x, training=False))
     got = predictor.probabilities(images)
     assert got.shape == (len(images), len(LABELS))
     assert np.abs(got - expected).max() <= 1e-4

@@ -12,7 +12,7 @@ from PIL import Image
 
 from edgelabels.cli import main
 from edgelabels.runtime.overlay import PREDICTED, TRUTH, mask_png, overlay
-from test_segment_evaluation import DARK, LIGHT, make_export, make_pixel_unet_run, rectangle, write_pair
+from helpers.segmentation import DARK, LIGHT, make_export, make_pixel_unet_run, rectangle, write_pair
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_missing_or_classification_models_are_one_line_errors(unet, tmp_path, ca
     (classifier / "export").mkdir()
     for name in ("model.onnx", "preprocess.json"):
         (classifier / "export" / name).write_bytes((unet["export"] / name).read_bytes())
-    cases = {tmp_path / "nowhere": "not a U-Net run or export", classifier: "a classification run, not a U-Net",
+    cases = {tmp_path / "nowhere": "no such run directory or export folder", classifier: "a classification run, not a U-Net",
              classifier / "export": "an export of a classification run"}
     for model, message in cases.items():
         assert main(["segment", str(model), str(image), "--out", str(tmp_path / "out")]) == 2

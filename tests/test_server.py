@@ -1,7 +1,7 @@
 """`edgelabels serve` against the real boto3 client: answers, errors, model status, auth, load shedding.
 
 Every test starts the real server (`.venv/bin/edgelabels serve` in a subprocess on a free port)
-over a real exported-model folder (tests/conftest_server.py) and talks to it with boto3, or with
+over a real exported-model folder (tests/helpers/server.py) and talks to it with boto3, or with
 raw HTTP for requests boto3 would never send.
 """
 
@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -24,8 +23,7 @@ from PIL import Image
 for needed in ("boto3", "onnx", "starlette", "uvicorn"):  # [aws], [train] (model builder), [serve]
     pytest.importorskip(needed)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest_server import (EDGELABELS, ServerProcess, image_bytes, rekognition_client,  # noqa: E402
+from helpers.server import (EDGELABELS, ServerProcess, image_bytes, rekognition_client,  # noqa: E402
                              write_model_dir)
 
 from edgelabels.runtime.predictor import Predictor  # noqa: E402

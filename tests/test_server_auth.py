@@ -11,16 +11,13 @@ import datetime
 import http.client
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 for needed in ("boto3", "onnx", "starlette", "uvicorn"):  # [aws], [train] (model builder), [serve]
     pytest.importorskip(needed)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest_server import EDGELABELS, ServerProcess, image_bytes, rekognition_client, write_model_dir  # noqa: E402
+from helpers.server import EDGELABELS, ServerProcess, image_bytes, rekognition_client, write_model_dir  # noqa: E402
 
 import botocore.auth  # noqa: E402
 from botocore.auth import SigV4Auth  # noqa: E402

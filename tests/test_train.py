@@ -13,8 +13,8 @@ import pytest
 
 from edgelabels.config import load_config
 from edgelabels.errors import UserError
-from edgelabels.train.fit import class_weights
-from tests.conftest import REPO, make_stripes_dataset, tiny_config_overrides
+from edgelabels.train.loader import class_weights
+from helpers.datasets import REPO, make_stripes_dataset, tiny_config_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +86,8 @@ def test_a_tiny_run_writes_every_artefact_and_learns(stripes, tmp_path):
                         *_sets(stripes, **{"data.group_by": "null", "train.epochs": 6, "train.learning_rate": 0.01,
                                            "augment.preset": "none"}))
     assert result.returncode == 0, result.stderr
-    for name in ("config.yaml", "labels.json", "preprocess.json", "model.keras", "history.csv", "train.log",
+    for name in ("layout.json", "config.yaml", "labels.json", "preprocess.json", "model.keras", "history.csv",
+                 "train.log", "checkpoint/last.keras", "checkpoint/state.json",
                  "splits/train.txt", "splits/val.txt", "splits/test.txt"):
         assert (run / name).is_file(), name
     assert json.loads((run / "labels.json").read_text()) == ["horizontal", "vertical"]
@@ -94,11 +95,14 @@ def test_a_tiny_run_writes_every_artefact_and_learns(stripes, tmp_path):
     assert [(r["stage"], int(r["epoch"])) for r in rows] == [("a", i) for i in range(1, 7)] + [("b", 1)]
     assert float(rows[-1]["accuracy"]) > 0.8  # stripes are easy: the loop really trains
 
-    from edgelabels.train.run import Run, predict_paths
+    from edgelabels.artifacts import RunDir
+    from edgelabels.models.factory import keras_runner, load_model
+    from edgelabels.runtime.runner import predict_files
 
-    loaded = Run.load(run)
+    assert json.loads((run / "layout.json").read_text()) == {"layout": "run", "version": 2}
+    loaded = RunDir.load(run)
     test = loaded.split.test
-    probs = predict_paths(loaded.load_model(), [s.path for s in test], loaded.spec, progress=False)
+    probs = predict_files(keras_runner(load_model(loaded.model_path)), [s.path for s in test], loaded.spec)
     assert probs.shape == (len(test), 2)
     np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
 
@@ -111,15 +115,15 @@ def test_existing_run_is_not_overwritten(stripes, tmp_path):
 
 
 def test_run_initialisation_copies_the_backbone_weights(stripes, tmp_path):
-    from edgelabels.train.fit import build_model
-    from edgelabels.train.run import Run
+    from edgelabels.models.factory import create_model as build_model
+    from edgelabels.models.factory import load_model
 
     first = tmp_path / "first"
     assert _train_cli(str(REPO / "configs" / "pneumonia.yaml"), "--out", str(first),
                       *_sets(stripes, **{"train.fine_tune_epochs": 0})).returncode == 0
     config = load_config(None, tiny_config_overrides(stripes, **{"model.weights": f"run:{first}"}))
     model = build_model(config, 3)  # another head, same backbone
-    source = Run.load(first).load_model().get_layer("backbone").get_weights()
+    source = load_model(first / "model.keras").get_layer("backbone").get_weights()
     for a, b in zip(source, model.get_layer("backbone").get_weights()):
         np.testing.assert_array_equal(a, b)
     config = load_config(None, tiny_config_overrides(stripes, **{"model.weights": f"run:{tmp_path / 'nope'}"}))
@@ -166,7 +170,7 @@ def test_training_runs_under_the_jax_backend(stripes, tmp_path):
 def test_max_pooling_head_is_built_when_configured(stripes):
     import keras
 
-    from edgelabels.train.fit import build_model
+    from edgelabels.models.factory import create_model as build_model
 
     config = load_config(None, tiny_config_overrides(stripes, **{"model.pooling": "max"}))
     assert isinstance(build_model(config, 2).get_layer("pool"), keras.layers.GlobalMaxPooling2D)
@@ -175,11 +179,22 @@ def test_max_pooling_head_is_built_when_configured(stripes):
 
 
 def test_training_without_room_for_the_pixel_cache_decodes_every_batch(stripes, tmp_path):
-    from edgelabels.data.preprocess import PreprocessSpec
-    from edgelabels.train.loader import PixelCache
+    from edgelabels.data.images import read_image
+    from edgelabels.data.preprocess import PreprocessSpec, normalise, to_pixels
+    from edgelabels.train.loader import ImageBatches, PixelCache
 
-    cache = PixelCache(sorted(stripes.rglob("*.png"))[:2], PreprocessSpec(32, 32), max_bytes=0)
-    assert not cache.enabled and cache.nbytes == 0 and cache[0].shape == (32, 32, 3)
+    paths, spec = sorted(stripes.rglob("*.png"))[:6], PreprocessSpec(32, 32)
+    expected = normalise(np.stack([to_pixels(read_image(p)[0], spec) for p in paths]), spec)
+    for budget, decodes in ((0, 12), (1e9, 6)):  # two epochs: no room decodes twice, room decodes once
+        reads = []
+        cache = PixelCache(paths, spec, max_bytes=budget, read=lambda p: reads.append(p) or read_image(p)[0])
+        assert cache.enabled == (budget > 0) and cache.nbytes == (0 if budget == 0 else 6 * 32 * 32 * 3)
+        batches = ImageBatches(cache, [0, 1] * 3, 2, batch_size=4, workers=1)
+        for _epoch in range(2):
+            x = np.concatenate([batches[i][0] for i in range(len(batches))])
+            batches.on_epoch_end()
+            np.testing.assert_array_equal(x, expected)  # every batch holds exactly the decoded images
+        assert len(reads) == decodes
     run = tmp_path / "nocache"
     result = _train_cli(str(REPO / "configs" / "pneumonia.yaml"), "--out", str(run),
                         *_sets(stripes, **{"data.cache_max_gb": 0, "train.epochs": 1, "train.fine_tune_epochs": 0}))

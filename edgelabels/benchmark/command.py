@@ -133,13 +133,10 @@ def check_options(*, rekognition_arn, endpoint, responses, training_hours, price
 
 def check_output_folder(out: Path) -> Path:
     """--out is replaced whole: refuse a folder holding anything but an earlier benchmark."""
+    from edgelabels import atomic
     from edgelabels.benchmark.responses import FILE_NAME
 
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "comparison.json").exists()
-                                              and not (out / FILE_NAME).exists())):
-        raise UserError(f"{out}: exists and is not a benchmark folder (no comparison.json); choose another --out")
-    return out
+    return atomic.replaceable_folder(out, ("comparison.json", FILE_NAME), "a benchmark folder")
 
 
 def test_samples(source, labels: list[str]):

@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from edgelabels.artifacts import ExportDir
 from edgelabels.evaluate.metrics import evaluate_arrays
 from edgelabels.evaluate.thresholds import label_metrics, macro_mean
 
@@ -173,7 +174,7 @@ def build_comparison(*, y_true, labels: list[str], paths: list, local_probs, rem
     cost = rekognition_cost(images=len(remote_intervals), busy_s=busy, **cost_options)
     sides = {
         "local": side_report(y_true, local_probs, labels, latencies=local_latencies, thresholds=local_thresholds,
-                             threshold_source="thresholds.json", model_size_bytes=local_model_size,
+                             threshold_source=ExportDir.THRESHOLDS, model_size_bytes=local_model_size,
                              throughput=len(y_true) / local_seconds if local_seconds > 0 else None),
         "rekognition": side_report(y_true, remote_probs, labels, latencies=remote_latencies,
                                    thresholds=remote_thresholds, threshold_source=remote_threshold_source,

@@ -6,19 +6,17 @@ computes none (apart from thumbnails for the gallery of images the two models di
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 from pathlib import Path
 
 from edgelabels import atomic
-from edgelabels.evaluate.report import CSS as EVALUATION_CSS
-from edgelabels.evaluate.report import format_value
+from edgelabels.evaluate.page import CSS as PAGE_CSS
+from edgelabels.evaluate.page import Page, data_uri, escape, format_value, md_table
 
 TITLE = "edgelabels vs Amazon Rekognition Custom Labels"
-CSS = EVALUATION_CSS + """
+CSS = PAGE_CSS + """
+.cards{grid-template-columns:repeat(auto-fill,minmax(210px,1fr))}
 .cards .v{font-size:19px}.v .r{color:#8a4b08}.v .sep{color:#9aa3ad;font-weight:400;padding:0 4px}
-td.better{font-weight:700;background:#eaf6ec}th.l,td.l{text-align:left}
 .legend{font-size:12px;color:#5b6572;margin:4px 0 8px}.legend b.loc{color:#1d4f91}.legend b.r{color:#8a4b08}
 .gallery figure img{width:100%;height:190px;object-fit:contain;background:#111;border-radius:4px}
 .gallery figcaption div{margin-top:2px}.ok{color:#1e7b34}.bad{color:#b3261e}
@@ -189,24 +187,6 @@ def cards(comparison: dict) -> list[tuple[str, str, str]]:
 
 # -- writers ------------------------------------------------------------------------------------
 
-def _html_table(header, rows, better=None) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = []
-    for r, row in enumerate(rows):
-        cells = "".join(f"<td{' class=better' if better and better[r] == c else ''}>{html.escape(v)}</td>"
-                        for c, v in enumerate(row))
-        body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def _md_table(header, rows, better=None) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    for r, row in enumerate(rows):
-        cells = [f"**{v}**" if better and better[r] == c else v for c, v in enumerate(row)]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines)
-
-
 def thumbnail(path: str, size: int = 260) -> str | None:
     """A small JPEG data URI of the image as stored (EXIF orientation applied), or None if unreadable."""
     from edgelabels.data.images import read_image
@@ -220,93 +200,95 @@ def thumbnail(path: str, size: int = 260) -> str | None:
     image.thumbnail((size, size))
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=82)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return data_uri(buffer.getvalue(), "image/jpeg")
 
 
 def _verdict(side: dict, true: str) -> str:
     ok = side["label"] == true
-    return f"<span class='{'ok' if ok else 'bad'}'>{html.escape(side['label'])} ({side['confidence']:.1%}) " \
+    return f"<span class='{'ok' if ok else 'bad'}'>{escape(side['label'])} ({side['confidence']:.1%}) " \
            f"{'right' if ok else 'wrong'}</span>"
 
 
-def write_html(path: str | Path, comparison: dict, gallery: int = 60) -> Path:
-    header, rows, better = metric_table(comparison)
-    agree = comparison["agreement"]
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{TITLE}</title>",
-             f"<style>{CSS}</style></head><body><main>", f"<h1>{TITLE}</h1>",
-             "<div class='meta'>" + " &middot; ".join(f"{html.escape(k)}: {html.escape(v)}"
-                                                      for k, v in meta(comparison)) + "</div>",
-             "<div class='legend'>Cards: <b class='loc'>edgelabels</b> | <b class='r'>Rekognition</b></div>",
-             "<div class='cards'>"]
+def _cards_html(comparison: dict) -> str:
+    """Each card holds both values, edgelabels' then Rekognition's in its own colour."""
+    parts = []
     for name, a, b in cards(comparison):
-        value = html.escape(a) + (f"<span class='sep'>|</span><span class='r'>{html.escape(b)}</span>" if b else "")
-        parts.append(f"<div class='card'><div class='v'>{value}</div><div class='k'>{html.escape(name)}</div></div>")
-    parts += ["</div><h2>Side by side</h2>",
-              "<p class='note'>Same test images, same scoring code. <i>Top label</i>: every label requested "
-              "(MinConfidence 0) and the most confident one taken. <i>Assumed thresholds</i>: Rekognition's "
-              "definition (per label, the confidence that maximises its F1 on this test set), derived for each model "
-              "alike. <i>Own thresholds</i>: what each model returns with MinConfidence omitted (thresholds.json; "
-              "Rekognition's EvaluationSummary when given). The better value is highlighted.</p>",
-              _html_table(header, rows, better), *(f"<p class='note'>{html.escape(n)}</p>" for n in table_notes(comparison)),
-              "<h2>Per-label F1</h2>", _html_table(*label_table(comparison)),
-              "<h2>Agreement</h2>", _html_table(*agreement_table(comparison))]
+        value = escape(a) + (f"<span class='sep'>|</span><span class='r'>{escape(b)}</span>" if b else "")
+        parts.append(f"<div class='card'><div class='v'>{value}</div><div class='k'>{escape(name)}</div></div>")
+    return ("<div class='legend'>Cards: <b class='loc'>edgelabels</b> | <b class='r'>Rekognition</b></div>"
+            "<div class='cards'>" + "".join(parts) + "</div>")
+
+
+def _disagreement_figure(item: dict) -> str:
+    name = escape(Path(item["path"]).name)
+    uri = thumbnail(item["path"])
+    image = f"<img src='{uri}' alt='{name}'>" if uri else "<p>(unreadable)</p>"
+    return (f"<figure>{image}<figcaption><div><b>{name}</b> - true {escape(item['true'])}</div>"
+            f"<div>edgelabels: {_verdict(item['local'], item['true'])}</div>"
+            f"<div>Rekognition: {_verdict(item['rekognition'], item['true'])}</div></figcaption></figure>")
+
+
+def comparison_page(folder: Path, comparison: dict, gallery: int) -> Page:
+    """The whole report; the HTML shows up to `gallery` disagreements as thumbnails, the Markdown lists them all."""
+    page = Page(folder, TITLE, meta(comparison), css=CSS)
+    page.html.append(_cards_html(comparison))
+    page.heading("Side by side")
+    page.html.append(
+        "<p class='note'>Same test images, same scoring code. <i>Top label</i>: every label requested "
+        "(MinConfidence 0) and the most confident one taken. <i>Assumed thresholds</i>: Rekognition's definition "
+        "(per label, the confidence that maximises its F1 on this test set), derived for each model alike. "
+        "<i>Own thresholds</i>: what each model returns with MinConfidence omitted (thresholds.json; Rekognition's "
+        "EvaluationSummary when given). The better value is highlighted.</p>")
+    page.md += ["Better value in bold. Top label: MinConfidence 0, most confident label. Assumed thresholds: per "
+                "label, the F1-maximising confidence on this test set (Rekognition's definition). Own thresholds: "
+                "thresholds.json / Rekognition's EvaluationSummary.", ""]
+    page.table(*metric_table(comparison))
+    for note in table_notes(comparison):
+        page.note(note)
+    page.heading("Per-label F1")
+    page.table(*label_table(comparison))
+    page.heading("Agreement")
+    page.table(*agreement_table(comparison))
     beside = comparison.get("rekognition_summary")
     if beside:
-        parts += ["<h2>Rekognition's EvaluationSummary beside this test set</h2>",
-                  f"<p class='note'>{html.escape(beside['file'])}: AWS's evaluation of "
-                  f"{html.escape(beside['project_version_arn'] or 'the model')} on its own test set "
-                  f"({beside['number_of_testing_images']:,} images, {beside['number_of_training_images']:,} for "
-                  f"training), at the thresholds it lists; beside it, both models on this test set at those "
-                  "thresholds (Rekognition) and at thresholds.json (edgelabels).</p>",
-                  _html_table(*summary_table(beside))]
-    parts += ["<h2>Cost</h2>", _html_table(*cost_table(comparison)), "<ul class='assume'>",
-              *(f"<li>{html.escape(a)}</li>" for a in comparison["assumptions"]), "</ul>"]
+        page.heading("Rekognition's EvaluationSummary beside this test set")
+        page.note(f"{beside['file']}: AWS's evaluation of {beside['project_version_arn'] or 'the model'} on its own "
+                  f"test set ({beside['number_of_testing_images']:,} images, {beside['number_of_training_images']:,} "
+                  "for training), at the thresholds it lists; beside it, both models on this test set at those "
+                  "thresholds (Rekognition) and at thresholds.json (edgelabels).")
+        page.table(*summary_table(beside))
+    page.heading("Cost")
+    page.table(*cost_table(comparison))
+    page.bullets(comparison["assumptions"], css_class="assume")
     if comparison["excluded"]:
-        parts += ["<h2>Left out</h2><p class='note'>Images one side refused are scored on neither side.</p>",
-                  _html_table(*excluded_rows(comparison))]
-    shown = comparison["disagreements"][:gallery]
-    parts.append(f"<h2>Where they disagree ({len(comparison['disagreements']):,} of {agree['images']:,} images)</h2>")
+        page.heading("Left out")
+        page.note("Images one side refused are scored on neither side.")
+        page.table(*excluded_rows(comparison))
+    disagreements = comparison["disagreements"]
+    page.heading(f"Where they disagree ({len(disagreements):,} of {comparison['agreement']['images']:,} images)")
+    shown = disagreements[:gallery]
     if shown:
-        parts.append(f"<p class='note'>Images where one model is right first, most confident first; showing "
-                     f"{len(shown):,}.</p><div class='gallery'>")
-        for item in shown:
-            uri = thumbnail(item["path"])
-            image = f"<img src='{uri}' alt='{html.escape(Path(item['path']).name)}'>" if uri else "<p>(unreadable)</p>"
-            parts.append(f"<figure>{image}<figcaption><div><b>{html.escape(Path(item['path']).name)}</b> - true "
-                         f"{html.escape(item['true'])}</div><div>edgelabels: {_verdict(item['local'], item['true'])}"
-                         f"</div><div>Rekognition: {_verdict(item['rekognition'], item['true'])}</div>"
-                         f"</figcaption></figure>")
-        parts.append("</div>")
+        page.html.append(f"<p class='note'>Images where one model is right first, most confident first; showing "
+                         f"{len(shown):,}.</p><div class='gallery'>" + "".join(map(_disagreement_figure, shown))
+                         + "</div>")
+    elif disagreements:
+        page.html.append("<p class='note'>No thumbnails (--gallery 0): comparison.md lists every one.</p>")
+    if disagreements:
+        page.md += [md_table(["Image", "True", "edgelabels", "Rekognition"], [
+            [d["path"], d["true"], f"{d['local']['label']} ({d['local']['confidence']:.1%})",
+             f"{d['rekognition']['label']} ({d['rekognition']['confidence']:.1%})"] for d in disagreements]), ""]
     else:
-        parts.append("<p>The two models give the same top label on every image.</p>")
+        page.paragraph("The two models give the same top label on every image.")
     if comparison["notes"]:
-        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in comparison["notes"]) + "</ul>")
-    parts.append("</main></body></html>\n")
-    return atomic.write_text(path, "".join(parts))
+        page.heading("Notes")
+        page.bullets(comparison["notes"])
+    return page
+
+
+def write_html(path: str | Path, comparison: dict, gallery: int = 60) -> Path:
+    return atomic.write_text(path, comparison_page(Path(path).parent, comparison, gallery).html_text())
 
 
 def write_markdown(path: str | Path, comparison: dict) -> Path:
-    header, rows, better = metric_table(comparison)
-    md = [f"# {TITLE}", "", "  \n".join(f"{k}: {v}" for k, v in meta(comparison)), "", "## Side by side", "",
-          _md_table(header, rows, better), "", *table_notes(comparison), "Better value in bold. Top label: MinConfidence 0, most confident label. "
-          "Assumed thresholds: per label, the F1-maximising confidence on this test set (Rekognition's definition). "
-          "Own thresholds: thresholds.json / Rekognition's EvaluationSummary.", "", "## Per-label F1", "",
-          _md_table(*label_table(comparison)), "", "## Agreement", "", _md_table(*agreement_table(comparison)), ""]
-    beside = comparison.get("rekognition_summary")
-    if beside:
-        md += ["## Rekognition's EvaluationSummary beside this test set", "",
-               f"{beside['file']}: {beside['number_of_testing_images']:,} test images in AWS's evaluation.", "",
-               _md_table(*summary_table(beside)), ""]
-    md += ["## Cost", "", _md_table(*cost_table(comparison)), "", *[f"- {a}" for a in comparison["assumptions"]], ""]
-    if comparison["excluded"]:
-        md += ["## Left out", "", _md_table(*excluded_rows(comparison)), ""]
-    md += [f"## Where they disagree ({len(comparison['disagreements']):,} images)", ""]
-    if comparison["disagreements"]:
-        md.append(_md_table(["Image", "True", "edgelabels", "Rekognition"], [
-            [d["path"], d["true"], f"{d['local']['label']} ({d['local']['confidence']:.1%})",
-             f"{d['rekognition']['label']} ({d['rekognition']['confidence']:.1%})"] for d in comparison["disagreements"]]))
-    else:
-        md.append("None: the same top label on every image.")
-    if comparison["notes"]:
-        md += ["", "## Notes", "", *[f"- {n}" for n in comparison["notes"]]]
-    return atomic.write_text(path, "\n".join(md) + "\n")
+    # No thumbnails to make: the Markdown lists every disagreement as a table instead.
+    return atomic.write_text(path, comparison_page(Path(path).parent, comparison, gallery=0).md_text())

@@ -19,12 +19,13 @@ from edgelabels.evaluate.review import write_review_queue
 from edgelabels.evaluate.summary import build_summary
 
 
+SUMMARY_FILE = "summary.json"
+METRICS_FILE = "metrics.json"
+
+
 def check_output_folder(out: str | Path) -> Path:
-    """The folder is replaced whole: refuse one that holds anything but an earlier evaluation."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "summary.json").exists())):
-        raise UserError(f"{out}: exists and is not an evaluation folder (no summary.json); choose another --out")
-    return out
+    """The folder is replaced whole: refuse one that holds anything but an earlier evaluation (of either task)."""
+    return atomic.replaceable_folder(out, (SUMMARY_FILE, METRICS_FILE), "an evaluation folder")
 
 
 def write_evaluation(out: str | Path, *, y_true, probs, labels: list[str], paths: list, run_id: str,
@@ -32,7 +33,7 @@ def write_evaluation(out: str | Path, *, y_true, probs, labels: list[str], paths
                      review_threshold: float | None = None, model=None, spec=None, gradcam_per_kind: int = 4,
                      context: dict | None = None, read=None) -> dict:
     """Evaluate arrays into folder `out`; `model` + `spec` (a Keras model) add the Grad-CAM gallery,
-    its images read through `read` (see Run.image_reader).
+    its images read through `read` (a runtime.stages.Chain of a run trained behind stages, or None).
 
     Returns {"metrics", "summary", "review", "gallery", "gradcam_note", "out"} for the caller to print from.
     """
@@ -47,8 +48,8 @@ def write_evaluation(out: str | Path, *, y_true, probs, labels: list[str], paths
     summary = build_summary(metrics, run_id=run_id, number_of_training_images=number_of_training_images)
     thresholds = [row["assumed_threshold"] for row in metrics["per_label"]]
     with atomic.directory(out) as folder:
-        atomic.write_json(folder / "summary.json", summary)
-        atomic.write_json(folder / "metrics.json", metrics)
+        atomic.write_json(folder / SUMMARY_FILE, summary)
+        atomic.write_json(folder / METRICS_FILE, metrics)
         write_predictions_csv(folder / "predictions.csv", paths, y_true, probs, labels)
         write_evaluation_manifest(folder / "evaluation-manifest.jsonl",
                                   evaluation_manifest_lines(paths, y_true, probs, labels, thresholds))

@@ -2,8 +2,9 @@
 
 The classifier is split at its last convolutional feature map into `features` (image -> map) and
 `head` (map -> class scores); the heatmap is the ReLU of the feature channels weighted by the
-spatially averaged gradient of the class score. Only `class_gradients` depends on the Keras
-backend (tf.GradientTape or jax.grad); everything else is backend-agnostic Keras and numpy.
+spatially averaged gradient of the class score. Only that gradient depends on the Keras backend
+(tf.GradientTape or jax.grad): it lives in gradients.py; everything here is backend-agnostic Keras
+and numpy.
 
 The backbone is usually a nested Functional model ("backbone") whose output is that last feature
 map; the search descends into nested models. The class score is taken before the softmax, as in
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgelabels.errors import UserError
+from edgelabels.evaluate.gradients import class_gradients
 
 
 def last_feature_map(model) -> list:
@@ -97,35 +99,6 @@ def check_split(model, features, head, x: np.ndarray) -> None:
     if not np.allclose(scores, expected, atol=1e-3):
         raise UserError(f"Grad-CAM: model {model.name!r} cannot be split at its last feature map "
                         "(its layers do not form a chain)")
-
-
-def class_gradients(head, feature_maps: np.ndarray, class_indices: np.ndarray) -> np.ndarray:
-    """d score[i, class_i] / d feature_maps[i] for each image: the one backend-specific step."""
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        maps = tf.convert_to_tensor(feature_maps)
-        with tf.GradientTape() as tape:
-            tape.watch(maps)
-            scores = head(maps, training=False)
-            chosen = tf.reduce_sum(tf.gather(scores, class_indices, axis=1, batch_dims=1))
-        return tape.gradient(chosen, maps).numpy()
-    if backend == "jax":
-        import jax
-        import jax.numpy as jnp
-
-        trainable = [v.value for v in head.trainable_variables]
-        non_trainable = [v.value for v in head.non_trainable_variables]
-
-        def chosen(maps):
-            scores, _ = head.stateless_call(trainable, non_trainable, maps, training=False)
-            return jnp.take_along_axis(scores, jnp.asarray(class_indices)[:, None], axis=1).sum()
-
-        return np.asarray(jax.grad(chosen)(jnp.asarray(feature_maps)))
-    raise UserError(f"Grad-CAM supports the tensorflow and jax Keras backends, not {backend}")
 
 
 def gradcam(model, x: np.ndarray, class_indices, split=None) -> np.ndarray:

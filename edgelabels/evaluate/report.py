@@ -1,4 +1,4 @@
-"""report.html (one self-contained file: CSS inline, images embedded as base64) and report.md.
+"""report.html (one self-contained file: CSS inline, images embedded as base64) and report.md of an evaluation.
 
 Both are rendered from the dictionaries the evaluation already wrote (metrics.json, summary.json,
 the review-queue summary, the Grad-CAM gallery): the report shows numbers, it computes none.
@@ -6,11 +6,10 @@ the review-queue summary, the Grad-CAM gallery): the report shows numbers, it co
 
 from __future__ import annotations
 
-import base64
-import html
 from pathlib import Path
 
 from edgelabels import atomic
+from edgelabels.evaluate.page import Page, format_value
 
 PLOT_TITLES = {
     "confusion_matrix": "Confusion matrix",
@@ -19,48 +18,6 @@ PLOT_TITLES = {
     "confidence_histogram": "Confidence histogram",
     "coverage": "Accuracy vs coverage",
 }
-
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f5f6f8;color:#1d232b}
-main{max-width:1180px;margin:0 auto;padding:24px 28px 48px}
-h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:32px 0 10px;border-bottom:1px solid #d5d9e0;padding-bottom:4px}
-.meta{color:#5b6572;font-size:13px;margin-bottom:18px}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(165px,1fr));gap:10px}
-.card{background:#fff;border:1px solid #dde1e7;border-radius:8px;padding:10px 12px}
-.card .v{font-size:22px;font-weight:600}.card .k{font-size:12px;color:#5b6572}
-table{border-collapse:collapse;background:#fff;font-size:13px;margin:6px 0}
-th,td{border:1px solid #dde1e7;padding:5px 9px;text-align:right}th{background:#eef1f5}
-td:first-child,th:first-child{text-align:left}
-.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:14px}
-figure{margin:0;background:#fff;border:1px solid #dde1e7;border-radius:8px;padding:8px}
-figure.wide{grid-column:1/-1}
-figure img{max-width:100%;display:block;margin:0 auto}figcaption{font-size:12px;color:#5b6572;margin-top:4px}
-.gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(270px,1fr));gap:12px}
-.wrong figcaption{color:#b3261e}.note{font-size:13px;color:#5b6572}p{font-size:14px}
-"""
-
-
-def format_value(value, kind: str = "f") -> str:
-    """A number as report text: % share, t threshold, i count, ms, $, mb bytes, s seconds, /s rate."""
-    if value is None:
-        return "n/a"
-    if kind == "%":
-        return f"{value:.2%}"
-    if kind == "t":
-        return f"{value:.4f}"
-    if kind == "i":
-        return f"{value:,}"
-    if kind == "ms":
-        return f"{value:,.1f} ms"
-    if kind == "$":  # fractions of a cent matter for per-image prices
-        return f"${value:,.2f}" if value == 0 or value >= 0.1 else f"${value:.2g}"
-    if kind == "mb":
-        return f"{value / 1e6:,.2f} MB" if value >= 1e6 else f"{value / 1e3:,.1f} kB"
-    if kind == "s":
-        return f"{value:,.2f} s" if value >= 0.1 else f"{value * 1000:,.1f} ms"
-    if kind == "/s":
-        return f"{value:,.1f} images/s"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def headline(metrics: dict) -> list[tuple[str, str]]:
@@ -103,22 +60,6 @@ def coverage_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def html_table(header, rows) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def md_table(header, rows) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
-
-
 def _review_text(review: dict | None) -> str:
     if review is None:
         return "No review queue (run with --review-threshold X to copy low-confidence images out for a person)."
@@ -134,53 +75,32 @@ def write_report(folder: str | Path, *, metrics: dict, summary: dict, plots: dic
     details = summary["EvaluationDetails"]
     meta = [("run", details["ProjectVersionArn"]), ("evaluated", details["EvaluationEndTimestamp"] + " UTC"),
             *((k, str(v)) for k, v in context.items() if k not in ("title", "gradcam"))]
-    title = context.get("title", "Evaluation")
-    cards, labels, coverage = headline(metrics), label_table(metrics), coverage_rows(metrics)
-
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{CSS}</style></head><body><main>", f"<h1>{html.escape(title)}</h1>",
-             "<div class='meta'>" + " &middot; ".join(f"{html.escape(k)}: {html.escape(v)}" for k, v in meta) + "</div>",
-             "<div class='cards'>" + "".join(f"<div class='card'><div class='v'>{html.escape(v)}</div>"
-                                             f"<div class='k'>{html.escape(k)}</div></div>" for k, v in cards) + "</div>",
-             "<h2>Per label</h2><p class='note'>Rekognition's view: each label one-vs-rest, counted as predicted when "
-             "its confidence reaches its assumed threshold (the threshold that maximises its F1 on this set), and "
-             "at the chosen minimum confidence. Sensitivity, specificity and ROC AUC use the top label.</p>",
-             html_table(*labels),
-             "<h2>Confidence threshold vs coverage</h2><p class='note'>Accept the top label only when its confidence "
-             "reaches the threshold; the rest go to a person.</p>", html_table(*coverage),
-             "<h2>Review queue</h2>", f"<p>{html.escape(_review_text(review))}</p>", "<h2>Plots</h2><div class='plots'>"]
-    for name, path in plots.items():
-        wide = " class='wide'" if name == "confusion_matrix" else ""
-        parts.append(f"<figure{wide}><img src='{data_uri(path)}' alt='{html.escape(PLOT_TITLES.get(name, name))}'>"
-                     f"<figcaption>{html.escape(PLOT_TITLES.get(name, name))}</figcaption></figure>")
-    parts.append("</div><h2>Grad-CAM: where the model looked</h2>")
+    page = Page(folder, context.get("title", "Evaluation"), meta)
+    page.cards(headline(metrics))
+    page.heading("Per label")
+    page.note("Rekognition's view: each label one-vs-rest, counted as predicted when its confidence reaches its "
+              "assumed threshold (the threshold that maximises its F1 on this set), and at the chosen minimum "
+              "confidence. Sensitivity, specificity and ROC AUC use the top label.")
+    page.table(*label_table(metrics))
+    page.heading("Confidence threshold vs coverage")
+    page.note("Accept the top label only when its confidence reaches the threshold; the rest go to a person.")
+    page.table(*coverage_rows(metrics))
+    page.heading("Review queue")
+    page.paragraph(_review_text(review))
+    page.heading("Plots")
+    page.figures([(path, PLOT_TITLES.get(name, name), "wide" if name == "confusion_matrix" else "")
+                  for name, path in plots.items()], grid="plots")
+    page.heading("Grad-CAM: where the model looked")
     if gallery:
-        parts.append("<p class='note'>Left: the image as the model sees it; right: the heatmap for the predicted "
-                     "label. Most confident mistakes first, then a random sample of correct predictions.</p>"
-                     "<div class='gallery'>")
-        for item in gallery:
-            caption = (f"{item['kind']}: predicted {item['predicted_label']} ({item['confidence']:.1%}), "
-                       f"true {item['true_label']} - {Path(item['path']).name}")
-            parts.append(f"<figure class='{item['kind']}'><img src='{data_uri(folder / item['file'])}' "
-                         f"alt='{html.escape(caption)}'><figcaption>{html.escape(caption)}</figcaption></figure>")
-        parts.append("</div>")
+        page.note("Left: the image as the model sees it; right: the heatmap for the predicted label. Most "
+                  "confident mistakes first, then a random sample of correct predictions.")
+        page.figures([(folder / item["file"], f"{item['kind']}: predicted {item['predicted_label']} "
+                       f"({item['confidence']:.1%}), true {item['true_label']} - {Path(item['path']).name}",
+                       item["kind"]) for item in gallery])
     else:
-        parts.append(f"<p class='note'>{html.escape(context.get('gradcam', 'No Grad-CAM gallery.'))}</p>")
+        page.note(context.get("gradcam", "No Grad-CAM gallery."))
     if metrics["notes"]:
-        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in metrics["notes"]) + "</ul>")
-    parts.append("</main></body></html>\n")
-    html_path = atomic.write_text(folder / "report.html", "".join(parts))
-
-    md = [f"# {title}", "", "  \n".join(f"{k}: {v}" for k, v in meta), "", "## Headline", "",
-          md_table(["Metric", "Value"], [[k, v] for k, v in cards]), "", "## Per label", "", md_table(*labels), "",
-          "## Confidence threshold vs coverage", "", md_table(*coverage), "", "## Review queue", "",
-          _review_text(review), "", "## Plots", ""]
-    md += [f"![{PLOT_TITLES.get(name, name)}]({Path(path).relative_to(folder).as_posix()})\n"
-           for name, path in plots.items()]
-    md += ["## Grad-CAM", ""]
-    md += [f"![{item['kind']}: predicted {item['predicted_label']} ({item['confidence']:.1%}), true "
-           f"{item['true_label']}]({item['file']})\n" for item in gallery] or [context.get("gradcam", "No gallery."), ""]
-    if metrics["notes"]:
-        md += ["## Notes", "", *[f"- {n}" for n in metrics["notes"]], ""]
-    md_path = atomic.write_text(folder / "report.md", "\n".join(md) + "\n")
-    return html_path, md_path
+        page.heading("Notes")
+        page.bullets(metrics["notes"])
+    return (atomic.write_text(folder / "report.html", page.html_text()),
+            atomic.write_text(folder / "report.md", page.md_text()))

@@ -22,29 +22,36 @@ from pathlib import Path
 import numpy as np
 
 from edgelabels import atomic
+from edgelabels.artifacts import ExportDir, RunDir, open_model_dir
 from edgelabels.errors import UserError
+from edgelabels.evaluate.evaluation import METRICS_FILE
 from edgelabels.evaluate.segmentation_report import write_report
 
 GALLERY_SIDE = 512  # overlays in the evaluation are downscaled to this longer side: a report, not a viewer
 
 
-def evaluate_segmentation(model_dir, *, data=None, out=None, threshold: float = 0.5, overlays: int = 6,
-                          batch_size: int = 8, progress: bool = True) -> dict:
-    """Score a U-Net run or export on its test split (or `data`), write the evaluation folder.
+def evaluate_segmentation(model, *, data=None, out=None, threshold: float = 0.5, overlays: int = 6,
+                          batch_size: int = 8, progress: bool = True, min_confidence: float | None = None,
+                          **_classification_only) -> dict:
+    """Score a U-Net run or export (a path, or an artifacts.RunDir/ExportDir) on its test split (or `data`),
+    write the evaluation folder. min_confidence (the evaluate verb's option): the pixel threshold.
 
     Returns {"metrics": metrics.json's contents, "out": Path, "speed": {...}, "overlays": [gallery entries]}.
     """
+    from edgelabels.evaluate.evaluation import check_output_folder
     from edgelabels.runtime.segmenter import Segmenter
 
-    model_dir = Path(model_dir)
-    out = _check_output_folder(Path(out) if out is not None else model_dir / "evaluation")
+    found = model if isinstance(model, (RunDir, ExportDir)) else open_model_dir(model)
+    model_dir = found.dir
+    threshold = threshold if min_confidence is None else min_confidence
+    out = check_output_folder(Path(out) if out is not None else found.evaluation_dir)
     if not 0 <= threshold <= 1:
         raise UserError(f"threshold must be within 0-1, got {threshold:g}")
     if batch_size < 1:
         raise UserError(f"batch size must be at least 1, got {batch_size}")
     if overlays < 0:
         raise UserError(f"overlays must be 0 or more, got {overlays}")
-    kind, split, run_folder = _model_and_split(model_dir)
+    kind, split, run_folder = _model_and_split(found)
     if data is not None:
         paths, described = _external_images(data), str(data)
     elif split is not None:
@@ -67,7 +74,7 @@ def evaluate_segmentation(model_dir, *, data=None, out=None, threshold: float = 
     metrics["data"] = f"{described} ({len(paths)} images)"
 
     with atomic.directory(out) as folder:
-        atomic.write_json(folder / "metrics.json", metrics)
+        atomic.write_json(folder / METRICS_FILE, metrics)
         gallery = write_overlays(folder / "overlays", segmenter, metrics, count=overlays, threshold=threshold)
         histogram = dice_histogram(folder / "plots" / "dice_histogram.png", metrics)
         write_report(folder, metrics, speed, gallery, histogram)
@@ -187,26 +194,17 @@ def _mask_size(path: Path) -> tuple[int, int]:
         raise ImageProblem(path, f"cannot read mask ({exc})") from None
 
 
-def _model_and_split(model_dir: Path):
+def _model_and_split(found: RunDir | ExportDir):
     """(what the model is, its run's split or None, the run folder) for a U-Net run or export; refuses others."""
-    from edgelabels.data.splits import read_split
-    from edgelabels.train.run import Run, task_of
-
-    if (model_dir / "model.keras").is_file():
-        run = Run.load(model_dir)
-        if run.task != "segmentation":
-            raise UserError(f"{model_dir}: a {run.task} run, not a U-Net (task: segmentation)")
-        return "Keras U-Net", run.split, model_dir
-    if (model_dir / "model.onnx").is_file():
-        run_folder = model_dir.parent  # RUN/export/ sits inside its run: the split is next door
-        task = task_of(model_dir)
-        if task not in (None, "segmentation"):
-            raise UserError(f"{model_dir}: an export of a {task} run, not of a U-Net (task: segmentation)")
-        split = read_split(run_folder / "splits") if (run_folder / "splits" / "train.txt").is_file() else None
-        return "exported ONNX U-Net", split, run_folder
-    if not model_dir.exists():
-        raise UserError(f"{model_dir}: no such run directory or export folder")
-    raise UserError(f"{model_dir}: neither a U-Net run (model.keras) nor an exported U-Net (model.onnx)")
+    if isinstance(found, RunDir):
+        if found.task != "segmentation":
+            raise UserError(f"{found.dir}: a {found.task} run, not a U-Net (task: segmentation)")
+        return "Keras U-Net", found.split, found.dir
+    if found.task != "segmentation":
+        raise UserError(f"{found.dir}: an export of a {found.task} run, not of a U-Net (task: segmentation)")
+    run = found.run  # RUN/export/ sits inside its run: the split is next door
+    split = run.split if run is not None and run.has_split() else None
+    return "exported ONNX U-Net", split, found.dir.parent
 
 
 def _external_images(data) -> list[Path]:
@@ -217,14 +215,6 @@ def _external_images(data) -> list[Path]:
         print(f"edgelabels: {len(dataset.problems)} files in {data} skipped (e.g. {dataset.problems[0].path}: "
               f"{dataset.problems[0].problem})", file=sys.stderr)
     return [s.path for s in dataset.samples]
-
-
-def _check_output_folder(out: Path) -> Path:
-    """The folder is replaced whole: refuse one that holds anything but an earlier evaluation."""
-    earlier = (out / "metrics.json").is_file() or (out / "summary.json").is_file()
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not earlier)):
-        raise UserError(f"{out}: exists and is not an evaluation folder (no metrics.json); choose another --out")
-    return out
 
 
 def _mask_of(path) -> Path:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgelabels.tasks import get_task
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("run", type=Path, help="run directory written by `edgelabels train`")
@@ -19,6 +21,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from edgelabels.artifacts import RunDir
     from edgelabels.errors import UserError
     from edgelabels.export.export_run import export_run
 
@@ -26,28 +29,38 @@ def run(args) -> int:
         raise UserError("export: --calibration must be >= 1 and --parity-images >= 2")
     report = export_run(args.run, int8=args.int8, calibration=args.calibration,
                         parity_images=args.parity_images, threads=args.threads)
-    out = Path(args.run) / "export"
-    p = report["parity"]
-    if report.get("task") == "segmentation":
-        print(f"wrote {out}/: model.onnx ({report['sizes_bytes']['model.onnx'] / 1e6:.1f} MB), a lung U-Net "
-              f"(run it with `edgelabels segment {out} IMAGE...`)")
-        print(f"parity Keras vs ONNX on {p['images']} images: max abs diff {p['max_abs_diff']:.1e}, "
-              f"mask pixels agreeing {p['mask_pixel_agreement']:.4%}")
-        print(f"batch-1 latency: ONNX fp32 {report['latency_batch1_ms']['onnx_fp32']:.3g} ms")
-        return 0
-    print(f"wrote {out}/: model.onnx ({report['sizes_bytes']['model.onnx'] / 1e6:.1f} MB)"
-          + (", model.int8.onnx" if report.get("int8", {}).get("shipped") else ""))
+    get_task(report["task"]).piece("show_export")(report, RunDir(args.run).export_dir)
+    return 0
+
+
+def show_segmentation(report: dict, out: Path) -> None:
+    from edgelabels.artifacts import ExportDir
+
+    p, onnx_name = report["parity"], ExportDir.MODEL
+    print(f"wrote {out}/: {onnx_name} ({report['sizes_bytes'][onnx_name] / 1e6:.1f} MB), a lung U-Net "
+          f"(run it with `edgelabels segment {out} IMAGE...`)")
+    print(f"parity Keras vs ONNX on {p['images']} images: max abs diff {p['max_abs_diff']:.1e}, "
+          f"mask pixels agreeing {p['mask_pixel_agreement']:.4%}")
+    print(f"batch-1 latency: ONNX fp32 {report['latency_batch1_ms']['onnx_fp32']:.3g} ms")
+
+
+def show_classification(report: dict, out: Path) -> None:
+    from edgelabels.artifacts import ExportDir
+
+    p, onnx_name, int8_name = report["parity"], ExportDir.MODEL, ExportDir.MODEL_INT8
+    print(f"wrote {out}/: {onnx_name} ({report['sizes_bytes'][onnx_name] / 1e6:.1f} MB)"
+          + (f", {int8_name}" if report.get("int8", {}).get("shipped") else ""))
     print(f"parity Keras vs ONNX on {p['images']} images: max abs diff {p['max_abs_diff']:.1e}, "
           f"top-1 agreement {p['top1_agreement']:.0%}, output std {p['output_std']:.3f}")
     latency = report["latency_batch1_ms"]
     print(f"batch-1 latency: ONNX fp32 {latency['onnx_fp32']:.3g} ms, Keras {latency['keras_call']:.3g} ms")
     if "chain" in report:
         chain = report["chain"]["chain_parity"]
-        print(f"chained after the lung U-Net of {report['chain']['unet_run']} (segment/model.onnx): ONNX chain vs "
+        stages = ", ".join(f"{s['kind']} with {s['run']}" for s in report["chain"]["stages"])
+        print(f"chained after its stages ({stages}; exported in {out}/stages/): ONNX chain vs "
               f"Keras chain max abs diff {chain['max_abs_diff']:.1e} on {chain['images']} images")
     print(f"thresholds from {report['thresholds']['source']}")
     if "int8" in report:
         print(report["int8"]["reason"])
     for note in report["notes"]:
         print(f"note: {note}")
-    return 0

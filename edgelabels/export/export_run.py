@@ -1,20 +1,22 @@
 """`export RUN`: the run's Keras model -> RUN/export/, checked against Keras before it is kept.
 
 RUN/export/ is built in a temporary sibling folder and renamed into place whole, so an interrupted
-or failed export never leaves a half-written model (an older export stays as it was).
+or failed export never leaves a half-written model (an older export stays as it was). The layout
+(artifacts.ExportDir) holds, for a classifier:
   model.onnx           fp32, input "input" (N, H, W, C) normalised pixels, output "probabilities" (N, K)
   model.int8.onnx      only with --int8, and only when it is faster than fp32 and as accurate (quantize.py)
-  labels.json          copied from the run
-  preprocess.json      copied from the run: the PreprocessSpec the edge must reproduce
+  labels.json, preprocess.json   from the run: what the edge must reproduce
   thresholds.json      label -> assumed threshold (0-1): from RUN/evaluation/summary.json when the
                        run was evaluated, else the F1-maximising confidence on the validation split
   export_report.json   parity Keras vs ONNX on real images, INT8 verdict, sizes, latencies
+  stages.json, stages/N/   a run trained behind stages: each stage's model exported by its own task
+                       (a U-Net export), and the whole ONNX chain checked against the Keras chain
+A U-Net (task segmentation) exports model.onnx (lung probability (N, H, W, 1)) the same way. Which
+function exports which task comes from the task table (tasks.py).
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,33 +24,32 @@ from pathlib import Path
 import numpy as np
 
 from edgelabels import atomic
-from edgelabels.data.images import read_image
-from edgelabels.data.preprocess import preprocess
+from edgelabels.artifacts import ExportDir, RunDir
 from edgelabels.errors import UserError
 from edgelabels.export import quantize as q
-from edgelabels.export.onnx_export import (
-    PARITY_TOLERANCE, keras_probabilities, keras_to_onnx, onnx_probabilities, onnx_session, parity)
+from edgelabels.export.onnx_export import PARITY_TOLERANCE, keras_to_onnx, parity
+from edgelabels.runtime.runner import OnnxModel, input_reader, predict_array, predict_files
+from edgelabels.tasks import get_task
 
 VACUOUS_STD = 1e-4  # below this the model answers (almost) the same for every image
 BATCH = 32
 
 
-def load_inputs(samples, spec, read=None) -> np.ndarray:
-    """Model inputs (N, H, W, C) for split samples, through the one decoding and preprocessing.
+def export_run(run_dir: str | Path, *, int8: bool = False, calibration: int = 100, parity_images: int = 32,
+               threads: int | None = None) -> dict:
+    """Write RUN/export/ with the exporter of the run's task; returns its export_report.json contents."""
+    run = RunDir.load(run_dir)
+    with atomic.directory(run.export_dir) as folder:
+        return get_task(run.task).piece("export")(run, ExportDir(folder), int8=int8, calibration=calibration,
+                                                  parity_images=parity_images, threads=threads)
 
-    read: path -> PIL image (a lung-chained run's LungReader), else read_image.
-    """
+
+def load_inputs(samples, spec, chain=None) -> np.ndarray:
+    """Model inputs (N, H, W, C) for split samples, through the chain (if any) and the one preprocessing."""
     if not samples:
         return np.zeros((0, spec.height, spec.width, spec.channels), np.float32)
-    read = read or (lambda path: read_image(path)[0])
-    return np.stack([preprocess(read(s.path), spec) for s in samples])
-
-
-def predict_samples(session, samples, spec, read=None) -> np.ndarray:
-    """ONNX probabilities for samples, reading images a batch at a time (a split can be large)."""
-    rows = [onnx_probabilities(session, load_inputs(samples[i:i + BATCH], spec, read))
-            for i in range(0, len(samples), BATCH)]
-    return np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
+    read = input_reader(spec, chain)
+    return np.stack([read(s.path) for s in samples])
 
 
 def accuracy(probabilities: np.ndarray, truth: np.ndarray) -> float | None:
@@ -61,12 +62,14 @@ def spread(samples, n: int, seed: int = 0) -> list:
     return [samples[i] for i in sorted(order)]
 
 
-def assumed_thresholds(run, val_probabilities: np.ndarray, val_truth: np.ndarray, notes: list[str]) -> tuple[dict, str]:
+def assumed_thresholds(run: RunDir, val_probabilities: np.ndarray, val_truth: np.ndarray,
+                       notes: list[str]) -> tuple[dict, str]:
     """label -> threshold: the evaluation's when there is one, else computed on the validation split."""
+    from edgelabels.evaluate.evaluation import SUMMARY_FILE
     from edgelabels.evaluate.summary import read_summary
     from edgelabels.evaluate.thresholds import assumed_thresholds as f1_maximising
 
-    summary_path = run.dir / "evaluation" / "summary.json"
+    summary_path = run.evaluation_dir / SUMMARY_FILE
     found: dict[str, float | None] = {}
     source = "validation split (F1-maximising confidence per label, one-vs-rest)"
     if summary_path.is_file():
@@ -98,87 +101,104 @@ def keras_batch1_ms(model, x: np.ndarray, runs: int = 10) -> float:
     return float(np.median(times) * 1000)
 
 
-def export_run(run_dir: str | Path, *, int8: bool = False, calibration: int = 100, parity_images: int = 32,
-               threads: int | None = None) -> dict:
-    """Write RUN/export/ and return its export_report.json contents."""
-    from edgelabels.train.run import Run
+def _keras_model(run: RunDir):
+    """The run's Keras model, with its inputs and outputs checked against the run's files."""
+    from edgelabels.models.factory import load_model
 
-    run = Run.load(run_dir)
-    if run.task == "segmentation":
-        return export_segmentation(run, threads=threads, parity_images=parity_images)
-    split = run.split
-    spec = run.spec
-    model = run.load_model()
-    read = run.image_reader(threads)  # the lung chain of a run trained with segment:, else None
-    if read is not None:
-        read.precompute([s.path for s in split.val], progress=False)
-    backbone = (run.config.get("model") or {}).get("backbone")
-    width = model.outputs[0].shape[-1]
-    if width != len(run.labels):
-        raise UserError(f"{run.model_path}: {width} outputs but {run.dir / 'labels.json'} names {len(run.labels)} labels")
-    expected = (spec.height, spec.width, spec.channels)
+    model = load_model(run.model_path)
+    expected = (run.spec.height, run.spec.width, run.spec.channels)
     if tuple(model.inputs[0].shape[1:]) != expected:
         raise UserError(f"{run.model_path}: input {tuple(model.inputs[0].shape[1:])} does not match "
-                        f"{run.dir / 'preprocess.json'} {expected}")
+                        f"{run.preprocess_path} {expected}")
+    return model
+
+
+def _check_parity(model, onnx: OnnxModel, x: np.ndarray, run: RunDir, what: str = "ONNX") -> tuple[dict, np.ndarray]:
+    from edgelabels.models.factory import keras_runner
+
+    reference, candidate = predict_array(keras_runner(model), x), predict_array(onnx, x)
+    check = parity(reference.reshape(len(x), -1), candidate.reshape(len(x), -1))
+    if check["max_abs_diff"] > PARITY_TOLERANCE:
+        raise UserError(f"{run.model_path}: {what} differs from Keras by {check['max_abs_diff']:.2e} on "
+                        f"{check['images']} images (tolerance {PARITY_TOLERANCE}); nothing exported")
+    return {**check, "tolerance": PARITY_TOLERANCE}, (reference, candidate)
+
+
+# ---------------------------------------------------------------- classifiers
+
+
+def export_classifier(run: RunDir, out: ExportDir, *, int8: bool = False, calibration: int = 100,
+                      parity_images: int = 32, threads: int | None = None) -> dict:
+    """A classification run -> `out` (see the module docstring); returns export_report.json's contents."""
+    from edgelabels.runtime.stages import run_chain
+
+    split, spec = run.split, run.spec
+    model = _keras_model(run)
+    chain = run_chain(run, threads)  # the stages of a run trained behind them (a lung U-Net), else empty
+    if chain:
+        chain.precompute([s.path for s in split.val], progress=False)
+    width = model.outputs[0].shape[-1]
+    if width != len(run.labels):
+        raise UserError(f"{run.model_path}: {width} outputs but {run.labels_path} names {len(run.labels)} labels")
     images = split.test + split.val + split.train
     if not images:
-        raise UserError(f"{run.dir / 'splits'}: no images to check the export against")
+        raise UserError(f"{run.splits_dir}: no images to check the export against")
     notes: list[str] = []
-    report: dict = {"run": str(run.dir), "backbone": backbone, "labels": run.labels,
+    report: dict = {"run": str(run.dir), "task": run.task, "backbone": run.backbone, "labels": run.labels,
                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
-    with atomic.directory(run.dir / "export") as out:
-        keras_to_onnx(model, out / "model.onnx", source=str(run.model_path))
-        fp32 = onnx_session(out / "model.onnx", threads)
+    keras_to_onnx(model, out.model_path, source=str(run.model_path))
+    fp32 = OnnxModel(out.model_path, threads)
+    checked = spread(images, parity_images)
+    x = load_inputs(checked, spec, chain)
+    report["parity"], _ = _check_parity(model, fp32, x, run)
+    if report["parity"]["output_std"] < VACUOUS_STD:
+        notes.append(f"the model gives the same output for every image (std {report['parity']['output_std']:.1e}): "
+                     "parity proves little; is the model trained?")
 
-        checked = spread(images, parity_images)
-        x = load_inputs(checked, spec, read)
-        check = parity(keras_probabilities(model, x), onnx_probabilities(fp32, x))
-        if check["max_abs_diff"] > PARITY_TOLERANCE:
-            raise UserError(f"{run.model_path}: ONNX differs from Keras by {check['max_abs_diff']:.2e} on "
-                            f"{check['images']} images (tolerance {PARITY_TOLERANCE}); nothing exported")
-        if check["output_std"] < VACUOUS_STD:
-            notes.append(f"the model gives the same output for every image (std {check['output_std']:.1e}): "
-                         "parity proves little; is the model trained?")
-        report["parity"] = {**check, "tolerance": PARITY_TOLERANCE}
+    val_truth = np.array(run.label_indices(split.val), dtype=np.int64)
+    val_fp32 = _predict_samples(fp32, split.val, spec, chain)
+    thresholds, source = assumed_thresholds(run, val_fp32, val_truth, notes)
+    report["thresholds"] = {"source": source, "values": thresholds}
+    report["validation"] = {"images": len(split.val), "accuracy_fp32": accuracy(val_fp32, val_truth)}
 
-        val_truth = np.array(run.label_indices(split.val), dtype=np.int64)
-        val_fp32 = predict_samples(fp32, split.val, spec, read)
-        thresholds, source = assumed_thresholds(run, val_fp32, val_truth, notes)
-        report["thresholds"] = {"source": source, "values": thresholds}
-        report["validation"] = {"images": len(split.val), "accuracy_fp32": accuracy(val_fp32, val_truth)}
-
-        latency = q.batch1_latencies({"onnx_fp32": fp32}, x, seconds=1.0)
-        latency["keras_call"] = keras_batch1_ms(model, x)
-        report["latency_batch1_ms"] = {**latency, "threads": threads or "onnxruntime default"}
-        report["sizes_bytes"] = {"model.keras": run.model_path.stat().st_size,
-                                 "model.onnx": (out / "model.onnx").stat().st_size}
-
-        if int8:
-            report["int8"] = _int8(out, fp32, run, split, spec, backbone, calibration, threads, x,
-                                   val_truth, report, read)
-        report["notes"] = notes
-        shutil.copyfile(run.dir / "labels.json", out / "labels.json")
-        shutil.copyfile(run.dir / "preprocess.json", out / "preprocess.json")
-        atomic.write_json(out / "thresholds.json", thresholds)
-        if read is not None:  # the folder is now a whole classifier export: chain the U-Net in front, check it
-            report["chain"] = export_chain_files(out, run, read, model, checked, threads)
-        atomic.write_json(out / "export_report.json", report)
+    latency = q.batch1_latencies({"onnx_fp32": fp32}, x, seconds=1.0)
+    latency["keras_call"] = keras_batch1_ms(model, x)
+    report["latency_batch1_ms"] = {**latency, "threads": threads or "onnxruntime default"}
+    report["sizes_bytes"] = {run.model_path.name: run.model_path.stat().st_size,
+                             out.model_path.name: out.model_path.stat().st_size}
+    if int8:
+        report["int8"] = _int8(out, fp32, run, split, spec, calibration, threads, x, val_fp32, val_truth, report,
+                               chain)
+    report["notes"] = notes
+    out.write_layout(run.task)
+    out.write_labels(run.labels)
+    out.write_preprocess(spec)
+    out.write_thresholds(thresholds)
+    if chain:  # the folder is now a whole classifier export: put its stages in front, check the whole chain
+        report["chain"] = _export_stages(out, run, chain, model, checked, threads)
+    out.write_report(report)
     return report
 
 
-def _int8(out: Path, fp32, run, split, spec, backbone, calibration, threads, x, val_truth, report, read=None) -> dict:
-    scheme = q.scheme_for(backbone)
+def _predict_samples(onnx: OnnxModel, samples, spec, chain=None) -> np.ndarray:
+    if not samples:
+        return np.zeros((0, 0), np.float32)
+    return predict_files(onnx, [s.path for s in samples], spec, chain, batch_size=BATCH)
+
+
+def _int8(out: ExportDir, fp32, run, split, spec, calibration, threads, x, val_fp32, val_truth, report,
+          chain=None) -> dict:
+    scheme = q.scheme_for(run.backbone)
     if not scheme.pays:
         return {"shipped": False, "attempted": False, "scheme": scheme.to_json(),
-                "reason": f"INT8 not attempted for {backbone}: {scheme.note}"}
+                "reason": f"INT8 not attempted for {run.backbone}: {scheme.note}"}
     calibration_samples = spread(split.train or split.val, calibration)
     if not calibration_samples:
-        raise UserError(f"{run.dir / 'splits'}: no training images to calibrate INT8 on")
-    path = out / "model.int8.onnx"
-    q.quantize(out / "model.onnx", path, load_inputs(calibration_samples, spec, read), scheme)
-    int8 = onnx_session(path, threads)
-    val_int8, val_fp32 = predict_samples(int8, split.val, spec, read), predict_samples(fp32, split.val, spec, read)
+        raise UserError(f"{run.splits_dir}: no training images to calibrate INT8 on")
+    q.quantize(out.model_path, out.int8_path, load_inputs(calibration_samples, spec, chain), scheme)
+    int8 = OnnxModel(out.int8_path, threads)
+    val_int8 = _predict_samples(int8, split.val, spec, chain)
     latency = q.batch1_latencies({"fp32": fp32, "int8": int8}, x)
     acc_fp32, acc_int8 = report["validation"]["accuracy_fp32"], accuracy(val_int8, val_truth)
     shipped, reason = q.int8_verdict(latency["fp32"], latency["int8"], acc_fp32, acc_int8)
@@ -190,73 +210,79 @@ def _int8(out: Path, fp32, run, split, spec, backbone, calibration, threads, x, 
         "validation_top1_agreement_with_fp32": float(np.mean(val_int8.argmax(1) == val_fp32.argmax(1)))
         if len(val_truth) else None,
         "accuracy_change_points": None if acc_int8 is None or acc_fp32 is None else (acc_int8 - acc_fp32) * 100,
-        "size_bytes": path.stat().st_size,
+        "size_bytes": out.int8_path.stat().st_size,
     }
     if not shipped:
-        path.unlink()  # fp32 only: the Predictor's "auto" must not pick a worse model
+        out.int8_path.unlink()  # fp32 only: the Predictor's "auto" must not pick a worse model
     return result
 
 
-# ---------------------------------------------------------------- U-Nets and chains
-
-
-def export_segmentation(run, *, threads: int | None = None, parity_images: int = 16,
-                        out_dir: Path | None = None) -> dict:
-    """A U-Net run -> RUN/export/ (or out_dir): model.onnx (lung probability (N, H, W, 1)), preprocess.json,
-    labels.json, segmentation.json (what the edge needs to threshold it), export_report.json."""
-    model = run.load_model()
-    images = run.split.test + run.split.val + run.split.train
-    if not images:
-        raise UserError(f"{run.dir / 'splits'}: no images to check the export against")
-    report: dict = {"run": str(run.dir), "task": "segmentation",
-                    "backbone": (run.config.get("model") or {}).get("backbone"),
-                    "implementation": (run.config.get("model") or {}).get("implementation", "edgelabels"),
-                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "notes": []}
-    with atomic.directory(out_dir or run.dir / "export") as out:
-        keras_to_onnx(model, out / "model.onnx", source=str(run.model_path))
-        session = onnx_session(out / "model.onnx", threads)
-        x = load_inputs(spread(images, parity_images), run.spec)
-        reference, candidate = keras_probabilities(model, x), onnx_probabilities(session, x)
-        diff = float(np.max(np.abs(reference - candidate)))
-        if diff > PARITY_TOLERANCE:
-            raise UserError(f"{run.model_path}: ONNX U-Net differs from Keras by {diff:.2e} on {len(x)} images "
-                            f"(tolerance {PARITY_TOLERANCE}); nothing exported")
-        agreement = float(np.mean((reference >= 0.5) == (candidate >= 0.5)))
-        report["parity"] = {"images": len(x), "max_abs_diff": diff, "mask_pixel_agreement": agreement,
-                            "tolerance": PARITY_TOLERANCE}
-        report["latency_batch1_ms"] = {**q.batch1_latencies({"onnx_fp32": session}, x, seconds=1.0),
-                                       "threads": threads or "onnxruntime default"}
-        report["sizes_bytes"] = {"model.keras": run.model_path.stat().st_size,
-                                 "model.onnx": (out / "model.onnx").stat().st_size}
-        shutil.copyfile(run.dir / "labels.json", out / "labels.json")
-        shutil.copyfile(run.dir / "preprocess.json", out / "preprocess.json")
-        atomic.write_json(out / "segmentation.json", {"task": "segmentation", "threshold": 0.5,
-                                                      "output": "lung probability (N, H, W, 1)"})
-        atomic.write_json(out / "export_report.json", report)
-    return report
-
-
-def export_chain_files(out: Path, run, chain, model, samples, threads) -> dict:
-    """A classifier trained behind a lung U-Net (`out` already holds its export): export the U-Net as
-    out/segment/, describe the chain in out/segment.json, and check the whole ONNX chain (what the
-    Predictor runs) against the Keras chain."""
-    from edgelabels.runtime.stages import CHAIN_FILE
+def _export_stages(out: ExportDir, run: RunDir, chain, model, samples, threads) -> dict:
+    """Each stage's model exported by its own task into out/stages/N/, stages.json written, and the whole ONNX
+    chain (what the Predictor runs) checked against the Keras chain."""
     from edgelabels.runtime.predictor import Predictor
-    from edgelabels.train.run import Run
 
-    unet = Run.load(Path(json.loads((run.dir / CHAIN_FILE).read_text())["run"]))
-    unet_report = export_segmentation(unet, threads=threads, out_dir=out / "segment")
-    atomic.write_json(out / CHAIN_FILE, {"model": "segment", "masking": chain.masking.to_json()})
+    described, stage_reports = run.read_stages(), []
+    for i, stage in enumerate(described):
+        stage_run = RunDir.load(stage["run"])
+        folder = out.stage_dir(i)
+        folder.mkdir(parents=True, exist_ok=True)
+        stage_reports.append(get_task(stage_run.task).piece("export")(stage_run, ExportDir(folder), threads=threads))
+    out.write_stages([s.describe() for s in chain.stages])
 
-    # Keras chain: the run's Keras U-Net, computed fresh (LungReader.image skips the training cache) ->
-    # masking -> the Keras classifier.
-    keras_chain = keras_probabilities(model, np.stack([preprocess(chain.image(read_image(s.path)[0]), run.spec)
-                                                       for s in samples]))
-    onnx_chain = Predictor(out, precision="fp32", threads=threads).probabilities([s.path for s in samples])
+    # Keras chain: each stage's Keras model computed fresh (Chain.image skips the training caches) -> the Keras
+    # classifier; ONNX chain: the Predictor on the finished folder.
+    from edgelabels.models.factory import keras_runner
+
+    keras_chain = predict_array(keras_runner(model), np.stack([_chained_input(chain, s.path, run.spec)
+                                                               for s in samples]))
+    onnx_chain = Predictor(out.dir, precision="fp32", threads=threads).probabilities([s.path for s in samples])
     check = parity(keras_chain, onnx_chain)
     if check["max_abs_diff"] > PARITY_TOLERANCE:
-        raise UserError(f"{run.dir}: the ONNX chain (U-Net + classifier) differs from the Keras chain by "
+        raise UserError(f"{run.dir}: the ONNX chain ({chain.describe()} + classifier) differs from the Keras chain by "
                         f"{check['max_abs_diff']:.2e} on {check['images']} images (tolerance {PARITY_TOLERANCE}); "
                         "nothing exported")
-    return {"unet_run": str(unet.dir), "masking": chain.masking.to_json(), "unet_parity": unet_report["parity"],
-            "chain_parity": {**check, "tolerance": PARITY_TOLERANCE}}
+    first = chain.stages[0]
+    return {"unet_run": str(described[0]["run"]), "masking": first.masking.to_json(),
+            "stages": [{"kind": s["kind"], "run": str(s["run"]), "parity": r["parity"]}
+                       for s, r in zip(described, stage_reports)],
+            "unet_parity": stage_reports[0]["parity"], "chain_parity": {**check, "tolerance": PARITY_TOLERANCE}}
+
+
+def _chained_input(chain, path, spec) -> np.ndarray:
+    from edgelabels.data.images import read_image
+    from edgelabels.data.preprocess import preprocess
+
+    return preprocess(chain.image(read_image(path)[0]), spec)
+
+
+# ---------------------------------------------------------------- U-Nets
+
+
+def export_segmentation(run: RunDir, out: ExportDir, *, threads: int | None = None, parity_images: int = 16,
+                        **_ignored) -> dict:
+    """A U-Net run -> `out`: model.onnx (lung probability (N, H, W, 1)), preprocess.json, labels.json,
+    layout.json (task segmentation), export_report.json. --int8 does not apply to U-Nets."""
+    model = _keras_model(run)
+    images = run.split.test + run.split.val + run.split.train
+    if not images:
+        raise UserError(f"{run.splits_dir}: no images to check the export against")
+    report: dict = {"run": str(run.dir), "task": "segmentation", "backbone": run.backbone,
+                    "implementation": (run.config.get("model") or {}).get("implementation", "edgelabels"),
+                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "notes": []}
+    keras_to_onnx(model, out.model_path, source=str(run.model_path))
+    onnx = OnnxModel(out.model_path, threads)
+    x = load_inputs(spread(images, parity_images), run.spec)
+    check, (reference, candidate) = _check_parity(model, onnx, x, run, what="ONNX U-Net")
+    report["parity"] = {"images": len(x), "max_abs_diff": check["max_abs_diff"],
+                        "mask_pixel_agreement": float(np.mean((reference >= 0.5) == (candidate >= 0.5))),
+                        "tolerance": PARITY_TOLERANCE}
+    report["latency_batch1_ms"] = {**q.batch1_latencies({"onnx_fp32": onnx}, x, seconds=1.0),
+                                   "threads": threads or "onnxruntime default"}
+    report["sizes_bytes"] = {run.model_path.name: run.model_path.stat().st_size,
+                             out.model_path.name: out.model_path.stat().st_size}
+    out.write_layout("segmentation")
+    out.write_labels(run.labels)
+    out.write_preprocess(run.spec)
+    out.write_report(report)
+    return report

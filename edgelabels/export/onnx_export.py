@@ -98,34 +98,6 @@ def _rename_output(proto, name: str) -> None:
     proto.graph.output[0].name = name
 
 
-def keras_probabilities(model, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Keras outputs by direct call in inference mode (what tf2onnx traced)."""
-    return np.concatenate([np.asarray(model(x[i:i + batch_size], training=False))
-                           for i in range(0, len(x), batch_size)])
-
-
-def onnx_session(path: str | Path, threads: int | None = None):
-    """An onnxruntime CPU session (threads: intra-op threads; None or 0: onnxruntime's default).
-
-    Needs only onnxruntime: the edge Predictor and Segmenter open their models here too.
-    """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = int(threads)
-        options.inter_op_num_threads = 1
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-        raise UserError(f"{path}: onnxruntime cannot load it ({exc})") from None
-
-
-def onnx_probabilities(session, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x[i:i + batch_size]})[0] for i in range(0, len(x), batch_size)])
-
-
 def parity(reference: np.ndarray, candidate: np.ndarray) -> dict:
     """How closely two (N, K) probability arrays agree, and whether the comparison means anything.
 

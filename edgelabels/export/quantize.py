@@ -89,18 +89,18 @@ def quantize(fp32_path: str | Path, out_path: str | Path, calibration: np.ndarra
 
 
 def batch1_latencies(sessions: dict, x: np.ndarray, seconds: float = 3.0, min_runs: int = 10) -> dict:
-    """Median batch-1 latency (ms) per session, timed interleaved so a busy CPU hurts both alike."""
+    """Median batch-1 latency (ms) per model (runtime.runner.OnnxModel: x -> output), timed interleaved so a busy
+    CPU hurts both alike."""
     times = {name: [] for name in sessions}
-    inputs = {name: s.get_inputs()[0].name for name, s in sessions.items()}
-    for name, s in sessions.items():  # warm-up: first runs allocate
-        s.run(None, {inputs[name]: x[:1]})
+    for s in sessions.values():  # warm-up: first runs allocate
+        s(x[:1])
     start = time.perf_counter()
     i = 0
     while i < min_runs or time.perf_counter() - start < seconds:
         image = x[i % len(x)][None]
         for name, s in sessions.items():
             t = time.perf_counter()
-            s.run(None, {inputs[name]: image})
+            s(image)
             times[name].append(time.perf_counter() - t)
         i += 1
     return {name: float(np.median(t) * 1000) for name, t in times.items()}

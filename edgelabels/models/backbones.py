@@ -1,7 +1,10 @@
 """One registry of backbones: builder, preprocessing and input size travel together.
 
 Adding a backbone is one entry. The classifier head (classifier.py) and the U-Net (unet.py) read the
-same spec; the U-Net finds its skip connections by output stride, so no layer names are listed here. Backend-agnostic Keras only: nothing here imports TensorFlow.
+same spec; the U-Net finds its skip connections by output stride, so no layer names are listed here.
+An entry's `sm` says what the segmentation-models package's encoder of that backbone takes (sm_unet.py,
+model.implementation: segmentation-models); None where sm has no such encoder.
+Backend-agnostic Keras only: nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -22,6 +25,17 @@ _GOOGLE = "https://storage.googleapis.com/"
 
 
 @dataclass(frozen=True)
+class SmEncoder:
+    """What sm's encoder for a backbone takes (in PreprocessSpec's terms, 0-255 units) and its imagenet file."""
+
+    channel_order: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    imagenet_file: str  # the no-top file sm looks for in KERAS_HOME/models
+    imagenet_url: str
+
+
+@dataclass(frozen=True)
 class BackboneSpec:
     name: str
     application: str | None  # keras.applications constructor name; None for our own CNNs
@@ -35,6 +49,7 @@ class BackboneSpec:
     blocks: int = 0  # our own CNNs: number of conv blocks
     convs_per_block: int = 1  # our own CNNs: conv-BN-ReLU units per block
     width: int = 16  # our own CNNs: filters in the first block, doubled per block
+    sm: SmEncoder | None = None  # segmentation-models' encoder of this backbone, if it has one
 
     def preprocess_spec(self, height: int, width: int, grayscale: bool, resize: str = "bilinear") -> PreprocessSpec:
         # Every backbone takes three channels; a grayscale image is repeated into them.
@@ -42,19 +57,37 @@ class BackboneSpec:
                               channel_order=self.channel_order, mean=self.mean, std=self.std)
 
 
-def _caffe(name, application, file, url_dir):
+def _caffe(name, application, file, url_dir, sm=None):
     return BackboneSpec(name, application, 224, channel_order="BGR", mean=_CAFFE_MEAN_BGR,
-                        imagenet_file=file, imagenet_url=_GOOGLE + url_dir + file)
+                        imagenet_file=file, imagenet_url=_GOOGLE + url_dir + file, sm=sm)
 
 
-def _raw(name, application, size, file, url_dir):
+def _raw(name, application, size, file, url_dir, sm=None):
     # These keras.applications models rescale and normalise 0-255 input inside the graph.
-    return BackboneSpec(name, application, size, imagenet_file=file, imagenet_url=_GOOGLE + url_dir + file)
+    return BackboneSpec(name, application, size, imagenet_file=file, imagenet_url=_GOOGLE + url_dir + file, sm=sm)
 
 
 def _own(name, blocks, size, convs_per_block=1, width=16):
     return BackboneSpec(name, None, size, min_size=16, mean=(127.5,) * 3, std=(127.5,) * 3, blocks=blocks,
                         convs_per_block=convs_per_block, width=width)
+
+
+# segmentation-models' encoders (qubvel, 1.0.1) come from other packages than keras.applications and
+# take their own input scale. keras_applications' VGG16: caffe style, exactly what our entry says.
+_SM_VGG16 = SmEncoder("BGR", _CAFFE_MEAN_BGR, (1.0, 1.0, 1.0), "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                      "https://github.com/fchollet/deep-learning-models/releases/download/v0.1/"
+                      "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
+# image-classifiers' ResNet50: RGB 0-255 (preprocess_input is the identity; its first BatchNorm normalises).
+_SM_RESNET50 = SmEncoder("RGB", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "resnet50_imagenet_1000_no_top.h5",
+                         "https://github.com/qubvel/classification_models/releases/download/0.0.1/"
+                         "resnet50_imagenet_1000_no_top.h5")
+
+
+def _sm_efficientnet(b: int) -> SmEncoder:
+    # The efficientnet package's preprocess_input is "torch" mode: (x / 255 - mean) / std on RGB.
+    file = f"efficientnet-b{b}_weights_tf_dim_ordering_tf_kernels_autoaugment_notop.h5"
+    return SmEncoder("RGB", (123.675, 116.28, 103.53), (58.395, 57.12, 57.375), file,
+                     "https://github.com/Callidior/keras-applications/releases/download/efficientnet/" + file)
 
 
 _EFF = "keras-applications/"
@@ -65,13 +98,13 @@ BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
         _caffe("vgg16", "VGG16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-               "tensorflow/keras-applications/vgg16/"),
+               "tensorflow/keras-applications/vgg16/", sm=_SM_VGG16),
         _caffe("resnet50", "ResNet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-               "tensorflow/keras-applications/resnet/"),
-        _raw("efficientnetb0", "EfficientNetB0", 224, "efficientnetb0_notop.h5", _EFF),
-        _raw("efficientnetb1", "EfficientNetB1", 240, "efficientnetb1_notop.h5", _EFF),
-        _raw("efficientnetb2", "EfficientNetB2", 260, "efficientnetb2_notop.h5", _EFF),
-        _raw("efficientnetb3", "EfficientNetB3", 300, "efficientnetb3_notop.h5", _EFF),
+               "tensorflow/keras-applications/resnet/", sm=_SM_RESNET50),
+        _raw("efficientnetb0", "EfficientNetB0", 224, "efficientnetb0_notop.h5", _EFF, sm=_sm_efficientnet(0)),
+        _raw("efficientnetb1", "EfficientNetB1", 240, "efficientnetb1_notop.h5", _EFF, sm=_sm_efficientnet(1)),
+        _raw("efficientnetb2", "EfficientNetB2", 260, "efficientnetb2_notop.h5", _EFF, sm=_sm_efficientnet(2)),
+        _raw("efficientnetb3", "EfficientNetB3", 300, "efficientnetb3_notop.h5", _EFF, sm=_sm_efficientnet(3)),
         _raw("efficientnetv2b0", "EfficientNetV2B0", 224, "efficientnetv2-b0_notop.h5", _EFF2),
         _raw("mobilenetv3small", "MobileNetV3Small", 224,
              "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5", _MNV3),

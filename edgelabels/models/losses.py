@@ -55,3 +55,24 @@ def iou_coefficient(y_true, y_pred):
 def keras_objects() -> dict:
     """The loss and metrics a U-Net checkpoint was compiled with, for keras.saving.load_model."""
     return {"bce_dice_loss": bce_dice_loss, "dice_coefficient": dice_coefficient, "iou_coefficient": iou_coefficient}
+
+
+def classification_objectives(train) -> dict:
+    """compile() arguments for a classifier; train: the config's TrainConfig."""
+    import keras
+
+    if train.loss == "focal":
+        loss = keras.losses.CategoricalFocalCrossentropy(gamma=train.focal_gamma, label_smoothing=train.label_smoothing)
+    else:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing)
+    return {"loss": loss, "metrics": [keras.metrics.CategoricalAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+            "weighted_metrics": []}
+
+
+def segmentation_objectives(train) -> dict:
+    """compile() arguments for a U-Net: BCE + Dice loss, Dice and IoU metrics (val_dice can be monitored)."""
+    import keras
+
+    return {"loss": bce_dice_loss,
+            "metrics": [keras.metrics.MeanMetricWrapper(dice_coefficient, name="dice"),
+                        keras.metrics.MeanMetricWrapper(iou_coefficient, name="iou")]}

@@ -6,8 +6,9 @@ freeze_backbone, unfreeze_top and run: transfer work unchanged) and sm's decoder
 Traps measured with TF 2.21 / Keras 3.15 / segmentation-models 1.0.1 (issue 8):
 - sm picks its Keras when first imported, from SM_FRAMEWORK; only "tf.keras" works under Keras 3 (its default
   "keras" fails on keras.utils.generic_utils), and its layers call TensorFlow directly, so JAX is refused.
-- sm's encoders take their own input scale (SM_ENCODERS); a fixed Rescaling (and a channel flip for
-  resnet50) at the input maps our registry's normalisation onto it, so callers keep one PreprocessSpec.
+- sm's encoders take their own input scale (the registry entry's `sm`, an SmEncoder); a fixed Rescaling (and
+  a channel flip for resnet50) at the input maps our registry's normalisation onto it, so callers keep one
+  PreprocessSpec.
 - sm's resnet50 is image-classifiers' MXNet port, not keras.applications' ResNet50: no layer names in common.
 - efficientnet's layers save as the function "swish" and the class "FixedDropout": load with custom_objects().
 Imports sm and TensorFlow only inside build_sm_unet; nothing happens at import time.
@@ -18,43 +19,15 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from edgelabels.errors import UserError
-from edgelabels.models.backbones import get_backbone, keras_home
+from edgelabels.models.backbones import BACKBONES, BackboneSpec, get_backbone, keras_home
 
 
-@dataclass(frozen=True)
-class SmEncoder:
-    """What sm's encoder for a backbone takes (in PreprocessSpec's terms, 0-255 units) and its imagenet file."""
-
-    channel_order: str
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    imagenet_file: str  # the no-top file sm looks for in KERAS_HOME/models
-    imagenet_url: str
-
-
-def _efficientnet(b: int) -> SmEncoder:
-    # The efficientnet package's preprocess_input is "torch" mode: (x / 255 - mean) / std on RGB.
-    file = f"efficientnet-b{b}_weights_tf_dim_ordering_tf_kernels_autoaugment_notop.h5"
-    return SmEncoder("RGB", (123.675, 116.28, 103.53), (58.395, 57.12, 57.375), file,
-                     "https://github.com/Callidior/keras-applications/releases/download/efficientnet/" + file)
-
-
-SM_ENCODERS: dict[str, SmEncoder] = {
-    # keras_applications' VGG16: caffe style, exactly what our registry already says (no input layer added).
-    "vgg16": SmEncoder("BGR", (103.939, 116.779, 123.68), (1.0, 1.0, 1.0),
-                       "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                       "https://github.com/fchollet/deep-learning-models/releases/download/v0.1/"
-                       "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    # image-classifiers' ResNet50: RGB 0-255 (preprocess_input is the identity; its first BatchNorm normalises).
-    "resnet50": SmEncoder("RGB", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "resnet50_imagenet_1000_no_top.h5",
-                          "https://github.com/qubvel/classification_models/releases/download/0.0.1/"
-                          "resnet50_imagenet_1000_no_top.h5"),
-    **{f"efficientnetb{b}": _efficientnet(b) for b in range(4)},
-}
+def sm_backbones() -> list[str]:
+    """The registry's backbones that segmentation-models has an encoder for."""
+    return [name for name, spec in BACKBONES.items() if spec.sm is not None]
 
 
 def build_sm_unet(backbone: str, height: int, width: int, *, weights=None):
@@ -68,8 +41,9 @@ def build_sm_unet(backbone: str, height: int, width: int, *, weights=None):
         raise UserError("model.implementation: segmentation-models needs the TensorFlow backend "
                         "(KERAS_BACKEND=tensorflow); use model.implementation: edgelabels under "
                         f"{keras.backend.backend()}")
-    if backbone not in SM_ENCODERS:
-        raise UserError(f"model.backbone: segmentation-models U-Net supports {', '.join(SM_ENCODERS)}, "
+    spec = get_backbone(backbone)
+    if spec.sm is None:
+        raise UserError(f"model.backbone: segmentation-models U-Net supports {', '.join(sm_backbones())}, "
                         f"not {backbone!r}")
     if height % 32 or width % 32:
         raise UserError(f"data.image_size: a U-Net needs sides divisible by 32, got {height}x{width}")
@@ -80,7 +54,7 @@ def build_sm_unet(backbone: str, height: int, width: int, *, weights=None):
     sm = import_segmentation_models()
     from segmentation_models.backbones.backbones_factory import Backbones
 
-    theirs = SM_ENCODERS[backbone]
+    theirs = spec.sm
     try:
         flat = sm.Unet(backbone, input_shape=(height, width, 3), encoder_weights=encoder_weights)
     except Exception as exc:
@@ -106,7 +80,7 @@ def build_sm_unet(backbone: str, height: int, width: int, *, weights=None):
     decoder = keras.Model(features, flat.output, name="decoder")
 
     inputs = keras.Input((height, width, 3), name="input")
-    outputs = decoder(encoder(_to_sm_input(inputs, backbone, theirs)))
+    outputs = decoder(encoder(_to_sm_input(inputs, spec)))
     return keras.Model(inputs, outputs, name=f"{backbone}_sm_unet")
 
 
@@ -123,12 +97,12 @@ def import_segmentation_models():
     return sm
 
 
-def _to_sm_input(x, backbone: str, theirs: SmEncoder):
-    """Undo our registry's normalisation and apply sm's, as fixed layers (none where the two agree)."""
+def _to_sm_input(x, ours: BackboneSpec):
+    """Undo our registry's normalisation and apply sm's (ours.sm), as fixed layers (none where the two agree)."""
     import numpy as np
     from keras import layers, ops
 
-    ours = get_backbone(backbone)
+    theirs = ours.sm
     # Ours: y = (x_ours - m) / s, so x_ours = y * s + m; sm wants (x_theirs - m') / s'.
     mean, std = np.asarray(ours.mean, np.float64), np.asarray(ours.std, np.float64)
     if ours.channel_order != theirs.channel_order:

@@ -3,33 +3,25 @@
 Needs only numpy, Pillow and onnxruntime (never TensorFlow or Keras). Decoding goes through
 data.images.read_image (the same checks as `dataset inspect`) and preprocessing through
 data.preprocess (the one implementation the training loader uses), so the edge sees exactly the
-tensors the model was trained and exported on. An export with segment.json (a classifier trained on
-lungs only) runs its U-Net first and blanks everything outside the lungs (segment/chain.py).
+tensors the model was trained and exported on. An export with stages (a classifier trained on lungs
+only) runs them first: the U-Net, then everything outside the lungs blanked (runtime/stages.py).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from edgelabels.artifacts import ExportDir
 from edgelabels.data.images import read_image
-from edgelabels.data.preprocess import PreprocessSpec, normalise, to_pixels
+from edgelabels.data.preprocess import normalise, to_pixels
 from edgelabels.errors import UserError
+from edgelabels.runtime.runner import OnnxModel, predict_images
+from edgelabels.runtime.stages import export_chain
 
 PRECISIONS = ("auto", "fp32", "int8")
-MODEL_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing (is this a folder written by `edgelabels export`?)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})") from None
 
 
 class Predictor:
@@ -40,41 +32,31 @@ class Predictor:
     """
 
     def __init__(self, model_dir: str | Path, precision: str = "auto", threads: int | None = None):
-        from edgelabels.export.onnx_export import onnx_session
+        from edgelabels.tasks import get_task
 
-        self.dir = Path(model_dir)
-        if not self.dir.is_dir():
-            raise UserError(f"{self.dir}: no such model folder (expected RUN/export/ written by `edgelabels export`)")
-        if (self.dir / "segmentation.json").is_file():
-            raise UserError(f"{self.dir}: a lung U-Net export, not a classifier; run it with "
-                            f"`edgelabels segment {self.dir} IMAGE...`")
+        export = ExportDir.load(model_dir)
+        self.dir = export.dir
+        if export.task != "classification":
+            task = get_task(export.task)
+            raise UserError(f"{self.dir}: a {task.noun} export, not a classifier; run it with "
+                            f"`edgelabels {task.edge_verb} {self.dir} IMAGE...`")
         if precision not in PRECISIONS:
             raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         if precision == "auto":
-            precision = "int8" if (self.dir / MODEL_FILES["int8"]).is_file() else "fp32"
+            precision = "int8" if export.int8_path.is_file() else "fp32"
         self.precision = precision
-        self.model_path = self.dir / MODEL_FILES[precision]
+        self.model_path = export.onnx_path(precision)
         if not self.model_path.is_file():
             raise UserError(f"{self.model_path}: missing ({precision} model not exported"
                             + (": export with --int8, or use precision fp32)" if precision == "int8" else ")"))
-
-        self.labels: list[str] = list(_read_json(self.dir / "labels.json"))
-        self.spec = PreprocessSpec.from_json(_read_json(self.dir / "preprocess.json"))
-        thresholds = _read_json(self.dir / "thresholds.json")
-        missing = [name for name in self.labels if name not in thresholds]
-        if missing:
-            raise UserError(f"{self.dir / 'thresholds.json'}: no threshold for labels {missing}")
-        self.thresholds: dict[str, float] = {name: float(thresholds[name]) for name in self.labels}
-
-        if threads is not None and threads < 1:
-            raise UserError(f"threads must be at least 1, not {threads}")
-        self.session = onnx_session(self.model_path, threads)
-        self.input_name = self.session.get_inputs()[0].name
-        # A classifier trained on lungs only: its U-Net (segment/model.onnx) runs first, in prepare().
-        from edgelabels.runtime.stages import export_chain
-
-        self.lungs = export_chain(self.dir, threads)
-        width = self.session.get_outputs()[0].shape[-1]
+        self.labels: list[str] = list(export.labels)
+        self.spec = export.spec
+        self.thresholds: dict[str, float] = export.read_thresholds()
+        self.model = OnnxModel(self.model_path, threads)
+        self.session = self.model.session
+        # A classifier trained behind stages (a lung U-Net that keeps only the lungs): they run first, in prepare().
+        self.chain = export_chain(export, threads)
+        width = self.model.output_shape[-1]
         if isinstance(width, int) and width != len(self.labels):
             raise UserError(f"{self.model_path}: {width} outputs but labels.json names {len(self.labels)} labels")
 
@@ -88,24 +70,25 @@ class Predictor:
         """
         if not isinstance(image, Image.Image):
             image, _notes = read_image(image, name=name)
-        if self.lungs is not None:
-            image = self.lungs.image(image)
+        if self.chain:
+            image = self.chain.image(image)
         return normalise(to_pixels(image, self.spec), self.spec)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Already-prepared float32 (N, H, W, C) -> probabilities (N, K)."""
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        return self.model(batch)
 
     # -- the contract ---------------------------------------------------------------------------
 
-    def probabilities(self, images, batch_size: int = 32) -> np.ndarray:
-        """Probabilities (N, K) in `labels` order for a list of paths, bytes or PIL images."""
+    def probabilities(self, images, batch_size: int = 32, progress: bool = False, timer: dict | None = None) \
+            -> np.ndarray:
+        """Probabilities (N, K) in `labels` order for a list of paths, bytes or PIL images (decoded on threads
+        while the model runs the batch before)."""
         images = list(images)
-        out = np.zeros((len(images), len(self.labels)), dtype=np.float32)
-        for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size]
-            out[start:start + len(chunk)] = self.run(np.stack([self.prepare(image) for image in chunk]))
-        return out
+        if not images:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return predict_images(images, self.prepare, self.run, batch_size=batch_size, progress=progress,
+                              desc=f"onnx {self.precision}", timer=timer)
 
     def custom_labels(self, probabilities: np.ndarray, min_confidence: float | None = None,
                       max_results: int | None = None) -> list[dict]:

@@ -1,21 +1,22 @@
 """A trained U-Net applied to images: lung probability maps, from an export (ONNX) or a run (Keras).
 
 The ONNX path needs only numpy, Pillow and onnxruntime, so the edge Predictor can chain a U-Net in front
-of its classifier; a run directory loads Keras (imported only then). Images go through the one
+of its classifier; a run directory loads Keras (imported only then, through models/factory.py). Images go through the one
 preprocessing implementation (data.preprocess) with the U-Net's own preprocess.json.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from edgelabels.artifacts import ExportDir, open_model_dir
 from edgelabels.data.images import read_image
 from edgelabels.data.preprocess import PreprocessSpec, normalise, to_pixels
 from edgelabels.errors import UserError
+from edgelabels.runtime.runner import OnnxModel, predict_images
 
 
 class Segmenter:
@@ -28,43 +29,33 @@ class Segmenter:
 
     @classmethod
     def load(cls, model_dir: str | Path, threads: int | None = None) -> "Segmenter":
-        """A U-Net export folder (model.onnx) or segmentation run directory (model.keras)."""
-        from edgelabels.train.run import task_of
+        """A U-Net export folder (model.onnx) or segmentation run directory (model.keras, loads Keras)."""
+        found = open_model_dir(model_dir)
+        if found.task != "segmentation":
+            what = "an export of a" if isinstance(found, ExportDir) else "a"
+            raise UserError(f"{found.dir}: {what} {found.task} run, not a U-Net (task: segmentation)")
+        if isinstance(found, ExportDir):
+            return cls(found.spec, OnnxModel(found.model_path, threads), str(found.model_path))
+        from edgelabels.models.factory import keras_runner, load_model
 
-        model_dir = Path(model_dir)
-        spec_path = model_dir / "preprocess.json"
-        if (model_dir / "model.onnx").is_file() and spec_path.is_file():
-            task = task_of(model_dir)
-            if task not in (None, "segmentation"):
-                raise UserError(f"{model_dir}: an export of a {task} run, not of a U-Net (task: segmentation)")
-            return cls(_read_spec(spec_path), _onnx_runner(model_dir / "model.onnx", threads),
-                       str(model_dir / "model.onnx"))
-        if (model_dir / "model.keras").is_file() and spec_path.is_file():
-            task = task_of(model_dir) or "classification"
-            if task != "segmentation":
-                raise UserError(f"{model_dir}: a {task} run, not a U-Net (task: segmentation)")
-            return cls(_read_spec(spec_path), _keras_runner(model_dir / "model.keras"), str(model_dir / "model.keras"))
-        raise UserError(f"{model_dir}: not a U-Net run or export (expected model.keras or model.onnx "
-                        "with preprocess.json)")
+        return cls(found.spec, keras_runner(load_model(found.model_path)), str(found.model_path))
 
-    def prepare(self, image: Image.Image) -> np.ndarray:
+    def prepare(self, image) -> np.ndarray:
+        """A path or PIL image -> the U-Net's float32 input."""
+        if not isinstance(image, Image.Image):
+            image = read_image(image)[0]
         return normalise(to_pixels(image, self.spec), self.spec)
 
     def probabilities(self, images, batch_size: int = 16) -> np.ndarray:
-        """(N, H, W) float32 lung probabilities at the U-Net's resolution for PIL images."""
-        images = list(images)
-        out = np.zeros((len(images), self.spec.height, self.spec.width), np.float32)
-        for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size]
-            result = np.asarray(self.run_batch(np.stack([self.prepare(image) for image in chunk])), np.float32)
-            if result.ndim != 4 or result.shape[1:] != (self.spec.height, self.spec.width, 1):
-                raise UserError(f"{self.source}: output {result.shape[1:]} is not a one-channel mask of the "
-                                f"input size {(self.spec.height, self.spec.width)} (is this a U-Net?)")
-            out[start:start + len(chunk)] = result[..., 0]
-        return out
+        """(N, H, W) float32 lung probabilities at the U-Net's resolution for PIL images or paths."""
+        result = predict_images(images, self.prepare, self.run_batch, batch_size=batch_size)
+        if result.ndim != 4 or result.shape[1:] != (self.spec.height, self.spec.width, 1):
+            raise UserError(f"{self.source}: output {result.shape[1:]} is not a one-channel mask of the "
+                            f"input size {(self.spec.height, self.spec.width)} (is this a U-Net?)")
+        return result[..., 0]
 
     def path_probabilities(self, paths, batch_size: int = 16) -> np.ndarray:
-        return self.probabilities((read_image(p)[0] for p in paths), batch_size)
+        return self.probabilities(paths, batch_size)
 
 
 def at_image_size(probability: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -73,27 +64,3 @@ def at_image_size(probability: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if probability.shape == (size[1], size[0]):
         return probability
     return np.asarray(Image.fromarray(probability, mode="F").resize(size, Image.Resampling.BILINEAR))
-
-
-def _read_spec(path: Path) -> PreprocessSpec:
-    try:
-        return PreprocessSpec.from_json(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise UserError(f"{path}: not a valid preprocess.json ({exc})") from None
-
-
-def _onnx_runner(path: Path, threads: int | None):
-    from edgelabels.export.onnx_export import onnx_session
-
-    session = onnx_session(path, threads)
-    name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: np.ascontiguousarray(x, np.float32)})[0]
-
-
-def _keras_runner(path: Path):
-    from edgelabels.train.run import load_keras_model
-
-    import keras
-
-    model = load_keras_model(path)
-    return lambda x: keras.ops.convert_to_numpy(model(x, training=False))

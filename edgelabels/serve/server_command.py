@@ -63,8 +63,10 @@ def is_loopback(host: str) -> bool:
 
 def derived_arn(model_dir: Path, model_file: Path, region: str) -> tuple[str, float]:
     """A stable ARN from the run's name and the model file's time: the same export keeps the same ARN."""
+    from edgelabels.artifacts import RunDir
+
     folder = model_dir.resolve()
-    name = folder.parent.name if folder.name == "export" else folder.name
+    name = folder.parent.name if folder.name == RunDir.EXPORT else folder.name
     name = re.sub(r"[^A-Za-z0-9_.\-]", "-", name)[:200].strip("-.") or "model"
     created = model_file.stat().st_mtime
     stamp = datetime.datetime.fromtimestamp(created, datetime.timezone.utc).strftime("%Y-%m-%dT%H.%M.%S")

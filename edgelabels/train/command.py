@@ -28,10 +28,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from edgelabels.artifacts import RunDir
     from edgelabels.config import load_config
     from edgelabels.train.fit import train
 
-    if args.resume and args.out is not None and (args.out / "config.yaml").exists():
+    if args.resume and args.out is not None and RunDir(args.out).is_run():
         config = None  # the run's own saved config is used
     else:
         config = load_config(args.config, args.overrides)

@@ -6,6 +6,7 @@ epochs cost only augmentation and normalisation. Backend-agnostic (keras.utils.P
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 
@@ -14,6 +15,8 @@ import numpy as np
 
 from edgelabels.data.images import read_image
 from edgelabels.data.preprocess import PreprocessSpec, normalise, to_pixels
+
+log = logging.getLogger("edgelabels.train")
 
 
 class PixelCache:
@@ -142,12 +145,51 @@ class MaskBatches(ImageBatches):
         return x, y
 
 
-def predict_paths(model, paths, spec: PreprocessSpec, batch_size: int = 32, progress: bool = True,
-                  workers: int = 2, read=None) -> np.ndarray:
-    """Model outputs for image files through the training loader's preprocessing: (N, K) probabilities for a
-    classifier, (N, H, W, 1) for a U-Net. read: see PixelCache."""
-    paths = list(paths)
-    if not paths:
-        return np.zeros((0, *model.output_shape[1:]), np.float32)
-    batches = ImageBatches(PixelCache(paths, spec, max_bytes=0, read=read), batch_size=batch_size, workers=workers)
-    return np.asarray(model.predict(batches, verbose=1 if progress else 0), dtype=np.float32)
+# ---------------------------------------------------------------- per task (named in tasks.TASKS)
+
+
+def class_weights(config, labels: list[str], y: np.ndarray) -> np.ndarray | None:
+    """Per-label loss weights: balanced = n / (K * n_label), as scikit-learn computes them."""
+    from edgelabels.errors import UserError
+
+    cw = config.train.class_weight
+    if cw == "none":
+        return None
+    if cw == "balanced":
+        counts = np.bincount(y, minlength=len(labels)).astype(np.float64)
+        present = counts > 0
+        weights = np.ones(len(labels))
+        weights[present] = len(y) / (present.sum() * counts[present])
+        return weights.astype(np.float32)
+    unknown = set(cw) - set(labels)
+    if unknown:
+        raise UserError(f"train.class_weight: unknown labels {sorted(unknown)} (labels: {labels})")
+    return np.asarray([float(cw.get(name, 1.0)) for name in labels], np.float32)
+
+
+def classification_batches(config, split, labels: list[str], caches, augment):
+    """(train, val) batches of images + one-hot labels, class-weighted and (optionally) oversampled."""
+    t = config.train
+    train_cache, val_cache = caches
+    index = {name: i for i, name in enumerate(labels)}
+    y_train = np.array([index[s.label] for s in split.train])
+    y_val = np.array([index[s.label] for s in split.val])
+    weights = class_weights(config, labels, y_train)
+    log.info("labels %s; train %d, val %d, test %d images; train counts %s; class weights %s", labels,
+             len(split.train), len(split.val), len(split.test), np.bincount(y_train, minlength=len(labels)).tolist(),
+             None if weights is None else np.round(weights, 3).tolist())
+    return (ImageBatches(train_cache, y_train, len(labels), t.batch_size, augment=augment, class_weights=weights,
+                         shuffle=True, oversample=t.oversample, seed=config.seed, workers=t.workers),
+            ImageBatches(val_cache, y_val, len(labels), t.batch_size, workers=t.workers))
+
+
+def segmentation_batches(config, split, labels: list[str], caches, augment):
+    """(train, val) batches of images + mask targets, image and mask augmented together."""
+    t = config.train
+    train_cache, val_cache = caches
+    spec = train_cache.spec
+    log.info("train %d, val %d, test %d image/mask pairs", len(split.train), len(split.val), len(split.test))
+    return (MaskBatches(train_cache, MaskCache(train_cache.paths, spec.height, spec.width), t.batch_size,
+                        augment=augment, shuffle=True, seed=config.seed, workers=t.workers),
+            MaskBatches(val_cache, MaskCache(val_cache.paths, spec.height, spec.width), t.batch_size,
+                        workers=t.workers))

@@ -1,14 +1,13 @@
 """Hand-made run directories for export/predictor tests (and the edge benchmark).
 
-Follows the run-directory contract in notes/common.md (config.yaml, splits/*.txt, labels.json,
-preprocess.json, model.keras) without going through training, so these tests do not wait on it.
+Written through the layout module's writers (edgelabels.artifacts.RunDir), without going through
+training, so these tests do not wait on it.
 Images are generated PNGs whose colour and stripes depend on the label, so a tiny model learns
 them in a few steps and its outputs vary across images (parity checks are then not vacuous).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -90,8 +89,9 @@ def trained_classifier(backbone: str, samples, spec, labels=LABELS, epochs: int 
 def make_run(run_dir: Path, backbone: str = "tinycnn", size: int = 32, labels=LABELS, per_label: int = 12,
              epochs: int = 3, seed: int = 0, image_size: int = 40) -> Path:
     """A run directory per the contract: images in run_dir/../images-<name>, split 60/20/20 per label."""
+    from edgelabels.artifacts import RunDir
     from edgelabels.data.dataset import Sample
-    from edgelabels.data.splits import Split, write_split
+    from edgelabels.data.splits import Split
     from edgelabels.models.backbones import get_backbone
 
     run_dir = Path(run_dir)
@@ -107,13 +107,13 @@ def make_run(run_dir: Path, backbone: str = "tinycnn", size: int = 32, labels=LA
         splits["train"] += mine[n_val + n_test:]
     model = trained_classifier(backbone, splits["train"], spec, tuple(labels), epochs, seed)
 
-    write_split(Split(**{name: [Sample(path, (label,), path.stem) for path, label in rows]
-                         for name, rows in splits.items()}), run_dir / "splits")
-    (run_dir / "labels.json").write_text(json.dumps(list(labels)))
-    (run_dir / "preprocess.json").write_text(json.dumps(spec.to_json()))
-    (run_dir / "config.yaml").write_text(
-        f"model:\n  backbone: {backbone}\n  weights: none\ndata:\n  image_size: [{size}, {size}]\n")
-    model.save(run_dir / "model.keras")
+    run = RunDir(run_dir)
+    run.start(f"model:\n  backbone: {backbone}\n  weights: none\ndata:\n  image_size: [{size}, {size}]\n")
+    run.write_split(Split(**{name: [Sample(path, (label,), path.stem) for path, label in rows]
+                             for name, rows in splits.items()}))
+    run.write_labels(list(labels))
+    run.write_preprocess(spec)
+    model.save(run.model_path)
     return run_dir
 
 

@@ -1,7 +1,7 @@
 """Real exported-model folders for the server tests and benchmarks, built without training.
 
-`write_model_dir` writes what `edgelabels export` writes (model.onnx, labels.json,
-preprocess.json, thresholds.json; see the contract in notes/common.md): a real ONNX graph made with
+`write_model_dir` writes what `edgelabels export` writes, through the layout module's writers
+(edgelabels.artifacts.ExportDir): a real ONNX graph made with
 onnx.helper, input float32 NHWC 'input' with a dynamic batch, output softmax 'probabilities'.
 With `conv_channels` it puts strided convolutions in front, so inference costs what a small real
 backbone costs (for the load benchmark); without, it is mean colour -> MatMul -> Softmax, so red,
@@ -12,7 +12,6 @@ Also starts `edgelabels serve` in a subprocess on a free port and waits for /hea
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import ssl
@@ -25,9 +24,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from edgelabels.artifacts import ExportDir
 from edgelabels.data.preprocess import PreprocessSpec
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EDGELABELS = Path(sys.executable).parent / "edgelabels"
 LABELS = ("red", "green", "blue")
 
@@ -73,13 +73,42 @@ def write_model_dir(folder: Path, labels=LABELS, size: int = 32, conv_channels: 
     model.ir_version = 8
     onnx.checker.check_model(model)
 
+    export = ExportDir(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, folder / "model.onnx")
-    (folder / "labels.json").write_text(json.dumps(list(labels)))
-    spec = PreprocessSpec(height=size, width=size, mean=(0.0, 0.0, 0.0), std=(255.0, 255.0, 255.0))
-    (folder / "preprocess.json").write_text(json.dumps(spec.to_json()))
-    thresholds = thresholds or {name: 0.5 for name in labels}
-    (folder / "thresholds.json").write_text(json.dumps(thresholds))
+    onnx.save(model, export.model_path)
+    export.write_layout("classification")
+    export.write_labels(list(labels))
+    export.write_preprocess(PreprocessSpec(height=size, width=size, mean=(0.0, 0.0, 0.0), std=(255.0, 255.0, 255.0)))
+    export.write_thresholds(thresholds or {name: 0.5 for name in labels})
+    return folder
+
+
+def write_unet_dir(folder: Path, size: int = 32, lung: str = "left") -> Path:
+    """A U-Net export folder whose "U-Net" calls the left (or right) half of every image lung, whatever it shows."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    mask = np.zeros((1, size, size, 1), np.float32)
+    mask[:, :, : size // 2] = 1.0
+    if lung == "right":
+        mask = 1.0 - mask
+    nodes = [helper.make_node("ReduceMean", ["input"], ["grey"], axes=[3], keepdims=1),
+             helper.make_node("Mul", ["grey", "zero"], ["nothing"]),
+             helper.make_node("Add", ["nothing", "mask"], ["probabilities"])]
+    graph = helper.make_graph(
+        nodes, "server_test_unet",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", size, size, 3])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", size, size, 1])],
+        [numpy_helper.from_array(np.zeros(1, np.float32), "zero"), numpy_helper.from_array(mask, "mask")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    export = ExportDir(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, export.model_path)
+    export.write_layout("segmentation")
+    export.write_labels(["lung"])
+    export.write_preprocess(PreprocessSpec(height=size, width=size, mean=(0.0, 0.0, 0.0), std=(255.0, 255.0, 255.0)))
     return folder
 
 

@@ -1,0 +1,426 @@
+"""The on-disk layouts, a run directory and an export folder: every file name, their readers and writers.
+
+No other module spells these names. Readers raise one clear UserError for "not a run", "not an
+export", "unfinished run" and "written by a newer layout"; writers go through edgelabels.atomic,
+so a file is whole or absent.
+
+runs/NAME/ (RunDir)
+  layout.json        {"layout": "run", "version": 2}
+  config.yaml        the resolved config
+  splits/            train.txt, val.txt, test.txt (data/splits.py)
+  labels.json        label names in model output order
+  preprocess.json    the PreprocessSpec the model was trained with
+  model.keras        the best epoch by the monitored validation metric
+  history.csv        one row per epoch of both stages
+  train.log          what happened, in words
+  checkpoint/        last.keras + state.json, for --resume
+  stages.json        the steps before the model (a lung U-Net that keeps only the lungs, ...), if any
+  stage-cache/N/     stage N's model outputs per image, computed once
+  evaluation/        written by `evaluate`
+  export/            an export folder
+
+RUN/export/ (ExportDir)
+  layout.json        {"layout": "export", "version": 2, "task": "classification" | "segmentation"}
+  model.onnx         fp32, input "input" (N, H, W, C), output "probabilities"
+  model.int8.onnx    with --int8, when it pays
+  labels.json, preprocess.json
+  thresholds.json    classification: label -> assumed threshold (0-1)
+  export_report.json parity, latencies, sizes
+  stages.json        [{"kind", "model": "stages/N", ...}]; stages/N/ is that stage's own export folder
+
+Layout 1 (edgelabels 0.1, no layout.json) used the same names except for the chain: a run held
+segment.json ({"run", "masking"}) and segment-cache/, an export segment.json ({"model": "segment",
+"masking"}) and segment/, and a U-Net export was marked by segmentation.json. It is read as it is.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import math
+from pathlib import Path
+
+import yaml
+
+from edgelabels import atomic
+from edgelabels.data.preprocess import PreprocessSpec
+from edgelabels.errors import UserError
+
+LAYOUT_VERSION = 2
+LAYOUT_FILE = "layout.json"
+LABELS_FILE = "labels.json"
+PREPROCESS_FILE = "preprocess.json"
+STAGES_FILE = "stages.json"
+EVALUATION_DIR = "evaluation"  # inside a run or an export: written by `evaluate`
+V1_CHAIN_FILE = "segment.json"  # layout 1: the chain, in a run and in an export
+V1_UNET_MARKER = "segmentation.json"  # layout 1: a U-Net export
+
+
+def _read_json(path: Path, what: str):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing ({what})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _read_spec(path: Path) -> PreprocessSpec:
+    try:
+        return PreprocessSpec.from_json(_read_json(path, "the preprocessing the model expects"))
+    except (TypeError, AttributeError) as exc:
+        raise UserError(f"{path}: not a valid preprocessing description ({exc})") from None
+
+
+def _check_layout(folder: Path, expected: str) -> dict:
+    """layout.json's contents ({} for layout 1); refuses the other kind of folder and newer layouts."""
+    path = folder / LAYOUT_FILE
+    if not path.is_file():
+        return {}
+    layout = _read_json(path, "layout")
+    if not isinstance(layout, dict):
+        raise UserError(f"{path}: not a layout description")
+    kind, version = layout.get("layout"), layout.get("version")
+    if kind != expected:
+        other = {"run": "a run directory", "export": "an export folder"}.get(kind, f"a {kind!r} folder")
+        wanted = {"run": "a run directory", "export": "an export folder"}[expected]
+        raise UserError(f"{folder}: {other}, not {wanted}")
+    if not isinstance(version, int) or version > LAYOUT_VERSION:
+        raise UserError(f"{folder}: written in layout {version} by a newer edgelabels; this one reads layouts "
+                        f"1-{LAYOUT_VERSION} (upgrade edgelabels)")
+    return layout
+
+
+def _write_layout(folder: Path, kind: str, **extra) -> None:
+    atomic.write_json(folder / LAYOUT_FILE, {"layout": kind, "version": LAYOUT_VERSION, **extra})
+
+
+class TrainState:
+    """checkpoint/state.json: which stage, how many epochs done in it, the best monitored value."""
+
+    def __init__(self, path: Path, monitor: str):
+        self.path = path
+        self.monitor = monitor
+        self.data = {"stage": "a", "epoch": 0, "best": None, "best_epoch": None, "done": False}
+        if path.exists():
+            self.data.update(_read_json(path, "training state"))
+
+    def improved(self, value: float) -> bool:
+        best = self.data["best"]
+        if best is None or not math.isfinite(best):
+            return math.isfinite(value)
+        return value < best if self.monitor == "val_loss" else value > best
+
+    def save(self) -> None:
+        atomic.write_json(self.path, self.data)
+
+
+class RunDir:
+    """runs/NAME/: paths, readers and writers. RunDir(path) only names files; RunDir.load checks a finished run."""
+
+    CONFIG = "config.yaml"
+    SPLITS = "splits"
+    MODEL = "model.keras"
+    HISTORY = "history.csv"
+    LOG = "train.log"
+    CHECKPOINT = "checkpoint"
+    LAST = "last.keras"
+    STATE = "state.json"
+    STAGE_CACHE = "stage-cache"
+    TENSORBOARD = "tensorboard"
+    EXPORT = "export"
+    V1_CACHE = "segment-cache"
+
+    def __init__(self, path: str | Path):
+        self.dir = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.dir)!r})"
+
+    # ---- paths
+    config_path = property(lambda self: self.dir / self.CONFIG)
+    splits_dir = property(lambda self: self.dir / self.SPLITS)
+    labels_path = property(lambda self: self.dir / LABELS_FILE)
+    preprocess_path = property(lambda self: self.dir / PREPROCESS_FILE)
+    model_path = property(lambda self: self.dir / self.MODEL)
+    history_path = property(lambda self: self.dir / self.HISTORY)
+    log_path = property(lambda self: self.dir / self.LOG)
+    last_path = property(lambda self: self.dir / self.CHECKPOINT / self.LAST)
+    state_path = property(lambda self: self.dir / self.CHECKPOINT / self.STATE)
+    stages_path = property(lambda self: self.dir / STAGES_FILE)
+    tensorboard_dir = property(lambda self: self.dir / self.TENSORBOARD)
+    evaluation_dir = property(lambda self: self.dir / EVALUATION_DIR)
+    export_dir = property(lambda self: self.dir / self.EXPORT)
+
+    def stage_cache(self, index: int) -> Path:
+        return self.dir / self.STAGE_CACHE / str(index)
+
+    # ---- readers
+    @classmethod
+    def load(cls, path: str | Path) -> "RunDir":
+        """A finished run (config, labels, preprocessing and model present), its small files read."""
+        run = cls(path)
+        if not run.dir.is_dir():
+            raise UserError(f"{run.dir}: run directory not found")
+        run.layout = _check_layout(run.dir, "run")
+        for name in (cls.CONFIG, LABELS_FILE, PREPROCESS_FILE, cls.MODEL):
+            if not (run.dir / name).is_file():
+                if name == cls.CONFIG and ExportDir(run.dir).is_export():
+                    raise UserError(f"{run.dir}: an export folder, not a run directory")
+                raise UserError(f"{run.dir}: not a finished run ({name} missing; train it, or --resume it)")
+        run.config = run.read_config()
+        run.labels = run.read_labels()
+        run.spec = _read_spec(run.preprocess_path)
+        return run
+
+    def is_run(self) -> bool:
+        return self.config_path.is_file()
+
+    def read_config(self) -> dict:
+        """The resolved config as saved (a dict: an older run's config need not pass today's checks)."""
+        try:
+            config = yaml.safe_load(self.config_path.read_text()) or {}
+        except FileNotFoundError:
+            raise UserError(f"{self.dir}: not a run directory ({self.CONFIG} missing)") from None
+        except yaml.YAMLError as exc:
+            raise UserError(f"{self.config_path}: not valid YAML ({exc})") from None
+        if not isinstance(config, dict):
+            raise UserError(f"{self.config_path}: not a mapping of config keys")
+        return config
+
+    def read_labels(self) -> list[str]:
+        labels = _read_json(self.labels_path, "the model's label names")
+        if not isinstance(labels, list) or not all(isinstance(name, str) for name in labels):
+            raise UserError(f"{self.labels_path}: expected a list of label names")
+        return labels
+
+    @property
+    def task(self) -> str:
+        config = getattr(self, "config", None)
+        return (config if config is not None else self.read_config()).get("task", "classification")
+
+    @property
+    def backbone(self) -> str | None:
+        return ((getattr(self, "config", None) or self.read_config()).get("model") or {}).get("backbone")
+
+    @property
+    def split(self):
+        from edgelabels.data.splits import read_split
+
+        return read_split(self.splits_dir)
+
+    def has_split(self) -> bool:
+        from edgelabels.data.splits import SPLIT_NAMES
+
+        return all((self.splits_dir / f"{name}.txt").is_file() for name in SPLIT_NAMES)
+
+    def label_indices(self, samples) -> list[int]:
+        index = {name: i for i, name in enumerate(self.labels)}
+        try:
+            return [index[s.label] for s in samples]
+        except KeyError as exc:
+            raise UserError(f"{self.dir}: label {exc.args[0]!r} is not one of the model's labels {self.labels}") \
+                from None
+
+    def read_stages(self) -> list[dict]:
+        """The steps before the model: [{"kind", "run" (its own run directory), "masking", "cache" (Path)}]."""
+        if self.stages_path.is_file():
+            described = _read_json(self.stages_path, "the stages before the model")
+            stages = described.get("stages") if isinstance(described, dict) else None
+            if not isinstance(stages, list) or not all(isinstance(s, dict) and "kind" in s and "run" in s
+                                                       for s in stages):
+                raise UserError(f"{self.stages_path}: not a valid stage list")
+            return [{**s, "cache": self.stage_cache(i)} for i, s in enumerate(stages)]
+        v1 = self.dir / V1_CHAIN_FILE
+        if v1.is_file():
+            described = _read_json(v1, "the lung chain")
+            if not isinstance(described, dict) or "run" not in described or "masking" not in described:
+                raise UserError(f"{v1}: not a valid chain description")
+            return [{"kind": "keep-lungs", "run": described["run"], "masking": described["masking"],
+                     "cache": self.dir / self.V1_CACHE}]
+        return []
+
+    # ---- writers
+    def start(self, config_yaml: str) -> None:
+        """A new run: the folder, its layout marker and the resolved config."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        _write_layout(self.dir, "run")
+        atomic.write_text(self.config_path, config_yaml)
+
+    def write_labels(self, labels: list[str]) -> None:
+        atomic.write_json(self.labels_path, list(labels))
+
+    def write_preprocess(self, spec: PreprocessSpec) -> None:
+        atomic.write_json(self.preprocess_path, spec.to_json())
+
+    def write_split(self, split) -> None:
+        from edgelabels.data.splits import write_split
+
+        write_split(split, self.splits_dir)
+
+    def write_stages(self, stages: list[dict]) -> None:
+        """stages: [{"kind", "run", ...options}] (cache folders follow from the position)."""
+        atomic.write_json(self.stages_path, {"stages": [{k: v for k, v in s.items() if k != "cache"}
+                                                        for s in stages]})
+
+    def train_state(self, monitor: str) -> TrainState:
+        return TrainState(self.state_path, monitor)
+
+    def append_history(self, stage: str, epoch: int, logs: dict) -> None:
+        """One row per epoch; a resumed epoch replaces the row it had."""
+        path = self.history_path
+        rows = list(csv.DictReader(io.StringIO(path.read_text()))) if path.exists() else []
+        rows = [r for r in rows if not (r["stage"] == stage and int(r["epoch"]) >= epoch)]
+        rows.append({"stage": stage, "epoch": epoch, **{k: f"{v:.6g}" for k, v in logs.items()}})
+        fields = list(dict.fromkeys(k for r in rows for k in r))
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic.write_text(path, out.getvalue())
+
+    def read_history(self) -> list[dict]:
+        return list(csv.DictReader(io.StringIO(self.history_path.read_text()))) if self.history_path.exists() else []
+
+
+class ExportDir:
+    """RUN/export/ (or any folder `edgelabels export` wrote): paths, readers and writers."""
+
+    MODEL = "model.onnx"
+    MODEL_INT8 = "model.int8.onnx"
+    THRESHOLDS = "thresholds.json"
+    REPORT = "export_report.json"
+    STAGES_DIR = "stages"
+    V1_STAGE_DIR = "segment"
+
+    def __init__(self, path: str | Path):
+        self.dir = Path(path)
+
+    def __repr__(self) -> str:
+        return f"ExportDir({str(self.dir)!r})"
+
+    model_path = property(lambda self: self.dir / self.MODEL)
+    int8_path = property(lambda self: self.dir / self.MODEL_INT8)
+    labels_path = property(lambda self: self.dir / LABELS_FILE)
+    preprocess_path = property(lambda self: self.dir / PREPROCESS_FILE)
+    thresholds_path = property(lambda self: self.dir / self.THRESHOLDS)
+    report_path = property(lambda self: self.dir / self.REPORT)
+    stages_path = property(lambda self: self.dir / STAGES_FILE)
+    evaluation_dir = property(lambda self: self.dir / EVALUATION_DIR)
+
+    def stage_dir(self, index: int) -> Path:
+        return self.dir / self.STAGES_DIR / str(index)
+
+    def onnx_path(self, precision: str) -> Path:
+        return {"fp32": self.model_path, "int8": self.int8_path}[precision]
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ExportDir":
+        """An export folder (model.onnx present); labels and preprocessing are read when first asked for."""
+        export = cls(path)
+        if not export.dir.is_dir():
+            raise UserError(f"{export.dir}: no such model folder (expected RUN/export/ written by `edgelabels export`)")
+        export.layout = _check_layout(export.dir, "export")
+        if not export.model_path.is_file():
+            if RunDir(export.dir).is_run():
+                raise UserError(f"{export.dir}: a run directory, not an export folder (export it first: "
+                                f"`edgelabels export {export.dir}`)")
+            raise UserError(f"{export.model_path}: missing (is this a folder written by `edgelabels export`?)")
+        return export
+
+    @functools.cached_property
+    def labels(self) -> list[str]:
+        labels = _read_json(self.labels_path, "is this a folder written by `edgelabels export`?")
+        if not isinstance(labels, list) or not all(isinstance(name, str) for name in labels):
+            raise UserError(f"{self.labels_path}: expected a list of label names")
+        return labels
+
+    @functools.cached_property
+    def spec(self) -> PreprocessSpec:
+        return _read_spec(self.preprocess_path)
+
+    def is_export(self) -> bool:
+        return self.model_path.is_file()
+
+    @property
+    def task(self) -> str:
+        """From layout.json; layout 1: segmentation.json marks a U-Net, else the run one level up says."""
+        layout = getattr(self, "layout", None)
+        if layout is None:
+            layout = _check_layout(self.dir, "export")
+        if layout.get("task"):
+            return layout["task"]
+        if (self.dir / V1_UNET_MARKER).is_file():
+            return "segmentation"
+        run = self.run
+        return run.task if run is not None else "classification"
+
+    @property
+    def run(self) -> RunDir | None:
+        """The run this export sits in (RUN/export/), or None for a copied folder."""
+        run = RunDir(self.dir.parent)
+        return run if run.is_run() else None
+
+    def read_thresholds(self) -> dict[str, float]:
+        thresholds = _read_json(self.thresholds_path, "the assumed threshold of each label")
+        missing = [name for name in self.labels if name not in thresholds]
+        if missing:
+            raise UserError(f"{self.thresholds_path}: no threshold for labels {missing}")
+        return {name: float(thresholds[name]) for name in self.labels}
+
+    def read_report(self) -> dict:
+        return _read_json(self.report_path, "the export report")
+
+    def read_stages(self) -> list[dict]:
+        """[{"kind", "model" (Path of the stage's export folder), ...options}] in order."""
+        if self.stages_path.is_file():
+            described = _read_json(self.stages_path, "the stages before the model")
+            stages = described.get("stages") if isinstance(described, dict) else None
+            if not isinstance(stages, list) or not all(isinstance(s, dict) and "kind" in s and "model" in s
+                                                       for s in stages):
+                raise UserError(f"{self.stages_path}: not a valid stage list")
+            return [{**s, "model": self.dir / s["model"]} for s in stages]
+        v1 = self.dir / V1_CHAIN_FILE
+        if v1.is_file():
+            described = _read_json(v1, "the lung chain")
+            if not isinstance(described, dict) or "masking" not in described:
+                raise UserError(f"{v1}: not a valid chain description")
+            return [{"kind": "keep-lungs", "model": self.dir / described.get("model", self.V1_STAGE_DIR),
+                     "masking": described["masking"]}]
+        return []
+
+    # ---- writers (into the temporary folder `export` builds and renames into place)
+    def write_layout(self, task: str) -> None:
+        _write_layout(self.dir, "export", task=task)
+
+    def write_labels(self, labels: list[str]) -> None:
+        atomic.write_json(self.labels_path, list(labels))
+
+    def write_preprocess(self, spec: PreprocessSpec) -> None:
+        atomic.write_json(self.preprocess_path, spec.to_json())
+
+    def write_thresholds(self, thresholds: dict[str, float]) -> None:
+        atomic.write_json(self.thresholds_path, thresholds)
+
+    def write_report(self, report: dict) -> None:
+        atomic.write_json(self.report_path, report)
+
+    def write_stages(self, stages: list[dict]) -> None:
+        """stages: [{"kind", ...options}] in order; stage N's model is the export folder stage_dir(N)."""
+        atomic.write_json(self.stages_path, {"stages": [
+            {**{k: v for k, v in s.items() if k not in ("run", "cache", "model")},
+             "model": self.stage_dir(i).relative_to(self.dir).as_posix()} for i, s in enumerate(stages)]})
+
+
+def open_model_dir(path: str | Path) -> RunDir | ExportDir:
+    """A run directory (model.keras) or an export folder (model.onnx), loaded; one error for anything else."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such run directory or export folder")
+    if ExportDir(path).is_export():
+        return ExportDir.load(path)
+    if RunDir(path).is_run():
+        return RunDir.load(path)
+    raise UserError(f"{path}: neither a run directory ({RunDir.MODEL}) nor an exported model ({ExportDir.MODEL})")

@@ -1,0 +1,80 @@
+"""A run's split: the task's dataset -> usable images -> (limit per label) -> grouped, stratified split.
+
+`prepare_split` reads the split back on resume, else builds it from the config's sources and writes it
+into the run (splits/). The task table names which dataset reader a task uses.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from edgelabels.errors import UserError
+from edgelabels.tasks import get_task
+
+log = logging.getLogger("edgelabels.train")
+
+
+def prepare_split(config, run):
+    """The split of `run` (an artifacts.RunDir): read back when written, else made from config and written."""
+    from edgelabels.data.splits import make_split
+
+    if run.has_split():
+        return run.split
+    dataset, test_dataset = get_task(config.task).piece("dataset")(config)
+    d = config.data
+    if d.limit_per_label:
+        dataset.samples = limit_per_label(dataset.samples, d.limit_per_label, config.seed)
+    split = make_split(dataset, test_fraction=d.test_fraction, val_fraction=d.val_fraction, seed=config.seed,
+                       test_dataset=test_dataset)
+    if not split.train or not split.val:
+        raise UserError(f"{d.source}: too few images for a train and a validation split "
+                        f"({len(split.train)} train, {len(split.val)} val)")
+    run.write_split(split)
+    return split
+
+
+def classification_dataset(config):
+    """(training dataset, separate test dataset or None): usable images with exactly one label each."""
+    from edgelabels.data.sources import load_dataset
+
+    d = config.data
+    dataset = _usable(load_dataset(d.source, manifest=d.manifest, s3_root=d.s3_root, group_by=d.group_by))
+    multi = [s for s in dataset.samples if len(s.labels) != 1]
+    if multi:
+        raise UserError(f"{multi[0].path}: {len(multi)} images have several labels; "
+                        "classification training needs exactly one label per image")
+    test = _usable(load_dataset(d.test_source, s3_root=d.s3_root, group_by=d.group_by)) if d.test_source else None
+    return dataset, test
+
+
+def segmentation_dataset(config):
+    """(images/ + masks/ pairs, None): images without a usable mask are logged and left out."""
+    from edgelabels.data.masks import load_mask_pairs
+
+    dataset = load_mask_pairs(config.data.source, group_by=config.data.group_by)
+    for problem in dataset.problems:
+        log.warning("skipped %s: %s", problem.path, problem.problem)
+    return dataset, None
+
+
+def _usable(dataset):
+    from edgelabels.data.validate import usable_samples
+
+    samples, problems = usable_samples(dataset)
+    for problem in problems:
+        log.warning("skipped %s: %s", problem.path, problem.problem)
+    dataset.samples = samples
+    return dataset
+
+
+def limit_per_label(samples, limit: int, seed: int):
+    """At most `limit` samples per label, drawn with `seed`, in their original order."""
+    rng = np.random.default_rng(seed)
+    kept = []
+    for label in sorted({s.label for s in samples}):
+        these = [s for s in samples if s.label == label]
+        chosen = sorted(rng.choice(len(these), size=min(limit, len(these)), replace=False))
+        kept.extend(these[i] for i in chosen)
+    return kept

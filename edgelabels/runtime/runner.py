@@ -1,0 +1,99 @@
+"""The one batched model runner of the edge: an ONNX model in onnxruntime, and the loop that feeds any model.
+
+`OnnxModel` is a CPU session (threads, one input, contiguous float32 in, first output out) for the
+Predictor, the U-Net, evaluation of an export and export's parity checks. `predict_images` is the one
+batched-inference loop: images are prepared (decoded, chained, preprocessed) on worker threads while the
+model runs the batch before, so decoding does not add to the model's time. A Keras model runs through the
+same loop (models/factory.keras_runner). numpy + onnxruntime only.
+"""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from edgelabels.errors import UserError
+
+
+class OnnxModel:
+    """x (N, H, W, C) -> the model's first output, for a model.onnx file.
+
+    threads: onnxruntime intra-op threads (None: onnxruntime's default, one per physical core).
+    """
+
+    def __init__(self, path, threads: int | None = None):
+        import onnxruntime as ort
+
+        if threads is not None and threads < 1:
+            raise UserError(f"threads must be at least 1, not {threads}")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        self.path = path
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise UserError(f"{path}: onnxruntime cannot load it ({exc})") from None
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_shape = tuple(self.session.get_outputs()[0].shape)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def predict_array(run_batch, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Outputs for already-prepared inputs x (N, ...), `batch_size` at a time."""
+    if not len(x):
+        raise ValueError("no inputs to predict")
+    return np.concatenate([np.asarray(run_batch(x[i:i + batch_size]), np.float32)
+                           for i in range(0, len(x), batch_size)])
+
+
+def predict_images(images, prepare, run_batch, batch_size: int = 32, workers: int = 2, progress: bool = False,
+                   desc: str = "predict", timer: dict | None = None) -> np.ndarray:
+    """Outputs for a list of images (paths, bytes or PIL images): prepare(image) -> one model input, on
+    `workers` threads, while run_batch runs the batch before. timer["seconds"] accumulates model time.
+
+    A problem with an image (ImageProblem) propagates from prepare with the image's name in it.
+    """
+    import time
+
+    from tqdm import tqdm
+
+    images = list(images)
+    if not images:
+        raise ValueError("no images to predict")
+    rows = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
+            tqdm(total=len(images), unit="img", desc=desc, file=sys.stderr, disable=not progress) as bar:
+        pending = [pool.submit(prepare, image) for image in images[:batch_size]]
+        for start in range(0, len(images), batch_size):
+            batch = np.stack([job.result() for job in pending])
+            following = images[start + batch_size:start + 2 * batch_size]
+            pending = [pool.submit(prepare, image) for image in following]
+            began = time.perf_counter()
+            rows.append(np.asarray(run_batch(batch), np.float32))
+            if timer is not None:
+                timer["seconds"] = timer.get("seconds", 0.0) + time.perf_counter() - began
+            bar.update(len(batch))
+    return np.concatenate(rows)
+
+
+def input_reader(spec, chain=None):
+    """path -> the model's float32 input: decoded (read_image), through the chain's stages if any, preprocessed."""
+    from edgelabels.data.images import read_image
+    from edgelabels.data.preprocess import preprocess
+
+    if chain:
+        return lambda path: preprocess(chain(path), spec)
+    return lambda path: preprocess(read_image(path)[0], spec)
+
+
+def predict_files(run_batch, paths, spec, chain=None, batch_size: int = 32, progress: bool = False,
+                  desc: str = "predict", timer: dict | None = None) -> np.ndarray:
+    """Outputs of a model (OnnxModel, or models.factory.keras_runner(model)) for image files."""
+    return predict_images(paths, input_reader(spec, chain), run_batch, batch_size=batch_size, progress=progress,
+                          desc=desc, timer=timer)

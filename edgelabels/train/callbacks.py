@@ -1,0 +1,51 @@
+"""What happens at the end of every epoch: history row, checkpoint, best model, state; all atomic."""
+
+from __future__ import annotations
+
+import logging
+
+from edgelabels import atomic
+
+log = logging.getLogger("edgelabels.train")
+
+
+def epoch_end(run, state, stage: str):
+    """A Keras callback writing run.history_path, the checkpoint + state, and model.keras on improvement.
+
+    run: artifacts.RunDir; state: its TrainState; stage: "a" (frozen backbone) or "b" (fine-tuning).
+    """
+    import keras
+
+    class EpochEnd(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            run.append_history(stage, epoch + 1, logs)
+            value = logs.get(state.monitor, float("nan"))
+            saved = ""
+            if state.improved(value):
+                with atomic.temp_path(run.model_path) as tmp:
+                    self.model.save(tmp)
+                state.data.update(best=value, best_epoch=f"{stage}{epoch + 1}")
+                saved = f" (best so far: {run.model_path.name} saved)"
+            with atomic.temp_path(run.last_path) as tmp:
+                self.model.save(tmp)
+            state.data.update(stage=stage, epoch=epoch + 1)
+            state.save()
+            summary = " ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items()))
+            log.info("stage %s epoch %d: %s%s", stage, epoch + 1, summary, saved)
+
+    return EpochEnd()
+
+
+def attach_log(run) -> logging.Handler:
+    """Everything edgelabels logs during training also goes to the run's train.log."""
+    handler = logging.FileHandler(run.log_path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("edgelabels").addHandler(handler)
+    logging.getLogger("edgelabels").setLevel(logging.INFO)
+    return handler
+
+
+def detach_log(handler: logging.Handler) -> None:
+    logging.getLogger("edgelabels").removeHandler(handler)
+    handler.close()

@@ -1,0 +1,9 @@
+"""Test helpers, imported one way: `from helpers.runs import make_run` (pytest puts tests/ on sys.path).
+
+runs.py      run directories and exports of tiny real models, written through edgelabels.artifacts
+server.py    hand-built ONNX export folders (classifier, U-Net), `edgelabels serve` in a subprocess, boto3 clients
+lungs.py     synthetic chest films and lung masks
+datasets.py  stripes datasets and the seconds-long training config
+segmentation.py  U-Nets with hand-countable Dice (a 1x1 convolution), their runs and exports
+benchmark.py test folders and recorded Rekognition answers for the benchmark tests
+"""
