@@ -117,7 +117,58 @@ class TrainState:
         atomic.write_json(self.path, self.data)
 
 
-class RunDir:
+class _ModelFolder:
+    """What a run directory and an export folder share: a model's labels, its preprocessing, its stage list."""
+
+    def __init__(self, path: str | Path):
+        self.dir = Path(path)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.dir)!r})"
+
+    labels_path = property(lambda self: self.dir / LABELS_FILE)
+    preprocess_path = property(lambda self: self.dir / PREPROCESS_FILE)
+    stages_path = property(lambda self: self.dir / STAGES_FILE)
+    evaluation_dir = property(lambda self: self.dir / EVALUATION_DIR)
+
+    @functools.cached_property
+    def labels(self) -> list[str]:
+        labels = _read_json(self.labels_path, "the model's label names")
+        if not isinstance(labels, list) or not all(isinstance(name, str) for name in labels):
+            raise UserError(f"{self.labels_path}: expected a list of label names")
+        return labels
+
+    @functools.cached_property
+    def spec(self) -> PreprocessSpec:
+        return _read_spec(self.preprocess_path)
+
+    def write_labels(self, labels: list[str]) -> None:
+        atomic.write_json(self.labels_path, list(labels))
+
+    def write_preprocess(self, spec: PreprocessSpec) -> None:
+        atomic.write_json(self.preprocess_path, spec.to_json())
+
+    def _stage_list(self, model_key: str) -> list[dict]:
+        """stages.json's list; each entry must name its kind and its model (`model_key`)."""
+        described = _read_json(self.stages_path, "the stages before the model")
+        stages = described.get("stages") if isinstance(described, dict) else None
+        if not isinstance(stages, list) or not all(isinstance(s, dict) and "kind" in s and model_key in s
+                                                   for s in stages):
+            raise UserError(f"{self.stages_path}: not a valid stage list")
+        return stages
+
+    def _v1_chain(self, *required: str) -> dict | None:
+        """Layout 1's segment.json, or None."""
+        path = self.dir / V1_CHAIN_FILE
+        if not path.is_file():
+            return None
+        described = _read_json(path, "the lung chain")
+        if not isinstance(described, dict) or any(key not in described for key in required):
+            raise UserError(f"{path}: not a valid chain description")
+        return described
+
+
+class RunDir(_ModelFolder):
     """runs/NAME/: paths, readers and writers. RunDir(path) only names files; RunDir.load checks a finished run."""
 
     CONFIG = "config.yaml"
@@ -133,25 +184,15 @@ class RunDir:
     EXPORT = "export"
     V1_CACHE = "segment-cache"
 
-    def __init__(self, path: str | Path):
-        self.dir = Path(path)
-
-    def __repr__(self) -> str:
-        return f"RunDir({str(self.dir)!r})"
-
     # ---- paths
     config_path = property(lambda self: self.dir / self.CONFIG)
     splits_dir = property(lambda self: self.dir / self.SPLITS)
-    labels_path = property(lambda self: self.dir / LABELS_FILE)
-    preprocess_path = property(lambda self: self.dir / PREPROCESS_FILE)
     model_path = property(lambda self: self.dir / self.MODEL)
     history_path = property(lambda self: self.dir / self.HISTORY)
     log_path = property(lambda self: self.dir / self.LOG)
     last_path = property(lambda self: self.dir / self.CHECKPOINT / self.LAST)
     state_path = property(lambda self: self.dir / self.CHECKPOINT / self.STATE)
-    stages_path = property(lambda self: self.dir / STAGES_FILE)
     tensorboard_dir = property(lambda self: self.dir / self.TENSORBOARD)
-    evaluation_dir = property(lambda self: self.dir / EVALUATION_DIR)
     export_dir = property(lambda self: self.dir / self.EXPORT)
 
     def stage_cache(self, index: int) -> Path:
@@ -164,21 +205,20 @@ class RunDir:
         run = cls(path)
         if not run.dir.is_dir():
             raise UserError(f"{run.dir}: run directory not found")
-        run.layout = _check_layout(run.dir, "run")
+        _check_layout(run.dir, "run")
         for name in (cls.CONFIG, LABELS_FILE, PREPROCESS_FILE, cls.MODEL):
             if not (run.dir / name).is_file():
                 if name == cls.CONFIG and ExportDir(run.dir).is_export():
                     raise UserError(f"{run.dir}: an export folder, not a run directory")
                 raise UserError(f"{run.dir}: not a finished run ({name} missing; train it, or --resume it)")
-        run.config = run.read_config()
-        run.labels = run.read_labels()
-        run.spec = _read_spec(run.preprocess_path)
+        _ = run.config, run.labels, run.spec  # read now: a corrupt file is an error here, not later
         return run
 
     def is_run(self) -> bool:
         return self.config_path.is_file()
 
-    def read_config(self) -> dict:
+    @functools.cached_property
+    def config(self) -> dict:
         """The resolved config as saved (a dict: an older run's config need not pass today's checks)."""
         try:
             config = yaml.safe_load(self.config_path.read_text()) or {}
@@ -190,20 +230,13 @@ class RunDir:
             raise UserError(f"{self.config_path}: not a mapping of config keys")
         return config
 
-    def read_labels(self) -> list[str]:
-        labels = _read_json(self.labels_path, "the model's label names")
-        if not isinstance(labels, list) or not all(isinstance(name, str) for name in labels):
-            raise UserError(f"{self.labels_path}: expected a list of label names")
-        return labels
-
     @property
     def task(self) -> str:
-        config = getattr(self, "config", None)
-        return (config if config is not None else self.read_config()).get("task", "classification")
+        return self.config.get("task", "classification")
 
     @property
     def backbone(self) -> str | None:
-        return ((getattr(self, "config", None) or self.read_config()).get("model") or {}).get("backbone")
+        return (self.config.get("model") or {}).get("backbone")
 
     @property
     def split(self):
@@ -227,18 +260,10 @@ class RunDir:
     def read_stages(self) -> list[dict]:
         """The steps before the model: [{"kind", "run" (its own run directory), "masking", "cache" (Path)}]."""
         if self.stages_path.is_file():
-            described = _read_json(self.stages_path, "the stages before the model")
-            stages = described.get("stages") if isinstance(described, dict) else None
-            if not isinstance(stages, list) or not all(isinstance(s, dict) and "kind" in s and "run" in s
-                                                       for s in stages):
-                raise UserError(f"{self.stages_path}: not a valid stage list")
-            return [{**s, "cache": self.stage_cache(i)} for i, s in enumerate(stages)]
-        v1 = self.dir / V1_CHAIN_FILE
-        if v1.is_file():
-            described = _read_json(v1, "the lung chain")
-            if not isinstance(described, dict) or "run" not in described or "masking" not in described:
-                raise UserError(f"{v1}: not a valid chain description")
-            return [{"kind": "keep-lungs", "run": described["run"], "masking": described["masking"],
+            return [{**s, "cache": self.stage_cache(i)} for i, s in enumerate(self._stage_list("run"))]
+        v1 = self._v1_chain("run", "masking")
+        if v1 is not None:
+            return [{"kind": "keep-lungs", "run": v1["run"], "masking": v1["masking"],
                      "cache": self.dir / self.V1_CACHE}]
         return []
 
@@ -248,12 +273,6 @@ class RunDir:
         self.dir.mkdir(parents=True, exist_ok=True)
         _write_layout(self.dir, "run")
         atomic.write_text(self.config_path, config_yaml)
-
-    def write_labels(self, labels: list[str]) -> None:
-        atomic.write_json(self.labels_path, list(labels))
-
-    def write_preprocess(self, spec: PreprocessSpec) -> None:
-        atomic.write_json(self.preprocess_path, spec.to_json())
 
     def write_split(self, split) -> None:
         from edgelabels.data.splits import write_split
@@ -285,7 +304,7 @@ class RunDir:
         return list(csv.DictReader(io.StringIO(self.history_path.read_text()))) if self.history_path.exists() else []
 
 
-class ExportDir:
+class ExportDir(_ModelFolder):
     """RUN/export/ (or any folder `edgelabels export` wrote): paths, readers and writers."""
 
     MODEL = "model.onnx"
@@ -295,20 +314,10 @@ class ExportDir:
     STAGES_DIR = "stages"
     V1_STAGE_DIR = "segment"
 
-    def __init__(self, path: str | Path):
-        self.dir = Path(path)
-
-    def __repr__(self) -> str:
-        return f"ExportDir({str(self.dir)!r})"
-
     model_path = property(lambda self: self.dir / self.MODEL)
     int8_path = property(lambda self: self.dir / self.MODEL_INT8)
-    labels_path = property(lambda self: self.dir / LABELS_FILE)
-    preprocess_path = property(lambda self: self.dir / PREPROCESS_FILE)
     thresholds_path = property(lambda self: self.dir / self.THRESHOLDS)
     report_path = property(lambda self: self.dir / self.REPORT)
-    stages_path = property(lambda self: self.dir / STAGES_FILE)
-    evaluation_dir = property(lambda self: self.dir / EVALUATION_DIR)
 
     def stage_dir(self, index: int) -> Path:
         return self.dir / self.STAGES_DIR / str(index)
@@ -322,7 +331,7 @@ class ExportDir:
         export = cls(path)
         if not export.dir.is_dir():
             raise UserError(f"{export.dir}: no such model folder (expected RUN/export/ written by `edgelabels export`)")
-        export.layout = _check_layout(export.dir, "export")
+        _ = export.layout  # a newer layout, or a run directory's marker, is refused here
         if not export.model_path.is_file():
             if RunDir(export.dir).is_run():
                 raise UserError(f"{export.dir}: a run directory, not an export folder (export it first: "
@@ -330,28 +339,18 @@ class ExportDir:
             raise UserError(f"{export.model_path}: missing (is this a folder written by `edgelabels export`?)")
         return export
 
-    @functools.cached_property
-    def labels(self) -> list[str]:
-        labels = _read_json(self.labels_path, "is this a folder written by `edgelabels export`?")
-        if not isinstance(labels, list) or not all(isinstance(name, str) for name in labels):
-            raise UserError(f"{self.labels_path}: expected a list of label names")
-        return labels
-
-    @functools.cached_property
-    def spec(self) -> PreprocessSpec:
-        return _read_spec(self.preprocess_path)
-
     def is_export(self) -> bool:
         return self.model_path.is_file()
+
+    @functools.cached_property
+    def layout(self) -> dict:
+        return _check_layout(self.dir, "export")
 
     @property
     def task(self) -> str:
         """From layout.json; layout 1: segmentation.json marks a U-Net, else the run one level up says."""
-        layout = getattr(self, "layout", None)
-        if layout is None:
-            layout = _check_layout(self.dir, "export")
-        if layout.get("task"):
-            return layout["task"]
+        if self.layout.get("task"):
+            return self.layout["task"]
         if (self.dir / V1_UNET_MARKER).is_file():
             return "segmentation"
         run = self.run
@@ -376,30 +375,16 @@ class ExportDir:
     def read_stages(self) -> list[dict]:
         """[{"kind", "model" (Path of the stage's export folder), ...options}] in order."""
         if self.stages_path.is_file():
-            described = _read_json(self.stages_path, "the stages before the model")
-            stages = described.get("stages") if isinstance(described, dict) else None
-            if not isinstance(stages, list) or not all(isinstance(s, dict) and "kind" in s and "model" in s
-                                                       for s in stages):
-                raise UserError(f"{self.stages_path}: not a valid stage list")
-            return [{**s, "model": self.dir / s["model"]} for s in stages]
-        v1 = self.dir / V1_CHAIN_FILE
-        if v1.is_file():
-            described = _read_json(v1, "the lung chain")
-            if not isinstance(described, dict) or "masking" not in described:
-                raise UserError(f"{v1}: not a valid chain description")
-            return [{"kind": "keep-lungs", "model": self.dir / described.get("model", self.V1_STAGE_DIR),
-                     "masking": described["masking"]}]
+            return [{**s, "model": self.dir / s["model"]} for s in self._stage_list("model")]
+        v1 = self._v1_chain("masking")
+        if v1 is not None:
+            return [{"kind": "keep-lungs", "model": self.dir / v1.get("model", self.V1_STAGE_DIR),
+                     "masking": v1["masking"]}]
         return []
 
     # ---- writers (into the temporary folder `export` builds and renames into place)
     def write_layout(self, task: str) -> None:
         _write_layout(self.dir, "export", task=task)
-
-    def write_labels(self, labels: list[str]) -> None:
-        atomic.write_json(self.labels_path, list(labels))
-
-    def write_preprocess(self, spec: PreprocessSpec) -> None:
-        atomic.write_json(self.preprocess_path, spec.to_json())
 
     def write_thresholds(self, thresholds: dict[str, float]) -> None:
         atomic.write_json(self.thresholds_path, thresholds)

@@ -60,3 +60,36 @@ def test_train_cli_with_unknown_key_exits_2_with_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "unknown key model.backbon" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_segment_and_masking_are_one_keep_lungs_stage_and_stages_is_the_same_shape(tmp_path):
+    short = load_config(None, ["data.source=x", "segment=runs/unet", "masking.dilate=0.05", "masking.crop=true"])
+    config = tmp_path / "stages.yaml"
+    config.write_text("data: {source: x}\nstages:\n  - kind: keep-lungs\n    run: runs/unet\n"
+                      "    masking: {dilate: 0.05, crop: true}\n")
+    long = load_config(config)
+    assert short.stage_list() == long.stage_list()
+    (stage,) = long.stage_list()
+    assert (stage.kind, stage.run, stage.masking.dilate, stage.masking.crop, stage.masking.threshold) == \
+        ("keep-lungs", "runs/unet", 0.05, True, 0.5)
+    assert load_config(None, ["data.source=x"]).stage_list() == []
+
+
+@pytest.mark.parametrize("stages, message", [
+    ("[{kind: sharpen, run: r}]", "stages\\[0\\].kind must be one of keep-lungs, not 'sharpen'"),
+    ("[{kind: keep-lungs}]", "stages\\[0\\].run is required"),
+    ("[{kind: keep-lungs, run: r, masking: {dilate: 0.9}}]", "masking.dilate in \\[0, 0.5\\)"),
+    ("[{kind: keep-lungs, run: r, mask: {}}]", "unknown key stages\\[0\\].mask \\(did you mean stages\\[0\\].masking\\?\\)"),
+    ("[keep-lungs]", "stages\\[0\\] must be a mapping"),
+])
+def test_bad_stage_lists_are_refused_with_the_key_named(stages, message):
+    with pytest.raises(UserError, match=message):
+        load_config(None, ["data.source=x", f"stages={stages}"])
+
+
+def test_segment_and_stages_together_or_on_a_unet_are_refused():
+    with pytest.raises(UserError, match="either segment: .* or stages:, not both"):
+        load_config(None, ["data.source=x", "segment=r", "stages=[{kind: keep-lungs, run: r}]"])
+    with pytest.raises(UserError, match="applies to classification runs"):
+        load_config(None, ["data.source=x", "task=segmentation", "train.monitor=val_dice",
+                           "stages=[{kind: keep-lungs, run: r}]"])

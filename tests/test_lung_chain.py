@@ -250,6 +250,7 @@ def test_segment_naming_a_classification_run_fails_before_training(chained_run, 
         train(tmp_path / "bad", CLASSIFIER, **{"data.source": chained_run.parent / "xrays", "segment": chained_run})
 
 
+@pytest.mark.slow
 def test_segmentation_run_resumes_from_its_checkpoint(tmp_path):
     import csv
 

@@ -25,6 +25,7 @@ from edgelabels.models.backbones import get_backbone  # noqa: E402
 from edgelabels.models.sm_unet import build_sm_unet, import_segmentation_models, sm_backbones  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow  # every test builds a segmentation-models network (VGG16, ResNet50, EfficientNet graphs)
 
 
 def pixels(n=2, height=64, width=64, seed=0):

@@ -9,6 +9,7 @@ from edgelabels.evaluate.metrics import dice_iou
 from edgelabels.models.losses import bce_dice_loss
 
 
+@pytest.mark.slow  # builds a U-Net on each registered backbone
 @pytest.mark.parametrize("backbone", ["vgg16", "resnet50", "efficientnetb0", "efficientnetv2b0",
                                       "mobilenetv3small", "mobilenetv3large", "smallcnn", "deepcnn", "tinycnn"])
 def test_unet_maps_an_image_to_a_mask_of_the_same_size(backbone):
