@@ -47,6 +47,7 @@ import yaml
 from edgelabels import atomic
 from edgelabels.data.preprocess import PreprocessSpec
 from edgelabels.errors import UserError
+from edgelabels.tasks import TASKS
 
 LAYOUT_VERSION = 2
 LAYOUT_FILE = "layout.json"
@@ -91,6 +92,13 @@ def _check_layout(folder: Path, expected: str) -> dict:
         raise UserError(f"{folder}: written in layout {version} by a newer edgelabels; this one reads layouts "
                         f"1-{LAYOUT_VERSION} (upgrade edgelabels)")
     return layout
+
+
+def _known_task(task, source: Path) -> str:
+    if task not in TASKS:
+        raise UserError(f"{source}: task {task!r} is not one this edgelabels knows ({', '.join(TASKS)}); "
+                        "was it written by a newer version?")
+    return task
 
 
 def _write_layout(folder: Path, kind: str, **extra) -> None:
@@ -232,7 +240,7 @@ class RunDir(_ModelFolder):
 
     @property
     def task(self) -> str:
-        return self.config.get("task", "classification")
+        return _known_task(self.config.get("task", "classification"), self.config_path)
 
     @property
     def backbone(self) -> str | None:
@@ -350,7 +358,7 @@ class ExportDir(_ModelFolder):
     def task(self) -> str:
         """From layout.json; layout 1: segmentation.json marks a U-Net, else the run one level up says."""
         if self.layout.get("task"):
-            return self.layout["task"]
+            return _known_task(self.layout["task"], self.dir / LAYOUT_FILE)
         if (self.dir / V1_UNET_MARKER).is_file():
             return "segmentation"
         run = self.run

@@ -32,9 +32,12 @@ GALLERY_SIDE = 512  # overlays in the evaluation are downscaled to this longer s
 
 def evaluate_segmentation(model, *, data=None, out=None, threshold: float = 0.5, overlays: int = 6,
                           batch_size: int = 8, progress: bool = True, min_confidence: float | None = None,
-                          **_classification_only) -> dict:
+                          review_threshold: float | None = None, precision: str = "auto", gradcam_per_kind: int = 0) \
+        -> dict:
     """Score a U-Net run or export (a path, or an artifacts.RunDir/ExportDir) on its test split (or `data`),
     write the evaluation folder. min_confidence (the evaluate verb's option): the pixel threshold.
+    review_threshold, precision and gradcam_per_kind are the classifier's options: a U-Net has no review
+    queue, one ONNX precision and no Grad-CAM, so they change nothing here.
 
     Returns {"metrics": metrics.json's contents, "out": Path, "speed": {...}, "overlays": [gallery entries]}.
     """

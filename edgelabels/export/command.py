@@ -42,6 +42,8 @@ def show_segmentation(report: dict, out: Path) -> None:
     print(f"parity Keras vs ONNX on {p['images']} images: max abs diff {p['max_abs_diff']:.1e}, "
           f"mask pixels agreeing {p['mask_pixel_agreement']:.4%}")
     print(f"batch-1 latency: ONNX fp32 {report['latency_batch1_ms']['onnx_fp32']:.3g} ms")
+    for note in report["notes"]:
+        print(f"note: {note}")
 
 
 def show_classification(report: dict, out: Path) -> None:

@@ -260,16 +260,17 @@ def _chained_input(chain, path, spec) -> np.ndarray:
 
 
 def export_segmentation(run: RunDir, out: ExportDir, *, threads: int | None = None, parity_images: int = 16,
-                        **_ignored) -> dict:
+                        int8: bool = False, calibration: int = 0) -> dict:
     """A U-Net run -> `out`: model.onnx (lung probability (N, H, W, 1)), preprocess.json, labels.json,
-    layout.json (task segmentation), export_report.json. --int8 does not apply to U-Nets."""
+    layout.json (task segmentation), export_report.json. INT8 is not attempted for a U-Net (a note says so)."""
     model = _keras_model(run)
     images = run.split.test + run.split.val + run.split.train
     if not images:
         raise UserError(f"{run.splits_dir}: no images to check the export against")
     report: dict = {"run": str(run.dir), "task": "segmentation", "backbone": run.backbone,
                     "implementation": (run.config.get("model") or {}).get("implementation", "edgelabels"),
-                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "notes": []}
+                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "notes": ["--int8 is not attempted for a U-Net: fp32 only"] if int8 else []}
     keras_to_onnx(model, out.model_path, source=str(run.model_path))
     onnx = OnnxModel(out.model_path, threads)
     x = load_inputs(spread(images, parity_images), run.spec)
