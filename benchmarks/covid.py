@@ -341,7 +341,7 @@ def run_experiment(args) -> int:
     test = RunDir.load(runs[letters[0]]).split.test
     samples = gradcam_sample(test, args.gradcam_images)
     paths = [str(s.path) for s in samples]
-    lung_probability = Segmenter.load(unet).path_probabilities(paths)
+    lung_probability = Segmenter.load(unet).probabilities(paths)
     looks = {letter: where_it_looks(runs[letter], paths, lung_probability) for letter in letters}
     for letter, look in looks.items():
         results[letter]["in_lung_share"] = share_summary(look["share"], look["lungs"])

@@ -407,8 +407,11 @@ class ExportDir(_ModelFolder):
              "model": self.stage_dir(i).relative_to(self.dir).as_posix()} for i, s in enumerate(stages)]})
 
 
-def open_model_dir(path: str | Path) -> RunDir | ExportDir:
-    """A run directory (model.keras) or an export folder (model.onnx), loaded; one error for anything else."""
+def open_model_dir(path: str | Path | RunDir | ExportDir) -> RunDir | ExportDir:
+    """A run directory (model.keras) or an export folder (model.onnx), loaded; one error for anything else.
+    A folder already opened is returned as it is."""
+    if isinstance(path, _ModelFolder):
+        return path
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such run directory or export folder")

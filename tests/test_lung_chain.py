@@ -120,7 +120,7 @@ def test_segmentation_run_learns_the_lungs_and_logs_dice(unet_run):
 
 def test_segmenter_from_a_run_gives_probability_maps_at_the_unet_size(unet_run, tmp_path):
     Image.fromarray(np.full((100, 80), 120, np.uint8)).save(tmp_path / "x.png")
-    maps = Segmenter.load(unet_run).path_probabilities([tmp_path / "x.png"])
+    maps = Segmenter.load(unet_run).probabilities([tmp_path / "x.png"])
     assert maps.shape == (1, 64, 64)
     assert 0 <= maps.min() and maps.max() <= 1
 
@@ -365,7 +365,7 @@ def test_segmentation_models_unet_trains_evaluates_and_exports_like_ours(tmp_pat
     # The Dice reported is the mean over test images of 2|P&T| / (|P| + |T|), computed here by hand from the
     # U-Net's masks (ignore pixels, 127, left out; both empty counts as 1).
     test = [line.split("\t")[0] for line in (run / "splits" / "test.txt").read_text().splitlines()]
-    maps = Segmenter.load(run).path_probabilities(test)
+    maps = Segmenter.load(run).probabilities(test)
     dices = []
     for path, probability in zip(test, maps):
         truth = read_mask(Path(path).parent.parent / "masks" / Path(path).name, 64, 64)
@@ -378,5 +378,5 @@ def test_segmentation_models_unet_trains_evaluates_and_exports_like_ours(tmp_pat
     assert report["implementation"] == "segmentation-models" and report["parity"]["max_abs_diff"] <= 1e-3
     exported = evaluate_model(run / "export", out=tmp_path / "eval-export", progress=False)
     assert exported["metrics"]["dice"] == pytest.approx(result["metrics"]["dice"], abs=1e-3)
-    maps = Segmenter.load(run / "export").path_probabilities([next((tmp_path / "pairs" / "images").glob("*.png"))])
+    maps = Segmenter.load(run / "export").probabilities([next((tmp_path / "pairs" / "images").glob("*.png"))])
     assert maps.shape == (1, 64, 64)

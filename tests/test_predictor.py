@@ -172,7 +172,7 @@ def test_missing_thresholds_file_names_the_file(export_dir, tmp_path):
 
 
 def test_threads_sets_onnxruntime_intra_op_threads(export_dir):
-    assert Predictor(export_dir, threads=1).session.get_session_options().intra_op_num_threads == 1
+    assert Predictor(export_dir, threads=1).model.session.get_session_options().intra_op_num_threads == 1
 
 
 def test_predict_never_imports_tensorflow_or_keras(export_dir, images):

@@ -44,7 +44,7 @@ def evaluate_segmentation(model, *, data=None, out=None, threshold: float = 0.5,
     from edgelabels.evaluate.evaluation import check_output_folder
     from edgelabels.runtime.segmenter import Segmenter
 
-    found = model if isinstance(model, (RunDir, ExportDir)) else open_model_dir(model)
+    found = open_model_dir(model)
     model_dir = found.dir
     threshold = threshold if min_confidence is None else min_confidence
     out = check_output_folder(Path(out) if out is not None else found.evaluation_dir)
@@ -67,7 +67,7 @@ def evaluate_segmentation(model, *, data=None, out=None, threshold: float = 0.5,
     if missing is not None:
         raise UserError(f"{_mask_of(missing)}: no mask for test image {missing}")
 
-    segmenter = Segmenter.load(model_dir)
+    segmenter = Segmenter.load(found)
     timer = {"seconds": 0.0}
     metrics = segmentation_metrics(_probabilities_at_mask_size(segmenter, paths, batch_size, timer, progress),
                                    _truths(paths), paths, threshold=threshold)
@@ -119,7 +119,7 @@ def write_overlays(folder: Path, segmenter, metrics: dict, *, count: int, thresh
     if not chosen:
         return []
     # Recomputed for these few images rather than kept for all: the test set may be thousands of films.
-    probabilities = segmenter.path_probabilities([rows[i]["path"] for _, _, i in chosen])
+    probabilities = segmenter.probabilities([rows[i]["path"] for _, _, i in chosen])
     gallery = []
     for (kind, rank, i), probability in zip(chosen, probabilities):
         row = rows[i]

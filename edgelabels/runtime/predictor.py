@@ -53,7 +53,6 @@ class Predictor:
         self.spec = export.spec
         self.thresholds: dict[str, float] = export.read_thresholds()
         self.model = OnnxModel(self.model_path, threads)
-        self.session = self.model.session
         # A classifier trained behind stages (a lung U-Net that keeps only the lungs): they run first, in prepare().
         self.chain = export_chain(export, threads)
         width = self.model.output_shape[-1]

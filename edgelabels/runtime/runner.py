@@ -66,6 +66,16 @@ def predict_images(images, prepare, run_batch, batch_size: int = 32, workers: in
     images = list(images)
     if not images:
         raise ValueError("no images to predict")
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        began = time.perf_counter()
+        out = np.asarray(run_batch(batch), np.float32)
+        if timer is not None:
+            timer["seconds"] = timer.get("seconds", 0.0) + time.perf_counter() - began
+        return out
+
+    if len(images) <= batch_size and not progress:  # one batch: nothing to overlap, so no threads (per-image edge path)
+        return run(np.stack([prepare(image) for image in images]))
     rows = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
             tqdm(total=len(images), unit="img", desc=desc, file=sys.stderr, disable=not progress) as bar:
@@ -74,10 +84,7 @@ def predict_images(images, prepare, run_batch, batch_size: int = 32, workers: in
             batch = np.stack([job.result() for job in pending])
             following = images[start + batch_size:start + 2 * batch_size]
             pending = [pool.submit(prepare, image) for image in following]
-            began = time.perf_counter()
-            rows.append(np.asarray(run_batch(batch), np.float32))
-            if timer is not None:
-                timer["seconds"] = timer.get("seconds", 0.0) + time.perf_counter() - began
+            rows.append(run(batch))
             bar.update(len(batch))
     return np.concatenate(rows)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from edgelabels.artifacts import ExportDir, open_model_dir
+from edgelabels.artifacts import ExportDir, RunDir, open_model_dir
 from edgelabels.data.images import read_image
 from edgelabels.data.preprocess import PreprocessSpec, normalise, to_pixels
 from edgelabels.errors import UserError
@@ -28,7 +28,7 @@ class Segmenter:
         self.source = source
 
     @classmethod
-    def load(cls, model_dir: str | Path, threads: int | None = None) -> "Segmenter":
+    def load(cls, model_dir: str | Path | RunDir | ExportDir, threads: int | None = None) -> "Segmenter":
         """A U-Net export folder (model.onnx) or segmentation run directory (model.keras, loads Keras)."""
         found = open_model_dir(model_dir)
         if found.task != "segmentation":
@@ -53,9 +53,6 @@ class Segmenter:
             raise UserError(f"{self.source}: output {result.shape[1:]} is not a one-channel mask of the "
                             f"input size {(self.spec.height, self.spec.width)} (is this a U-Net?)")
         return result[..., 0]
-
-    def path_probabilities(self, paths, batch_size: int = 16) -> np.ndarray:
-        return self.probabilities(paths, batch_size)
 
 
 def at_image_size(probability: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -34,7 +34,6 @@ LABELS = ("red", "green", "blue")
 
 def write_model_dir(folder: Path, labels=LABELS, size: int = 32, conv_channels: tuple[int, ...] = (),
                     thresholds: dict | None = None, seed: int = 0) -> Path:
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
@@ -69,23 +68,30 @@ def write_model_dir(folder: Path, labels=LABELS, size: int = 32, conv_channels: 
         nodes, "server_test_model",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", size, size, 3])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", k])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-
-    export = ExportDir(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, export.model_path)
-    export.write_layout("classification")
-    export.write_labels(list(labels))
-    export.write_preprocess(PreprocessSpec(height=size, width=size, mean=(0.0, 0.0, 0.0), std=(255.0, 255.0, 255.0)))
+    export = _write_export(folder, graph, "classification", list(labels), size)
     export.write_thresholds(thresholds or {name: 0.5 for name in labels})
     return folder
 
 
+def _write_export(folder: Path, graph, task: str, labels: list[str], size: int) -> ExportDir:
+    """An export folder holding `graph` (opset 13) with 0-255 -> 0-1 preprocessing, through the layout's writers."""
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    export = ExportDir(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, export.model_path)
+    export.write_layout(task)
+    export.write_labels(labels)
+    export.write_preprocess(PreprocessSpec(height=size, width=size, mean=(0.0, 0.0, 0.0), std=(255.0, 255.0, 255.0)))
+    return export
+
+
 def write_unet_dir(folder: Path, size: int = 32, lung: str = "left") -> Path:
     """A U-Net export folder whose "U-Net" calls the left (or right) half of every image lung, whatever it shows."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     mask = np.zeros((1, size, size, 1), np.float32)
@@ -100,15 +106,7 @@ def write_unet_dir(folder: Path, size: int = 32, lung: str = "left") -> Path:
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", size, size, 3])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", size, size, 1])],
         [numpy_helper.from_array(np.zeros(1, np.float32), "zero"), numpy_helper.from_array(mask, "mask")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    export = ExportDir(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, export.model_path)
-    export.write_layout("segmentation")
-    export.write_labels(["lung"])
-    export.write_preprocess(PreprocessSpec(height=size, width=size, mean=(0.0, 0.0, 0.0), std=(255.0, 255.0, 255.0)))
+    _write_export(folder, graph, "segmentation", ["lung"], size)
     return folder
 
 
