@@ -357,3 +357,67 @@ def test_images_without_label_folders_are_a_user_error_that_says_what_to_do(tmp_
     with pytest.raises(UserError, match=r"found 0 label\(s\) \(none\); .* 2 images lie directly in it: put them in "
                                         r"one sub-folder per label$"):
         load_dataset(tmp_path)
+
+
+# ---------------------------------------------------------------- hostile input (issue 13)
+
+
+def test_a_line_that_is_not_utf8_is_one_bad_line_named_by_number(tmp_path):
+    lines = []
+    for i in range(6):
+        image(tmp_path / f"{i}.png", i)
+        lines.append(json.dumps(line(f"{i}.png", "cat" if i % 2 else "dog")).encode())
+    lines.insert(3, b'{"source-ref": "caf\xe9.png"}')  # Latin-1, not UTF-8: 1 of 7 lines
+    manifest = tmp_path / "m.manifest"
+    manifest.write_bytes(b"\n".join(lines) + b"\n")
+    dataset = load_dataset(manifest)
+    assert len(dataset) == 6
+    assert [(p.path.rsplit(":", 1)[1], p.problem) for p in dataset.problems] == [
+        ("4", "not UTF-8 text (byte 0xe9 at column 20)")]
+
+
+def test_manifest_with_more_than_20_percent_non_utf8_lines_fails_naming_the_first(tmp_path):
+    image(tmp_path / "a.png")
+    lines = [json.dumps(line("a.png", "cat")).encode(), b"\xff\xfe", json.dumps(line("a.png", "cat")).encode()]
+    manifest = tmp_path / "m.manifest"
+    manifest.write_bytes(b"\n".join(lines))
+    with pytest.raises(UserError, match=r"1 of 3 lines invalid .*first, line 2: not UTF-8 text \(byte 0xff"):
+        load_dataset(manifest)
+
+
+def test_an_s3_key_with_dot_dot_cannot_reach_another_bucket(tmp_path):
+    s3 = tmp_path / "s3"
+    image(s3 / "mine" / "x.png")
+    image(s3 / "other" / "x.png")
+    assert resolve_source_ref("s3://mine/sub/../x.png", tmp_path, s3) == s3 / "mine" / "x.png"
+    for ref in ("s3://mine/../other/x.png", "s3://mine/a/../../other/x.png", "s3://../other/x.png",
+                "s3://mine//../other/x.png"):
+        with pytest.raises(ValueError, match="refused|invalid S3 bucket"):
+            resolve_source_ref(ref, tmp_path, s3)
+
+
+def test_an_s3_key_symlinked_out_of_its_bucket_is_refused(tmp_path):
+    s3 = tmp_path / "s3"
+    image(s3 / "other" / "x.png")
+    (s3 / "mine").mkdir()
+    (s3 / "mine" / "x.png").symlink_to(s3 / "other" / "x.png")
+    with pytest.raises(ValueError, match="points outside its bucket folder"):
+        resolve_source_ref("s3://mine/x.png", tmp_path, s3)
+
+
+def test_folder_dataset_skips_and_lists_symlinks_leading_outside_it(tmp_path):
+    root = tmp_path / "data"
+    for label in ("cat", "dog"):
+        for i in range(2):
+            image(root / label / f"{i}.png", i)
+    image(tmp_path / "elsewhere" / "secret.png", 5)
+    image(tmp_path / "store" / "dog" / "s.png", 6)
+    (root / "cat" / "leak.png").symlink_to(tmp_path / "elsewhere" / "secret.png")
+    (root / "cat" / "ok.png").symlink_to(root / "dog" / "0.png")  # a link inside the folder is followed
+    (root / "bird").symlink_to(tmp_path / "store" / "dog")  # a label folder linked from outside
+    dataset = load_dataset(root)
+    assert sorted(s.path.relative_to(root).as_posix() for s in dataset.samples) == [
+        "cat/0.png", "cat/1.png", "cat/ok.png", "dog/0.png", "dog/1.png"]
+    listed = {Path(p.path).relative_to(root).as_posix(): p.problem for p in dataset.problems}
+    assert set(listed) == {"bird", "cat/leak.png"}
+    assert listed["cat/leak.png"].startswith(f"symlink to {tmp_path / 'elsewhere' / 'secret.png'}, outside the dataset")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from edgelabels.data.dataset import Box, Dataset, Problem, Sample
 from edgelabels.data.images import is_image_path
+from edgelabels.data.paths import Outside, inside, s3_object, split_s3_uri
 from edgelabels.errors import UserError
 
 MANIFEST_SUFFIXES = (".manifest", ".jsonl", ".json", ".ndjson")
@@ -99,7 +100,7 @@ def read_folder(root: Path, pattern: re.Pattern | None) -> Dataset:
     samples: list[Sample] = []
     problems: list[Problem] = []
     unlabelled: list[Path] = []
-    for path in _walk_files(root):
+    for path in _walk_files(root, problems):
         relative = path.relative_to(root)
         if not is_image_path(path):
             if path.suffix.lower() in OTHER_IMAGE_SUFFIXES:
@@ -111,16 +112,21 @@ def read_folder(root: Path, pattern: re.Pattern | None) -> Dataset:
         else:
             samples.append(Sample(path, (relative.parts[0],), group_of(path, pattern)))
     dataset = Dataset(samples, str(root), problems, unlabelled)
+    skipped = {problem.path for problem in problems}  # label folders that are symlinks out of root
     empty = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-                   and p.name not in dataset.label_counts)
+                   and p.name not in dataset.label_counts and str(p) not in skipped)
     if empty:
         raise UserError(f"{root / empty[0]}: label folder has no PNG/JPEG image "
                         "(classification needs >= 2 labels with >= 1 image each)")
     return dataset
 
 
-def _walk_files(root: Path):
-    """Every non-hidden file under root, sorted, following symlinked folders once (no loops)."""
+def _walk_files(root: Path, problems: list[Problem]):
+    """Every non-hidden file under root, sorted, following symlinked folders once (no loops).
+
+    A file or folder whose real location is outside root (a symlink out of it) is listed as a problem and
+    skipped: the rule of data/paths.py, the same as for manifest source-refs and S3 keys.
+    """
     seen = set()
     for folder, dirs, files in os.walk(root, followlinks=True):
         real = os.path.realpath(folder)
@@ -128,10 +134,21 @@ def _walk_files(root: Path):
             dirs[:] = []
             continue
         seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = [name for name in sorted(d for d in dirs if not d.startswith("."))
+                   if _inside_or_listed(root, Path(folder) / name, problems)]
         for name in sorted(files):
-            if not name.startswith("."):
+            if not name.startswith(".") and _inside_or_listed(root, Path(folder) / name, problems):
                 yield Path(folder) / name
+
+
+def _inside_or_listed(root: Path, path: Path, problems: list[Problem]) -> bool:
+    try:
+        inside(root, path.relative_to(root))
+        return True
+    except Outside:
+        problems.append(Problem(str(path), f"symlink to {os.path.realpath(path)}, outside the dataset folder: "
+                                           "skipped (copy the image in, or use the folder it is in)"))
+        return False
 
 
 # ---------------------------------------------------------------- Ground Truth manifest
@@ -142,14 +159,19 @@ def read_manifest(manifest: Path, *, root: Path | None, s3_root, pattern: re.Pat
     if not manifest.is_file():
         raise UserError(f"{manifest}: manifest not found")
     try:
-        text = manifest.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise UserError(f"{manifest}: not a JSON lines manifest (not UTF-8 text)") from None
-    lines = text.splitlines()
-    while lines and not lines[-1].strip():
+        raw = manifest.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{manifest}: cannot read manifest ({exc.strerror or exc})") from None
+    # JSON lines are separated by \n only; each line is decoded on its own, so one line that is not UTF-8
+    # is one invalid line (counted under the 20% rule), not a refused manifest.
+    lines = [_decode_line(line) for line in raw.split(b"\n")]
+    text = "\n".join(line if isinstance(line, str) else "" for line in lines)
+    while lines and isinstance(lines[-1], str) and not lines[-1].strip():
         lines.pop()  # the newline after the last line is not a dataset object
     if not lines:
         raise UserError(f"{manifest}: empty manifest")
+    if all(isinstance(line, UnicodeDecodeError) or not line.strip() for line in lines):
+        raise UserError(f"{manifest}: not a JSON lines manifest (not UTF-8 text)")
     _refuse_single_document(manifest, text, lines)
     root = Path(os.path.abspath(root if root is not None else manifest.parent))
     s3_root = Path(os.path.abspath(s3_root)) if s3_root else None
@@ -162,6 +184,8 @@ def read_manifest(manifest: Path, *, root: Path | None, s3_root, pattern: re.Pat
     for number, line in enumerate(lines, start=1):
         where = f"{manifest}:{number}"
         try:
+            if isinstance(line, UnicodeDecodeError):
+                raise NotJSONObject(f"not UTF-8 text (byte 0x{line.object[line.start]:02x} at column {line.start + 1})")
             entry = parse_manifest_line(line)
             path = resolve_source_ref(entry["source-ref"], root, s3_root)
             if not path.is_file():
@@ -192,9 +216,16 @@ def read_manifest(manifest: Path, *, root: Path | None, s3_root, pattern: re.Pat
     return Dataset(list(samples.values()), str(manifest), problems, [])
 
 
-def _refuse_single_document(manifest: Path, text: str, lines: list[str]) -> None:
+def _decode_line(line: bytes) -> str | UnicodeDecodeError:
+    try:
+        return line.removesuffix(b"\r").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc
+
+
+def _refuse_single_document(manifest: Path, text: str, lines: list) -> None:
     """A pretty-printed JSON file (a COCO file, one big object) is not JSON lines: say so instead of 100% bad lines."""
-    if len(lines) < 2:
+    if len(lines) < 2 or not isinstance(lines[0], str):
         return
     try:
         json.loads(lines[0])
@@ -324,21 +355,23 @@ def _read_boxes(name: str, value: dict, class_map: dict) -> tuple[list[Box], lis
 
 
 def resolve_source_ref(ref: str, root: Path, s3_root: Path | None) -> Path:
-    """A local path inside root, or s3://bucket/key mapped to S3_ROOT/bucket/key; ValueError if it escapes."""
+    """A local path inside root, or s3://bucket/key mapped to S3_ROOT/bucket/key; ValueError if it escapes.
+
+    The rule (data/paths.py) is the server's for S3Object: after '..' and symlinks, a local ref stays inside
+    root and an S3 key inside its own bucket's folder.
+    """
     ref = ref.strip()
     if ref.lower().startswith("s3://"):
         if s3_root is None:
             raise ValueError(f"source-ref {ref} is in S3: pass --s3-root DIR (a local copy holding DIR/bucket/key)")
-        key = ref[5:]
-        if "/" not in key.strip("/"):
-            raise ValueError(f"source-ref {ref} has no object key")
-        base, candidate = s3_root, s3_root / key
-    elif "://" in ref:
+        try:
+            return s3_object(s3_root, *split_s3_uri(ref))
+        except ValueError as exc:
+            raise ValueError(f"source-ref {exc}: refused" if isinstance(exc, Outside) else f"source-ref {ref}: {exc}") \
+                from None
+    if "://" in ref:
         raise ValueError(f"source-ref {ref!r} is neither s3://bucket/key nor a local path")
-    else:
-        base, candidate = root, root / ref  # an absolute ref replaces root here, then must still lie inside it
-    # realpath resolves '..' and symlinks, so neither can lead outside the allowed folder.
-    real, real_base = os.path.realpath(candidate), os.path.realpath(base)
-    if os.path.commonpath([real, real_base]) != real_base:
-        raise ValueError(f"source-ref {ref!r} points outside {base}: refused")
-    return Path(os.path.abspath(candidate))
+    try:
+        return inside(root, ref)  # an absolute ref must still lie inside root
+    except Outside:
+        raise ValueError(f"source-ref {ref!r} points outside {root}: refused") from None
