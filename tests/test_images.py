@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -138,3 +140,67 @@ def test_missing_file_is_a_problem_not_a_traceback(tmp_path):
 def test_image_suffixes_are_png_and_jpeg_only(tmp_path):
     assert [is_image_path(tmp_path / n) for n in ("a.PNG", "b.jpeg", "c.Jpg", "d.gif", "e.bmp", "f")] == \
         [True, True, True, False, False, False]
+
+
+def old_scaling(values: np.ndarray, high: float) -> np.ndarray:
+    """The float64 formula 16-bit, 'I' and 'F' images were always scaled with (the expected values)."""
+    return np.clip(values.astype(np.float64) / high * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("block_pixels", [1 << 20, 50])  # one block, and many blocks with a short last one
+def test_scaling_to_8_bit_in_blocks_gives_what_the_float64_formula_gave(monkeypatch, block_pixels):
+    from edgelabels.data import images
+
+    monkeypatch.setattr(images, "_BLOCK_PIXELS", block_pixels)
+    rng = np.random.default_rng(0)
+    every = np.arange(65536, dtype=np.uint16).reshape(256, 256)  # every 16-bit value once
+    wide = rng.integers(-70000, 140000, (37, 23)).astype(np.int32)  # 'I' beyond 0..65535 on both sides
+    narrow = rng.integers(-300, 256, (37, 23)).astype(np.int32)  # 'I' at most 255: scaled by 255
+    floats = rng.uniform(-10, 70000, (37, 23)).astype(np.float32)
+    small_floats = rng.uniform(-2, 255, (37, 23)).astype(np.float32)
+    cases = [  # image, its values, the divisor the old code chose, the note
+        (Image.fromarray(every), every, 65535, "16-bit image scaled to 8-bit"),
+        (Image.frombytes("I;16B", (256, 256), every.astype(">u2").tobytes()), every, 65535,
+         "16-bit image scaled to 8-bit"),
+        (Image.fromarray(wide), wide, 65535, "16-bit image scaled to 8-bit"),
+        (Image.fromarray(narrow), narrow, 255, "I image scaled to 8-bit"),
+        (Image.fromarray(floats), floats, 65535, "16-bit image scaled to 8-bit"),
+        (Image.fromarray(small_floats), small_floats, 255, "F image scaled to 8-bit"),
+    ]
+    for image, values, high, note in cases:
+        notes = []
+        scaled = images._to_8_bit(image, notes)
+        assert scaled.mode == "L" and scaled.size == image.size
+        assert np.array_equal(np.asarray(scaled), old_scaling(values, high)), image.mode
+        assert notes == [note]
+
+
+PEAK_RSS_OF_ONE_DECODE = """
+import io, sys
+from pathlib import Path
+from PIL import Image
+from edgelabels.data.images import decode_image
+
+def status(field):  # KiB; VmHWM is this process's own peak (ru_maxrss would carry the parent's across exec)
+    return int(Path("/proc/self/status").read_text().split(field + ":")[1].split()[0])
+
+warm = io.BytesIO(); Image.new("I;16", (8, 8)).save(warm, "PNG"); decode_image(warm.getvalue(), "warm-up")
+data = Path(sys.argv[1]).read_bytes()
+Path("/proc/self/clear_refs").write_text("5")  # peak := now
+before = status("VmRSS")
+image, notes = decode_image(data, "deep.png")
+assert image.mode == "L" and image.size == (4096, 4096) and notes == ["16-bit image scaled to 8-bit"], notes
+print(status("VmHWM") - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_decoding_a_16_bit_4096_png_costs_under_150_mb_of_peak_memory(tmp_path):
+    # 32 MB of 16-bit pixels and their 16 MB 8-bit copy are needed; the whole image as float64 cost 420 MB.
+    row = (np.arange(4096, dtype=np.uint32) * 65535 // 4095).astype(np.uint16)
+    Image.fromarray(np.ascontiguousarray(np.broadcast_to(row, (4096, 4096)))).save(tmp_path / "deep.png")
+    assert (tmp_path / "deep.png").stat().st_size < 100_000  # a small upload
+    result = subprocess.run([sys.executable, "-c", PEAK_RSS_OF_ONE_DECODE, str(tmp_path / "deep.png")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) < 150 * 1024, f"peak RSS grew by {int(result.stdout) / 1024:.0f} MB"

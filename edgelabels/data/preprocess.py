@@ -69,9 +69,12 @@ class PreprocessSpec:
 
 def to_pixels(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     """Resize and convert colour: uint8 array (height, width, channels) in RGB order."""
-    image = image.convert("L" if spec.grayscale or spec.channels == 1 else "RGB")
+    mode = "L" if spec.grayscale or spec.channels == 1 else "RGB"
+    if image.mode != "L":  # a grey image copied to RGB resizes to the same pixels: resize the small one first
+        image = image.convert(mode)
     if image.size != (spec.width, spec.height):
         image = image.resize((spec.width, spec.height), _RESAMPLING[spec.resize])
+    image = image.convert(mode)
     pixels = np.asarray(image, dtype=np.uint8)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]

@@ -5,9 +5,15 @@ A plain poll loop (works on network shares and bind mounts, where file events of
   image still being copied in is never read half-way (writers that rename into place are fine too;
   names starting with "." and non-image suffixes such as "x.jpg.part" are ignored);
 - each image's result is written atomically to OUT/<name>.json, then committed to the ledger
-  OUT/.watch-ledger.jsonl (one fsync'ed line: name, size, mtime). On start the ledger is read back,
-  so a restart, even after kill -9, neither reprocesses a committed image nor misses one (an image
-  whose result was written but not committed is simply done again, rewriting the same result);
+  OUT/.watch-ledger.jsonl (one fsync'ed line: name, size, mtime, "printed": false), then printed, then
+  marked printed (`"printed": false}` overwritten in place by `"printed": true }`: the same length,
+  so the ledger stays one valid JSON line per image).
+  On start the ledger is read back, so a restart, even after kill -9, neither reprocesses a committed
+  image nor misses one (an image whose result was written but not committed is simply done again,
+  rewriting the same result), and a committed result whose line was never printed is printed then,
+  from its result file: every committed result reaches stdout once (twice only if the watcher dies
+  between a print and its mark, or the power fails before the mark, not fsync'ed, reaches the disk).
+  Lines from before the "printed" field count as printed;
 - an unreadable image is moved to DIR/rejected/ beside a <name>.reason.txt saying why.
 Inputs are otherwise left where they are; replacing a file (new mtime) makes it a new image.
 """
@@ -27,6 +33,7 @@ from edgelabels.data.images import is_image_path
 from edgelabels.errors import ImageProblem
 
 LEDGER = ".watch-ledger.jsonl"
+_UNPRINTED, _PRINTED = b'"printed": false}', b'"printed": true }'  # the same length: one is written over the other
 
 
 class FolderWatcher:
@@ -44,30 +51,65 @@ class FolderWatcher:
         self.warn = warn or (lambda message: print(f"edgelabels: {message}", file=sys.stderr, flush=True))
         self.out.mkdir(parents=True, exist_ok=True)
         self.ledger_path = self.out / LEDGER
-        self.done = self._read_ledger()
+        self.done, self.unprinted = self._read_ledger()
         self._first_seen: dict[str, tuple[int, int, float]] = {}  # name -> (size, mtime_ns, when unchanged since)
 
-    def _read_ledger(self) -> set[tuple[str, int, int]]:
-        done = set()
-        if self.ledger_path.is_file():
-            for line in self.ledger_path.read_text(encoding="utf-8").splitlines():
-                try:
-                    entry = json.loads(line)
-                    done.add((entry["name"], entry["size"], entry["mtime_ns"]))
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue  # a line torn by kill -9 mid-append: that image is simply done again
-        return done
+    def _read_ledger(self) -> tuple[set[tuple[str, int, int]], dict[tuple[str, int, int], int]]:
+        """(committed keys, {committed key whose result was never printed: where its mark goes})."""
+        done, unprinted, offset = set(), {}, 0
+        data = self.ledger_path.read_bytes() if self.ledger_path.is_file() else b""
+        for line in data.splitlines(keepends=True):
+            try:
+                entry = json.loads(line)
+                key = (entry["name"], entry["size"], entry["mtime_ns"])
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+                key = None  # a torn line (a power cut mid-append): that image is simply done again
+            if key is not None:
+                done.add(key)
+                unprinted.pop(key, None)
+                # Lines written before the "printed" field existed count as printed.
+                if entry.get("printed", True) is False and line.rstrip(b"\n").endswith(_UNPRINTED):
+                    unprinted[key] = offset + len(line.rstrip(b"\n")) - len(_UNPRINTED)
+            offset += len(line)
+        if data and not data.endswith(b"\n"):  # end a torn last line, so the next commit starts a line of its own
+            with open(self.ledger_path, "ab") as ledger:
+                ledger.write(b"\n")
+        return done, unprinted
 
-    def _commit(self, key: tuple[str, int, int]) -> None:
+    def _commit(self, key: tuple[str, int, int]) -> int:
+        """Append the key's ledger line (fsync'ed); returns where its printed mark goes (for _mark_printed)."""
         name, size, mtime_ns = key
-        line = json.dumps({"name": name, "size": size, "mtime_ns": mtime_ns}) + "\n"
+        line = (json.dumps({"name": name, "size": size, "mtime_ns": mtime_ns})[:-1] + ", " + _UNPRINTED.decode()
+                + "\n").encode("utf-8")
         fd = os.open(self.ledger_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line.encode("utf-8"))
+            os.write(fd, line)
             os.fsync(fd)
+            end = os.lseek(fd, 0, os.SEEK_CUR)  # O_APPEND: just past the line written
         finally:
             os.close(fd)
         self.done.add(key)
+        return end - 1 - len(_UNPRINTED)
+
+    def _mark_printed(self, offset: int) -> None:
+        # Same length as `false}`, so nothing moves; a plain write (no O_APPEND) lands at the offset given.
+        fd = os.open(self.ledger_path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, _PRINTED, offset)
+        finally:
+            os.close(fd)
+
+    def _print_unprinted(self) -> None:
+        """Results committed by an earlier run that was stopped before printing them (kill -9)."""
+        for key in sorted(self.unprinted):
+            try:
+                result = json.loads((self.out / f"{key[0]}.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                self.warn(f"{self.out / key[0]}.json: committed result unreadable ({exc}); processing it again")
+                self.done.discard(key)
+            else:
+                self.emit(json.dumps(result))
+            self._mark_printed(self.unprinted.pop(key))
 
     def ready(self) -> list[tuple[str, int, int]]:
         """Images not yet committed whose size and mtime have been stable for `settle` seconds."""
@@ -96,6 +138,8 @@ class FolderWatcher:
 
     def step(self) -> int:
         """Process what is ready; returns how many images were committed or rejected."""
+        if self.unprinted:
+            self._print_unprinted()
         ready = self.ready()
         count = 0
         for start in range(0, len(ready), self.batch_size):
@@ -134,8 +178,9 @@ class FolderWatcher:
             result = {"Image": str(self.folder / key[0]),
                       "CustomLabels": self.predictor.custom_labels(row, self.min_confidence, self.max_results)}
             atomic.write_json(self.out / f"{key[0]}.json", result)
-            self._commit(key)
+            mark = self._commit(key)
             self.emit(json.dumps(result))
+            self._mark_printed(mark)
         return count + len(good)
 
     def _reject(self, path: Path, problem: str) -> None:
