@@ -1,4 +1,4 @@
-"""Every malformed request of issue 7 item 3, 100 times each, between good requests to `edgelabels serve`.
+"""Every malformed request of issue 7 item 3 and issue 13, 100 times each, between good requests to `edgelabels serve`.
 
     .venv/bin/python benchmarks/serve_robustness.py [--repeat 100] [--model RUN/export] [--out results.json]
 
@@ -35,6 +35,18 @@ KEY, SECRET = "AKIAROBUSTNESS000001", "robustness-secret"
 OTHER_ARN = "arn:aws:rekognition:us-east-1:111122223333:project/p/version/p.2023-07-31T11.49.37/1690829378219"
 
 
+def bomb_png(width: int = 30_000, height: int = 30_000) -> bytes:
+    """A tiny PNG whose header claims width x height pixels: Pillow refuses it as a decompression bomb."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) \
+        + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+
+
 def noise_png(width: int, height: int) -> bytes:
     buffer = io.BytesIO()
     pixels = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
@@ -43,8 +55,10 @@ def noise_png(width: int, height: int) -> bytes:
 
 
 def malformed_cases(arn: str, good: bytes):
-    """name -> (X-Amz-Target, body bytes, signing secret or None for unsigned, expected __type)."""
+    """name -> (X-Amz-Target, body bytes, (secret, region) to sign with or None for unsigned, expected __type)."""
     target = "RekognitionService.DetectCustomLabels"
+    signed = (SECRET, "us-east-1")
+    depth = 100_000
 
     def detect(image_bytes=None, raw_image=None, **fields) -> bytes:
         params = {"ProjectVersionArn": arn, **fields}
@@ -55,42 +69,48 @@ def malformed_cases(arn: str, good: bytes):
         return json.dumps(params).encode()
 
     return {
-        "image over 4 MB": (target, detect(b"\x89PNG\r\n\x1a\n" + b"\0" * (4 * 1024 * 1024)), SECRET,
+        "image over 4 MB": (target, detect(b"\x89PNG\r\n\x1a\n" + b"\0" * (4 * 1024 * 1024)), signed,
                             "ImageTooLargeException"),
-        "body over the cap (8 MB)": (target, detect(b"\xff\xd8\xff" + b"\0" * (6 * 1024 * 1024)), SECRET,
+        "body over the cap (8 MB)": (target, detect(b"\xff\xd8\xff" + b"\0" * (6 * 1024 * 1024)), signed,
                                      "ImageTooLargeException"),
-        "GIF": (target, detect(b"GIF89a" + os.urandom(500)), SECRET, "InvalidImageFormatException"),
-        "random bytes": (target, detect(os.urandom(5000)), SECRET, "InvalidImageFormatException"),
-        "truncated JPEG": (target, detect(good[: len(good) // 3]), SECRET, "InvalidImageFormatException"),
-        "63 px wide": (target, detect(noise_png(63, 100)), SECRET, "InvalidParameterException"),
-        "4097 px tall": (target, detect(noise_png(64, 4097)), SECRET, "InvalidParameterException"),
-        "empty bytes": (target, detect(b""), SECRET, "InvalidParameterException"),
-        "MinConfidence 101": (target, detect(good, MinConfidence=101), SECRET, "InvalidParameterException"),
-        "MinConfidence -5": (target, detect(good, MinConfidence=-5), SECRET, "InvalidParameterException"),
-        "malformed ARN": (target, detect(good, ProjectVersionArn="arn:aws:rekognition:nope"), SECRET,
+        "GIF": (target, detect(b"GIF89a" + os.urandom(500)), signed, "InvalidImageFormatException"),
+        "random bytes": (target, detect(os.urandom(5000)), signed, "InvalidImageFormatException"),
+        "truncated JPEG": (target, detect(good[: len(good) // 3]), signed, "InvalidImageFormatException"),
+        "63 px wide": (target, detect(noise_png(63, 100)), signed, "InvalidParameterException"),
+        "4097 px tall": (target, detect(noise_png(64, 4097)), signed, "InvalidParameterException"),
+        "empty bytes": (target, detect(b""), signed, "InvalidParameterException"),
+        "MinConfidence 101": (target, detect(good, MinConfidence=101), signed, "InvalidParameterException"),
+        "MinConfidence -5": (target, detect(good, MinConfidence=-5), signed, "InvalidParameterException"),
+        "malformed ARN": (target, detect(good, ProjectVersionArn="arn:aws:rekognition:nope"), signed,
                           "InvalidParameterException"),
-        "unknown ARN": (target, detect(good, ProjectVersionArn=OTHER_ARN), SECRET, "ResourceNotFoundException"),
-        "bad JSON": (target, b'{"ProjectVersionArn": "' + arn.encode() + b'", "Image": {"Bytes": "', SECRET,
-                     "InvalidParameterException"),
-        "missing Image": (target, detect(), SECRET, "InvalidParameterException"),
-        "Image.Bytes not base64": (target, detect(raw_image={"Bytes": "%%%"}), SECRET, "InvalidParameterException"),
+        "unknown ARN": (target, detect(good, ProjectVersionArn=OTHER_ARN), signed, "ResourceNotFoundException"),
+        "bad JSON": (target, b'{"ProjectVersionArn": "' + arn.encode() + b'", "Image": {"Bytes": "', signed,
+                     "SerializationException"),
+        "JSON nested 100,000 deep": (target, b'{"Image": ' + b"[" * depth + b"]" * depth + b"}", signed,
+                                     "SerializationException"),
+        "MaxResults 10**30": (target, detect(good, MaxResults=10 ** 30), signed, "InvalidParameterException"),
+        "decompression bomb": (target, detect(bomb_png()), signed, "InvalidParameterException"),
+        "signed for another region": (target, detect(good), (SECRET, "eu-west-1"), "InvalidSignatureException"),
+        "missing Image": (target, detect(), signed, "InvalidParameterException"),
+        "Image.Bytes not base64": (target, detect(raw_image={"Bytes": "%%%"}), signed, "InvalidParameterException"),
         "S3Object without --s3-root": (target, detect(raw_image={"S3Object": {"Bucket": "b", "Name": "x.png"}}),
-                                       SECRET, "InvalidS3ObjectException"),
-        "unknown operation": ("RekognitionService.DetectFaces", detect(good), SECRET, "UnknownOperationException"),
-        "wrong secret": (target, detect(good), "not-the-secret", "InvalidSignatureException"),
+                                       signed, "InvalidS3ObjectException"),
+        "unknown operation": ("RekognitionService.DetectFaces", detect(good), signed, "UnknownOperationException"),
+        "wrong secret": (target, detect(good), ("not-the-secret", "us-east-1"), "InvalidSignatureException"),
         "unsigned": (target, detect(good), None, "MissingAuthenticationTokenException"),
     }
 
 
-def send_raw(port: int, target: str, body: bytes, secret: str | None) -> tuple[int, str]:
+def send_raw(port: int, target: str, body: bytes, signing: tuple[str, str] | None) -> tuple[int, str]:
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
     request = AWSRequest(method="POST", url=f"http://127.0.0.1:{port}/", data=body,
                          headers={"X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1"})
-    if secret is not None:
-        SigV4Auth(Credentials(KEY, secret), "rekognition", "us-east-1").add_auth(request)
+    if signing is not None:
+        secret, region = signing
+        SigV4Auth(Credentials(KEY, secret), "rekognition", region).add_auth(request)
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
         connection.request("POST", "/", body=body, headers=dict(request.headers.items()))
@@ -137,9 +157,9 @@ def main() -> int:
     started = time.perf_counter()
     try:
         for _ in range(args.repeat):
-            for name, (target, body, secret, expected) in cases.items():
+            for name, (target, body, signing, expected) in cases.items():
                 try:
-                    status, code = send_raw(server.port, target, body, secret)
+                    status, code = send_raw(server.port, target, body, signing)
                     tally[name]["expected" if (code == expected and status == 400) else f"{status} {code}"] += 1
                 except (OSError, http.client.HTTPException, ValueError) as exc:
                     tally[name][f"connection: {type(exc).__name__}"] += 1

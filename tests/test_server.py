@@ -201,7 +201,7 @@ def test_each_bad_request_gets_its_rekognition_error_and_the_server_keeps_servin
 
 RAW_BAD_REQUESTS = {
     "bad JSON": (b'{"ProjectVersionArn": "x", "Image": {', "RekognitionService.DetectCustomLabels",
-                 "InvalidParameterException"),
+                 "SerializationException"),
     "JSON that is not an object": (b"[1, 2]", "RekognitionService.DetectCustomLabels", "InvalidParameterException"),
     "Image.Bytes not base64": (None, "RekognitionService.DetectCustomLabels", "InvalidParameterException"),
     "MinConfidence a string": (None, "RekognitionService.DetectCustomLabels", "InvalidParameterException"),

@@ -41,14 +41,15 @@ aws_secret_access_key = another-secret
 
 
 def signed(body: bytes = b'{"ProjectArn": "x"}', secret: str = SECRET, key: str = KEY, host: str = "127.0.0.1:8080",
-           when: datetime.datetime | None = None, monkeypatch=None, service: str = "rekognition") -> AWSRequest:
+           when: datetime.datetime | None = None, monkeypatch=None, service: str = "rekognition",
+           region: str = "eu-west-1") -> AWSRequest:
     """A request signed exactly as boto3 signs a Rekognition call."""
     request = AWSRequest(method="POST", url=f"http://{host}/", data=body, headers={
         "X-Amz-Target": "RekognitionService.DescribeProjectVersions",
         "Content-Type": "application/x-amz-json-1.1", "User-Agent": "Boto3/test"})
     if when is not None:
         monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: when)
-    SigV4Auth(Credentials(key, secret), service, "eu-west-1").add_auth(request)
+    SigV4Auth(Credentials(key, secret), service, region).add_auth(request)
     return request
 
 
@@ -103,6 +104,15 @@ def test_a_signature_for_another_service_or_a_lying_content_hash_is_refused():
     request = signed()
     lie = ("x-amz-content-sha256", "0" * 64)
     assert problem(lambda: verify(request, extra_headers=[lie])) == "InvalidSignatureException"
+
+
+def test_a_verifier_bound_to_a_region_refuses_a_signature_scoped_to_another():
+    request = signed()  # scoped to eu-west-1
+    assert verify(request, SignatureVerifier({KEY: SECRET}, region="eu-west-1")) == KEY
+    verifier = SignatureVerifier({KEY: SECRET}, region="us-east-1")
+    assert problem(lambda: verify(request, verifier)) == "InvalidSignatureException"
+    with pytest.raises(SignatureProblem, match="valid region"):
+        verifier.check_key(request.headers["Authorization"])  # refused from the header, before the body
 
 
 def test_credentials_file_needs_complete_sections(tmp_path):
@@ -162,7 +172,7 @@ def test_unsigned_requests_are_refused_but_health_needs_no_signature(signed_serv
 
 def test_a_replayed_request_with_an_old_timestamp_is_refused(signed_server, monkeypatch):
     old = signed(body=json.dumps({"ProjectArn": signed_server.project_arn}).encode(),
-                 host=f"127.0.0.1:{signed_server.port}", monkeypatch=monkeypatch,
+                 host=f"127.0.0.1:{signed_server.port}", monkeypatch=monkeypatch, region="us-east-1",
                  when=datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=10))
     connection = http.client.HTTPConnection("127.0.0.1", signed_server.port, timeout=10)
     connection.request("POST", "/", body=old.body, headers=dict(old.headers.items()))

@@ -421,3 +421,11 @@ def test_folder_dataset_skips_and_lists_symlinks_leading_outside_it(tmp_path):
     listed = {Path(p.path).relative_to(root).as_posix(): p.problem for p in dataset.problems}
     assert set(listed) == {"bird", "cat/leak.png"}
     assert listed["cat/leak.png"].startswith(f"symlink to {tmp_path / 'elsewhere' / 'secret.png'}, outside the dataset")
+
+
+def test_an_s3_bucket_folder_linked_out_of_the_s3_root_is_refused(tmp_path):
+    image(tmp_path / "elsewhere" / "x.png")
+    (tmp_path / "s3").mkdir()
+    (tmp_path / "s3" / "mine").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match="points outside"):
+        resolve_source_ref("s3://mine/x.png", tmp_path, tmp_path / "s3")

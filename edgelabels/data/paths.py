@@ -53,6 +53,7 @@ def s3_object(s3_root: str | Path, bucket: str, key: str) -> Path:
     if not key or len(key) > MAX_S3_KEY or "\x00" in key:
         raise ValueError(f"invalid S3 object key {key[:80]!r}")
     try:
+        inside(s3_root, bucket)  # the bucket's folder itself is not a link out of S3_ROOT
         return inside(Path(s3_root) / bucket, key.lstrip("/"))  # S3 keys may start with '/'; the folder's names cannot
     except Outside:
         raise Outside(f"s3://{bucket}/{key} points outside its bucket folder {Path(s3_root) / bucket}") from None

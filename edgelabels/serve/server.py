@@ -17,10 +17,29 @@ The model's RUNNING/STOPPED status lives in one small file in the run-state fold
 atomically and read on every request, so a StopProjectVersion answered by one worker holds for
 all of them, whatever the number of workers.
 
-`--max-concurrency` bounds the requests in flight in each worker: past it, a request is answered
-at once with ProvisionedThroughputExceededException before its body is read. Request bodies are
-read in chunks and refused past a cap just above what a 4 MB image needs once base64-encoded.
-Decoding and inference run in a thread pool, off the event loop.
+A request goes through two stages. Receiving: the cheap refusal of an unknown access key (from
+the Authorization header alone), then the body, then (in a worker thread) the signature, the
+X-Amz-Target and the JSON. Serving: the operation itself (decoding, inference), the only stage that
+holds one of the `--max-concurrency` inference slots of the worker; a verified request that finds
+them all taken is answered ProvisionedThroughputExceededException at once. So a client that sends
+headers and then stalls, signed or not, never holds a slot.
+
+What bounds a worker, and what each bound is for:
+- inference slots (`--max-concurrency`): CPU and the decoded bitmaps (up to 4096x4096 pixels each);
+- body budget (`ServeSettings.body_budget_bytes`, default two full-size bodies per slot): the memory
+  of bodies being received or served. Each received chunk is reserved as it arrives and given back
+  when the answer is sent, so a stalled client that sent one byte costs one byte; a request that
+  cannot reserve its next chunk is drained (not kept) and answered
+  ProvisionedThroughputExceededException, which boto3 retries;
+- body size: kept up to a cap just above what a 4 MB image needs once base64-encoded, drained
+  (not kept) up to 64 MB so the client reads ImageTooLargeException, dropped beyond;
+- body time: at most `body_read_timeout_s` (10 s) between two chunks and `body_deadline_s` (60 s)
+  for the whole body, else RequestTimeoutException (which boto3 retries) and the connection ends;
+- connections: uvicorn's own `limit_concurrency` and keep-alive timeout, set by `edgelabels serve`
+  (server_command.py says why).
+A request that cannot be parsed (malformed or too deeply nested JSON, a header botocore cannot
+canonicalise) is the client's fault: 400 (SerializationException or InvalidParameterException),
+never the 500 that botocore would retry; only a fault while serving is InternalServerError.
 """
 
 from __future__ import annotations
@@ -49,6 +68,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from edgelabels import atomic
+from edgelabels.data import paths
 from edgelabels.data.images import read_image, sniff_format
 from edgelabels.errors import ImageProblem, UserError
 from edgelabels.runtime.predictor import Predictor
@@ -65,24 +85,28 @@ MAX_BODY_BYTES = math.ceil(MAX_IMAGE_BYTES / 3) * 4 + 64 * 1024
 # A body past the cap is still drained (not kept) up to this size, so that the client reads a
 # clean ImageTooLargeException instead of a connection reset; beyond it the connection is dropped.
 MAX_DRAIN_BYTES = 64 * 1024 * 1024
-BODY_TIMEOUT_S = 60.0
+# Integer parameters are Java Integers in AWS's API models: larger values are refused, not truncated.
+INT_MIN, INT_MAX = -2 ** 31, 2 ** 31 - 1
 
 VERSION_ARN = re.compile(r"^arn:[a-z\d-]+:rekognition:[a-z\d-]+:\d{12}:project/([a-zA-Z0-9_.\-]{1,255})"
                          r"/version/([a-zA-Z0-9_.\-]{1,255})/[0-9]+$")
 PROJECT_ARN = re.compile(r"^arn:[a-z\d-]+:rekognition:[a-z\d-]+:\d{12}:project/[a-zA-Z0-9_.\-]{1,255}/[0-9]+$")
 VERSION_NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,255}$")
-S3_BUCKET = re.compile(r"^[0-9A-Za-z.\-_]{3,255}$")
 FAULTS = {"InternalServerError", "ThrottlingException"}  # answered with HTTP 500
 
 log = logging.getLogger("edgelabels.serve")
 
 
 class ApiError(Exception):
-    """An answer in Rekognition's error format: `code` is the __type botocore turns into an exception."""
+    """An answer in Rekognition's error format: `code` is the __type botocore turns into an exception.
 
-    def __init__(self, code: str, message: str):
+    `close`: the answer ends the connection (sent before the request body was all received).
+    """
+
+    def __init__(self, code: str, message: str, close: bool = False):
         self.code = code
         self.status = 500 if code in FAULTS else 400
+        self.close = close
         super().__init__(message)
 
 
@@ -99,6 +123,9 @@ class ServeSettings:
     s3_root: str | None = None
     precision: str = "auto"
     threads: int | None = None
+    body_read_timeout_s: float = 10.0  # the longest wait for the next chunk of a request body
+    body_deadline_s: float = 60.0  # the longest time to receive a whole body
+    body_budget_bytes: int | None = None  # body bytes held at once; None: 2 * max_concurrency full bodies
 
     def write(self, path: str | Path) -> Path:
         return atomic.write_json(path, dataclasses.asdict(self))
@@ -147,12 +174,14 @@ class RekognitionService:
         if settings.credentials:  # botocore is only needed when signatures are checked
             from edgelabels.serve.sigv4 import SignatureProblem, SignatureVerifier, read_credentials
 
-            self.verifier = SignatureVerifier(read_credentials(settings.credentials))
+            # Requests must be signed for the region of the ARN served, as AWS requires.
+            self.verifier = SignatureVerifier(read_credentials(settings.credentials), region=self.arn.split(":")[3])
             self.signature_problem = SignatureProblem
         self.s3_root = Path(settings.s3_root).resolve() if settings.s3_root else None
         self.max_concurrency = settings.max_concurrency
         self.in_flight = 0  # only touched on the event loop thread
         self.limiter = anyio.CapacityLimiter(settings.max_concurrency)
+        self.budget = BodyBudget(settings.body_budget_bytes or 2 * settings.max_concurrency * MAX_BODY_BYTES)
         self.operations = {
             "DetectCustomLabels": self.detect_custom_labels,
             "StartProjectVersion": self.start_project_version,
@@ -164,22 +193,27 @@ class RekognitionService:
 
     async def handle(self, request: Request) -> Response:
         request_id = str(uuid.uuid4())
-        if self.in_flight >= self.max_concurrency:
-            return error_response(ApiError("ProvisionedThroughputExceededException",
-                                           f"More than {self.max_concurrency} requests in flight; retry later."),
-                                  request_id)
-        self.in_flight += 1
+        body = b""
         try:
             if self.verifier:  # refuse unknown keys before spending time on the body
                 try:
                     self.verifier.check_key(request.headers.get("authorization"))
                 except self.signature_problem as exc:
                     raise ApiError(exc.code, str(exc)) from None
-            body = await read_body(request)
+            body = await read_body(request, self.budget, self.settings.body_read_timeout_s,
+                                   self.settings.body_deadline_s)
             headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
-            result = await anyio.to_thread.run_sync(
-                self.dispatch, headers, request.scope.get("raw_path") or request.url.path.encode(),
-                request.scope.get("query_string", b""), body, limiter=self.limiter)
+            try:
+                operation, params = await anyio.to_thread.run_sync(
+                    self.parse, headers, request.scope.get("raw_path") or request.url.path.encode(),
+                    request.scope.get("query_string", b""), body)
+            except ApiError:
+                raise
+            except Exception as exc:  # the request is at fault, not the server: 400, which botocore does not retry
+                log.warning("request %s not parseable: %s: %s", request_id, type(exc).__name__, exc)
+                raise ApiError("InvalidParameterException",
+                               f"Request could not be parsed ({type(exc).__name__})") from None
+            result = await self.serve(operation, params)
             # allow_nan=False: a model answering NaN becomes an InternalServerError, not invalid JSON.
             return Response(json.dumps(result, allow_nan=False), 200, media_type=CONTENT_TYPE,
                             headers={"x-amzn-RequestId": request_id})
@@ -191,10 +225,10 @@ class RekognitionService:
             log.exception("request %s failed", request_id)
             return error_response(ApiError("InternalServerError", "Internal server error."), request_id)
         finally:
-            self.in_flight -= 1
+            self.budget.give_back(len(body))
 
-    def dispatch(self, headers: list[tuple[str, str]], raw_path: bytes, query: bytes, body: bytes) -> dict:
-        """Runs in a worker thread: signature, operation name, JSON, then the operation."""
+    def parse(self, headers: list[tuple[str, str]], raw_path: bytes, query: bytes, body: bytes):
+        """Runs in a worker thread: signature, operation name, JSON -> (operation, params)."""
         if self.verifier:
             try:
                 self.verifier.verify(method="POST", path=raw_path.decode("latin-1"), query=query.decode("latin-1"),
@@ -209,11 +243,24 @@ class RekognitionService:
                            + ", ".join(TARGET_PREFIX + name for name in self.operations))
         try:
             params = json.loads(body or b"{}")
+        except RecursionError:
+            raise ApiError("SerializationException", "Request body is JSON nested too deeply") from None
         except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError("InvalidParameterException", f"Request body is not valid JSON ({exc})") from None
+            raise ApiError("SerializationException", f"Request body is not valid JSON ({exc})") from None
         if not isinstance(params, dict):
             raise ApiError("InvalidParameterException", "Request body must be a JSON object")
-        return operation(params)
+        return operation, params
+
+    async def serve(self, operation, params: dict) -> dict:
+        """The operation in a worker thread, holding one of the max_concurrency inference slots."""
+        if self.in_flight >= self.max_concurrency:
+            raise ApiError("ProvisionedThroughputExceededException",
+                           f"More than {self.max_concurrency} requests in flight; retry later.")
+        self.in_flight += 1
+        try:
+            return await anyio.to_thread.run_sync(operation, params, limiter=self.limiter)
+        finally:
+            self.in_flight -= 1
 
     async def health(self, request: Request) -> Response:
         status = self.state.read().get("Status", "UNKNOWN")
@@ -230,7 +277,8 @@ class RekognitionService:
                            f"MinConfidence must be a number from 0 to 100, not {min_confidence!r}")
         max_results = params.get("MaxResults")
         if max_results is not None and (not _is_int(max_results) or max_results < 0):
-            raise ApiError("InvalidParameterException", f"MaxResults must be an integer >= 0, not {max_results!r}")
+            raise ApiError("InvalidParameterException",
+                           f"MaxResults must be an integer from 0 to {INT_MAX}, not {max_results!r}")
         image = params.get("Image")
         if not isinstance(image, dict) or ("Bytes" in image) == ("S3Object" in image):
             raise ApiError("InvalidParameterException", "Image must hold exactly one of Bytes or S3Object")
@@ -242,7 +290,8 @@ class RekognitionService:
         self.check_version_arn(params.get("ProjectVersionArn"))
         units = params.get("MinInferenceUnits")
         if not _is_int(units) or units < 1:
-            raise ApiError("InvalidParameterException", f"MinInferenceUnits must be an integer >= 1, not {units!r}")
+            raise ApiError("InvalidParameterException",
+                           f"MinInferenceUnits must be an integer from 1 to {INT_MAX}, not {units!r}")
         most = params.get("MaxInferenceUnits")
         if most is not None and (not _is_int(most) or most < units):
             raise ApiError("InvalidParameterException",
@@ -331,13 +380,12 @@ class RekognitionService:
         if s3_object.get("Version") is not None:
             raise ApiError("InvalidParameterException", "Image.S3Object.Version is not supported by --s3-root folders")
         bucket, name = s3_object["Bucket"], s3_object["Name"]
-        if not S3_BUCKET.match(bucket) or bucket in (".", "..") or len(name) > 1024 or "\x00" in name:
-            raise ApiError("InvalidParameterException", f"Invalid S3 bucket {bucket!r} or object name")
-        bucket_dir = self.s3_root / bucket
-        path = (bucket_dir / name).resolve()
-        # resolve() follows links and '..': whatever it lands on must stay inside the bucket folder.
-        if not path.is_relative_to(bucket_dir.resolve()) or bucket_dir.resolve().parent != self.s3_root:
-            raise ApiError("InvalidS3ObjectException", f"S3 object s3://{bucket}/{name} is outside the bucket")
+        try:  # the rule manifests' s3:// source-refs follow too (data/paths.py)
+            path = paths.s3_object(self.s3_root, bucket, name)
+        except paths.Outside:
+            raise ApiError("InvalidS3ObjectException", f"S3 object s3://{bucket}/{name} is outside the bucket") from None
+        except ValueError as exc:
+            raise ApiError("InvalidParameterException", f"Invalid S3 bucket or object name ({exc})") from None
         try:
             size = path.stat().st_size
             if not path.is_file():
@@ -367,6 +415,9 @@ def decode(data: bytes) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as header:
                 width, height = header.size
+    except Image.DecompressionBombError as exc:  # Pillow's own limit, far past 4096x4096: the same refusal
+        raise ApiError("InvalidParameterException",
+                       f"Image is too large ({exc}); each side must be {MIN_SIDE} to {MAX_SIDE} pixels") from None
     except Exception as exc:  # Pillow raises many types for a broken header
         raise ApiError("InvalidImageFormatException", f"Cannot read the {found} header ({exc})") from None
     if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
@@ -379,30 +430,77 @@ def decode(data: bytes) -> Image.Image:
     return image
 
 
-async def read_body(request: Request) -> bytes:
-    """The request body, refused (ImageTooLargeException) past MAX_BODY_BYTES without keeping it."""
+class BodyBudget:
+    """Bytes of request bodies held at once by one worker (only used on its event loop thread)."""
+
+    def __init__(self, limit: int):
+        self.limit, self.held = limit, 0
+
+    def take(self, size: int) -> bool:
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.held -= size
+
+
+async def read_body(request: Request, budget: BodyBudget, read_timeout: float, deadline: float) -> bytes:
+    """The request body, each chunk reserved in `budget`; the caller gives back len(body) when done.
+
+    Refused with ImageTooLargeException past MAX_BODY_BYTES, ProvisionedThroughputExceededException
+    when the budget is spent, RequestTimeoutException when the client is too slow. A refused body is
+    still drained (not kept) up to MAX_DRAIN_BYTES, so that the client reads the error.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_DRAIN_BYTES:
-        raise ApiError("ImageTooLargeException", f"Request body of {declared} bytes; the image limit is 4 MB")
-    chunks, size = [], 0
+        raise ApiError("ImageTooLargeException", f"Request body of {declared} bytes; the image limit is 4 MB",
+                       close=True)
+    chunks, size, kept, shed = [], 0, 0, False
+    give_up_at = anyio.current_time() + deadline
     try:
-        with anyio.fail_after(BODY_TIMEOUT_S):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size <= MAX_BODY_BYTES:
+        while True:
+            with anyio.move_on_after(min(read_timeout, give_up_at - anyio.current_time())) as waiting:
+                message = await request.receive()
+            if waiting.cancelled_caught:
+                raise ApiError("RequestTimeoutException",
+                               f"Request body not received in time ({read_timeout:.0f} s between chunks, "
+                               f"{deadline:.0f} s in all)", close=True)
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_DRAIN_BYTES:
+                break
+            if size <= MAX_BODY_BYTES and not shed:
+                if budget.take(len(chunk)):
                     chunks.append(chunk)
-                elif size > MAX_DRAIN_BYTES:
-                    break
-    except TimeoutError:
-        raise ApiError("RequestTimeoutException", f"Request body not received within {BODY_TIMEOUT_S:.0f} s") from None
+                    kept += len(chunk)
+                else:
+                    shed = True
+            if (size > MAX_BODY_BYTES or shed) and kept:  # draining from here on: keep nothing
+                chunks.clear()
+                budget.give_back(kept)
+                kept = 0
+            if not message.get("more_body", False):
+                break
+    except BaseException:
+        budget.give_back(kept)
+        raise
     if size > MAX_BODY_BYTES:
-        raise ApiError("ImageTooLargeException", f"Request body of {size}+ bytes; the image limit is 4 MB")
+        raise ApiError("ImageTooLargeException", f"Request body of {size}+ bytes; the image limit is 4 MB",
+                       close=size > MAX_DRAIN_BYTES)
+    if shed:
+        raise ApiError("ProvisionedThroughputExceededException",
+                       f"Request bodies being received fill this worker's {budget.limit // 2 ** 20} MiB; retry later.")
     return b"".join(chunks)
 
 
 def error_response(error: ApiError, request_id: str) -> Response:
     body = json.dumps({"__type": error.code, "message": str(error)})
-    return Response(body, error.status, media_type=CONTENT_TYPE, headers={"x-amzn-RequestId": request_id})
+    headers = {"x-amzn-RequestId": request_id, **({"Connection": "close"} if error.close else {})}
+    return Response(body, error.status, media_type=CONTENT_TYPE, headers=headers)
 
 
 def _is_number(value) -> bool:
@@ -410,7 +508,7 @@ def _is_number(value) -> bool:
 
 
 def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int) and not isinstance(value, bool) and INT_MIN <= value <= INT_MAX
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:

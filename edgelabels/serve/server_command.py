@@ -3,6 +3,18 @@
 Existing boto3 code switches by changing only `endpoint_url`. Parses the options, refuses unsafe
 combinations (a non-loopback address without signature checks), writes the settings and the
 shared model-status file into a run-state folder, prints the ARN to call, then runs uvicorn.
+
+Connection bounds given to uvicorn (per worker; server.py bounds what each request may hold):
+- `limit_concurrency`: open connections plus requests being handled; past it uvicorn answers 503
+  (which boto3 retries) instead of failing to accept once the process runs out of file
+  descriptors. It is set from the descriptor limit (the soft limit raised to the hard one, less
+  FD_RESERVE for the model, logs and settings files), so it sits far above the clients a worker
+  serves and the stalled connections it should shrug off: a stalled body is dropped after 10 s
+  without a chunk, but uvicorn has no timeout for a connection that never completes its request
+  headers. Thousands of such sockets still reach the limit and get every caller 503 until they
+  close: on a network you do not trust, put a reverse proxy with a header timeout in front.
+- `timeout_keep_alive` (KEEP_ALIVE_S): an idle connection between two requests is closed after
+  it, so idle clients do not fill `limit_concurrency`; boto3 reopens closed pooled connections itself.
 """
 
 from __future__ import annotations
@@ -109,6 +121,26 @@ def check_port_free(host: str, port: int) -> None:
 
 
 SHUTDOWN_GRACE_S = 10
+KEEP_ALIVE_S = 5
+FD_RESERVE = 128  # descriptors kept for the model, logs, settings and the state file
+
+
+def connection_limit(max_concurrency: int) -> int | None:
+    """Connections one worker accepts: what its file descriptors allow (the soft limit raised to the hard one)."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX: uvicorn's own default (no limit)
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard if hard != resource.RLIM_INFINITY else 65536, 65536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    soft = 65536 if soft == resource.RLIM_INFINITY else soft
+    return max(2 * max_concurrency, soft - FD_RESERVE)
 
 
 class _Terminated(Exception):
@@ -173,7 +205,8 @@ def run(args) -> int:
         # A client holding a connection open must not keep a stopping server alive for ever.
         options = dict(host=args.host, port=args.port, access_log=not args.no_access_log, log_level="info",
                        ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key, server_header=False,
-                       timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+                       timeout_graceful_shutdown=SHUTDOWN_GRACE_S, timeout_keep_alive=KEEP_ALIVE_S,
+                       limit_concurrency=connection_limit(args.max_concurrency))
         if args.workers == 1:
             uvicorn.run(create_app(settings, predictor), **options)
         else:

@@ -96,14 +96,18 @@ def parse_authorization(value: str | None) -> Authorization:
 
 
 class SignatureVerifier:
-    """Checks requests signed with any of the keys in `secrets` (access key id -> secret key)."""
+    """Checks requests signed with any of the keys in `secrets` (access key id -> secret key).
 
-    def __init__(self, secrets: dict[str, str], service: str = "rekognition"):
+    `region`: the only region a credential scope may name (None: any), as an AWS endpoint has one.
+    """
+
+    def __init__(self, secrets: dict[str, str], service: str = "rekognition", region: str | None = None):
         self.secrets = dict(secrets)
         self.service = service
+        self.region = region
 
     def check_key(self, authorization: str | None) -> Authorization:
-        """The cheap checks (header shape, known key, service), done before the body is read."""
+        """The cheap checks (header shape, known key, service, region), done before the body is read."""
         auth = parse_authorization(authorization)
         if auth.access_key not in self.secrets:
             raise SignatureProblem("UnrecognizedClientException",
@@ -111,6 +115,10 @@ class SignatureVerifier:
         if auth.service != self.service:
             raise SignatureProblem("InvalidSignatureException",
                                    f"Credential should be scoped to correct service: '{self.service}'.")
+        if self.region is not None and auth.region != self.region:
+            raise SignatureProblem("InvalidSignatureException",
+                                   f"Credential should be scoped to a valid region. This endpoint serves "
+                                   f"'{self.region}', not '{auth.region}'.")
         return auth
 
     def verify(self, *, method: str, path: str, query: str, headers: list[tuple[str, str]],
