@@ -106,14 +106,25 @@ def _write_layout(folder: Path, kind: str, **extra) -> None:
 
 
 class TrainState:
-    """checkpoint/state.json: which stage, how many epochs done in it, the best monitored value."""
+    """checkpoint/state.json: which stage, how many epochs done in it, which stage checkpoint/last.keras was saved
+    in, the best monitored value."""
 
     def __init__(self, path: Path, monitor: str):
         self.path = path
         self.monitor = monitor
-        self.data = {"stage": "a", "epoch": 0, "best": None, "best_epoch": None, "done": False}
+        self.data = {"stage": "a", "epoch": 0, "checkpoint": None, "best": None, "best_epoch": None, "done": False}
         if path.exists():
-            self.data.update(_read_json(path, "training state"))
+            saved = _read_json(path, "training state")
+            self.data.update(saved)
+            if "checkpoint" not in saved:
+                # Written before the field: stage b's first checkpoint comes with epoch 1, so {b, 0} still holds a's.
+                self.data["checkpoint"] = "a" if (self.data["stage"], self.data["epoch"]) == ("b", 0) \
+                    else self.data["stage"]
+
+    @property
+    def checkpoint_stage(self) -> str:
+        """The stage checkpoint/last.keras belongs to ("a" before the first one is recorded)."""
+        return self.data["checkpoint"] or "a"
 
     def improved(self, value: float) -> bool:
         best = self.data["best"]
@@ -275,7 +286,32 @@ class RunDir(_ModelFolder):
                      "cache": self.dir / self.V1_CACHE}]
         return []
 
+    def restartable(self) -> bool:
+        """A run whose attempt completed no epoch (a bad source, a kill in epoch 1): the same command starts it
+        again. Only a folder `start` marked (layout.json + config.yaml) qualifies, never a user's own folder."""
+        if not ((self.dir / LAYOUT_FILE).is_file() and self.is_run()):
+            return False
+        _check_layout(self.dir, "run")
+        if any(p.exists() for p in (self.model_path, self.last_path, self.evaluation_dir, self.export_dir)):
+            return False
+        state = self.train_state("val_loss").data
+        return state["stage"] == "a" and not state["epoch"] and not state["done"]
+
     # ---- writers
+    # What a run writes; `clear` removes these and nothing else.
+    OWN_FILES = (LAYOUT_FILE, CONFIG, LABELS_FILE, PREPROCESS_FILE, STAGES_FILE, HISTORY, LOG, MODEL, V1_CHAIN_FILE)
+    OWN_FOLDERS = (SPLITS, CHECKPOINT, STAGE_CACHE, TENSORBOARD, V1_CACHE)
+
+    def clear(self) -> None:
+        """Remove the run layout's own files and folders (an earlier attempt's), so that it can start again; anything
+        else in the folder stays."""
+        import shutil
+
+        for name in self.OWN_FILES:
+            (self.dir / name).unlink(missing_ok=True)
+        for name in self.OWN_FOLDERS:
+            shutil.rmtree(self.dir / name, ignore_errors=True)
+
     def start(self, config_yaml: str) -> None:
         """A new run: the folder, its layout marker and the resolved config."""
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -1,21 +1,42 @@
-"""Atomic writes (temp file in the same folder + rename): a result is either whole or absent."""
+"""Atomic writes (temp file in the same folder + rename): a result is either whole or absent.
+
+Temporary names carry the writing process's id (`.NAME.PID.RANDOM.tmp`, `.STEM.PID.RANDOM.tmp.SUFFIX`,
+`.NAME.old.PID`), so that `sweep` can remove what a killed process left without touching a live writer's.
+Files and folders are created with modes 0666 / 0777 and the kernel applies the umask, as for any file a
+user shares (tempfile's 0600 / 0700 would not).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
+
+# .NAME.PID.RANDOM.tmp[.SUFFIX]; earlier versions wrote temp_path's as .STEM.PID.tmp.SUFFIX (no RANDOM)
+_TEMP = re.compile(r"^\..+?\.(?P<pid>\d+)\.(?:[0-9a-f]{8}\.)?tmp(?:\.[^.]+)?$")
+_OLD = re.compile(r"^\.(?P<name>.+)\.old\.(?P<pid>\d+)$")
+
+
+def _temp_name(path: Path, suffix: str = "") -> Path:
+    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
+    return path.with_name(f".{stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp{suffix}")
+
+
+def _create(path: Path) -> int:
+    """A new file, opened for writing, mode 0666 less the umask."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _temp_name(path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(_create(tmp), "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -37,12 +58,20 @@ def write_json(path: str | Path, obj, indent: int = 2) -> Path:
 
 @contextlib.contextmanager
 def temp_path(path: str | Path):
-    """Yield a temporary sibling path to write (by any library); renamed onto `path` on success."""
+    """Yield a temporary sibling path to write (by any library); renamed onto `path` on success.
+
+    The path exists (empty, 0666 less the umask) when yielded; a writer that replaces it with a file of its own
+    making (0600, say) gets that mode back.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    tmp = _temp_name(path, path.suffix)
+    os.close(_create(tmp))
+    mode = os.stat(tmp).st_mode & 0o777
     try:
         yield tmp
+        if os.stat(tmp).st_mode & 0o777 != mode:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -54,7 +83,8 @@ def directory(path: str | Path):
     """Yield a temporary sibling folder; on success it replaces `path` whole (old one removed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp = _temp_name(path)
+    os.mkdir(tmp, 0o777)
     try:
         yield tmp
         if path.exists():
@@ -66,6 +96,44 @@ def directory(path: str | Path):
             os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sweep(folder: str | Path) -> list[Path]:
+    """Remove, anywhere under `folder`, the temporary files and folders of writers whose process is gone (killed
+    mid-write). A live process's (a concurrent `evaluate` or `export`) are kept. A `directory()` killed between
+    its two renames left the earlier result as `.NAME.old.PID` and no NAME: that result is put back. Returns what
+    was removed."""
+    removed = []
+    for parent, folders, files in os.walk(folder):
+        for name in [*folders, *files]:
+            match = _TEMP.match(name) or _OLD.match(name)
+            if match is None or _alive(int(match["pid"])):
+                continue
+            path = Path(parent) / name
+            if name in folders:
+                folders.remove(name)  # not walked into
+                original = path.with_name(match["name"]) if "name" in match.groupdict() else None
+                if original is not None and not original.exists():
+                    os.replace(path, original)
+                    continue
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):
+        return True  # another user's process (PermissionError), or no pid we can ask about: not ours to remove
+    return True
 
 
 def replaceable_folder(out: str | Path, markers: tuple[str, ...], what: str) -> Path:

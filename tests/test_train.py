@@ -200,3 +200,104 @@ def test_training_without_room_for_the_pixel_cache_decodes_every_batch(stripes, 
                         *_sets(stripes, **{"data.cache_max_gb": 0, "train.epochs": 1, "train.fine_tune_epochs": 0}))
     assert result.returncode == 0, result.stderr
     assert (run / "model.keras").is_file()
+
+
+def test_resume_refuses_set_overrides_in_one_line(stripes, tmp_path):
+    from edgelabels.artifacts import RunDir
+
+    run = RunDir(tmp_path / "run")
+    run.start(load_config(None, tiny_config_overrides(stripes)).to_yaml())  # an interrupted run's config
+    saved = run.config_path.read_text()
+    result = _train_cli(str(REPO / "configs" / "pneumonia.yaml"), "--out", str(run.dir), "--resume",
+                        "--set", "train.epochs=8")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "--set" in result.stderr and "new run" in result.stderr, result.stderr
+    assert run.config_path.read_text() == saved and not run.log_path.exists()  # nothing was trained
+
+
+def test_a_run_whose_first_attempt_failed_starts_again_with_the_same_command(tmp_path):
+    from edgelabels.train.fit import train
+
+    source, run = tmp_path / "data", tmp_path / "run"
+    source.mkdir()  # no images yet
+    config = load_config(None, tiny_config_overrides(source, **{"train.fine_tune_epochs": 0}))
+    with pytest.raises(UserError):
+        train(config, run)
+    assert (run / "config.yaml").is_file() and (run / "train.log").is_file()  # what the failed attempt left
+    (run / "notes.txt").write_text("mine")  # not the run's: stays
+
+    make_stripes_dataset(source)
+    train(config, run)
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["done"] is True
+    log = (run / "train.log").read_text().splitlines()
+    assert " INFO restarting run " in log[0] and not any(" INFO starting run " in line for line in log)
+    assert (run / "notes.txt").read_text() == "mine"
+    with pytest.raises(UserError, match="already exists"):  # a run with a completed epoch is never started over
+        train(config, run)
+
+
+def test_a_stage_b_checkpoint_restores_its_trainable_flags_optimizer_step_and_cosine_schedule(stripes, tmp_path):
+    import keras
+
+    from edgelabels.models.classifier import build_classifier, freeze_backbone, unfreeze_top
+    from edgelabels.models.factory import load_model
+    from edgelabels.train.fit import _compile
+
+    config = load_config(None, tiny_config_overrides(stripes, **{"train.lr_schedule": "cosine"}))
+    model = build_classifier("tinycnn", 2, 32, 32)
+    freeze_backbone(model)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(24, 32, 32, 3)).astype("float32"), keras.utils.to_categorical(rng.integers(0, 2, 24), 2)
+    _compile(model, config, 0.01, 6)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    unfreeze_top(model, -1)
+    _compile(model, config, 0.003, 9)  # stage b: 3 epochs of 3 steps
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    model.save(tmp_path / "last.keras")
+
+    loaded = load_model(tmp_path / "last.keras", compile=True)
+    assert sorted(w.path for w in loaded.trainable_weights) == sorted(w.path for w in model.trainable_weights) == [
+        "block1_conv/kernel", "block2_conv/kernel", "probabilities/bias", "probabilities/kernel"]
+    assert int(loaded.optimizer.iterations) == 3
+    assert isinstance(loaded.optimizer._learning_rate, keras.optimizers.schedules.CosineDecay)
+    # 0.003 * (1 + cos(pi * 3 / 9)) / 2: a third of the way down the stage's cosine
+    np.testing.assert_allclose(float(loaded.optimizer.learning_rate), 0.003 * (1 + np.cos(np.pi / 3)) / 2, rtol=1e-6)
+    for mine, theirs in zip(model.optimizer.variables, loaded.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs))  # Adam's moments too
+
+
+def test_a_state_file_from_before_the_checkpoint_field_still_says_which_stage_the_checkpoint_is(tmp_path):
+    from edgelabels.artifacts import TrainState
+
+    path = tmp_path / "state.json"
+    for saved, stage in (({"stage": "a", "epoch": 3}, "a"), ({"stage": "b", "epoch": 0}, "a"),
+                         ({"stage": "b", "epoch": 2}, "b")):
+        path.write_text(json.dumps({**saved, "best": None, "best_epoch": None, "done": False}))
+        assert TrainState(path, "val_loss").checkpoint_stage == stage, saved
+
+
+def test_a_checkpoint_one_epoch_past_its_state_file_is_continued_after(stripes, tmp_path):
+    from edgelabels.models.factory import load_model
+    from edgelabels.train.fit import train
+
+    run = tmp_path / "run"
+    config = load_config(None, tiny_config_overrides(stripes, **{"train.fine_tune_epochs": 2}))
+    train(config, run)
+    state_path = run / "checkpoint" / "state.json"
+    finished = json.loads(state_path.read_text())
+    steps = int(load_model(run / "checkpoint" / "last.keras", compile=True).optimizer.iterations) // 2
+    # As if killed after b2's last.keras was renamed into place but before its state.json was.
+    state_path.write_text(json.dumps({**finished, "epoch": 1, "done": False}))
+    train(None, run, resume=True)
+    assert "one epoch past state.json" in (run / "train.log").read_text()
+    assert int(load_model(run / "checkpoint" / "last.keras", compile=True).optimizer.iterations) == 2 * steps
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    assert [(r["stage"], int(r["epoch"])) for r in rows] == [("a", 1), ("a", 2), ("b", 1), ("b", 2)]
+
+    # Another batch size written into its config.yaml: another number of steps per epoch.
+    saved = (run / "config.yaml").read_text()
+    assert "batch_size: 8" in saved
+    (run / "config.yaml").write_text(saved.replace("batch_size: 8", "batch_size: 4"))
+    state_path.write_text(json.dumps({**finished, "epoch": 1, "done": False}))
+    with pytest.raises(UserError, match="cannot be resumed exactly"):
+        train(None, run, resume=True)

@@ -29,7 +29,7 @@ def epoch_end(run, state, stage: str):
                 saved = f" (best so far: {run.model_path.name} saved)"
             with atomic.temp_path(run.last_path) as tmp:
                 self.model.save(tmp)
-            state.data.update(stage=stage, epoch=epoch + 1)
+            state.data.update(stage=stage, epoch=epoch + 1, checkpoint=stage)
             state.save()
             summary = " ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items()))
             log.info("stage %s epoch %d: %s%s", stage, epoch + 1, summary, saved)

@@ -24,19 +24,27 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="run directory (default: runs/<config name>)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue an interrupted run from its last completed epoch")
+                        help="continue an interrupted run from its last completed epoch, with its saved config "
+                             "(CONFIG is not read; --set is refused)")
 
 
 def run(args) -> int:
     from edgelabels.artifacts import RunDir
     from edgelabels.config import load_config
+    from edgelabels.errors import UserError
     from edgelabels.train.fit import train
 
-    if args.resume and args.out is not None and RunDir(args.out).is_run():
-        config = None  # the run's own saved config is used
+    out = args.out or Path("runs") / Path(args.config).stem
+    if args.resume:
+        # A cosine schedule sized for the saved epoch counts would not give what the new values promise.
+        if args.overrides:
+            raise UserError(f"--set cannot change a resumed run: {out} continues with its saved config.yaml; to train "
+                            f"with other settings start a new run (another --out, without --resume)")
+        config = None  # the run's own saved config is used; CONFIG only names the default --out
+        if RunDir(out).is_run():
+            print(f"resuming {out} with its saved config.yaml ({args.config} is not read)", file=sys.stderr)
     else:
         config = load_config(args.config, args.overrides)
-    out = args.out or Path("runs") / Path(args.config).stem
     run_dir = train(config, out, resume=args.resume)
     print(f"run written to {run_dir} (model.keras, history.csv, train.log, splits/)", file=sys.stderr)
     print(f"next: edgelabels evaluate {run_dir}   then: edgelabels export {run_dir}", file=sys.stderr)

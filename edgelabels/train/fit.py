@@ -9,7 +9,10 @@
    train.fine_tune_learning_rate
 Every epoch: history.csv, checkpoint/last.keras + state.json, and model.keras when the monitored
 validation metric improves, all written atomically (train/callbacks.py). --resume continues after the
-last completed epoch. What differs per task comes from the task table (tasks.py).
+last completed epoch in exactly the state an uninterrupted run has there: the checkpoint's stage,
+trainable set and optimizer (its step count, hence the cosine schedule's position, checked against
+state.json); killed before stage b's first epoch finished, the checkpoint is stage a's and stage b starts
+from it as it would have. What differs per task comes from the task table (tasks.py).
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ log = logging.getLogger("edgelabels.train")
 
 def train(config: Config | None, run_dir: str | Path, resume: bool = False) -> Path:
     """Train (or resume) a run into run_dir. Returns run_dir."""
+    run = RunDir(run_dir)
+    config, how = _start_or_resume(run, config, resume)  # before TensorFlow is loaded: a refusal comes at once
+
     import keras
 
     from edgelabels.data.prepare import prepare_split
@@ -36,8 +42,6 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False) -> P
     from edgelabels.models.factory import create_model, load_model
     from edgelabels.train.callbacks import attach_log, detach_log, epoch_end
 
-    run = RunDir(run_dir)
-    config = _start_or_resume(run, config, resume)
     handler = attach_log(run)
     try:
         state = run.train_state(config.train.monitor)
@@ -45,8 +49,9 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False) -> P
             log.info("run already finished; nothing to resume")
             return run.dir
         keras.utils.set_random_seed(config.seed)
-        log.info("%s run %s (keras %s, backend %s)", "resuming" if resume else "starting", run.dir,
-                 keras.__version__, keras.backend.backend())
+        log.info("%s run %s (keras %s, backend %s)", how, run.dir, keras.__version__, keras.backend.backend())
+        if how == "restarting":
+            log.info("its earlier attempt completed no epoch: that attempt's files were replaced")
 
         split = prepare_split(config, run)
         labels = sorted({s.label for s in split.train + split.val + split.test})
@@ -59,38 +64,36 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False) -> P
         verbose = 2 if t.verbose == 1 and not sys.stdout.isatty() else t.verbose
         chain = _stage_chain(config, run, split, resume, progress=verbose == 1)
         train_batches, val_batches = _batches(config, split, labels, spec, chain)
+        steps = len(train_batches)
         extra = [keras.callbacks.TensorBoard(log_dir=str(run.tensorboard_dir))] if t.tensorboard else []
 
-        resuming = resume and run.last_path.exists()
-        if resuming:
+        if resume and run.last_path.exists():
             model = load_model(run.last_path, compile=True)  # weights, trainable flags and optimizer state
-            log.info("resumed from stage %s epoch %d", state.data["stage"], state.data["epoch"])
+            at = _checkpoint_position(run, model, state, t.epochs, steps)
         else:
-            model = create_model(config, len(labels))
+            model, at = create_model(config, len(labels)), None  # (stage, epochs done in it) of the checkpoint
 
-        stage_a_start = state.data["epoch"] if resuming and state.data["stage"] == "a" else 0
-        if not resuming or (state.data["stage"] == "a" and stage_a_start < t.epochs):
+        if at is None or (at[0] == "a" and at[1] < t.epochs):
             head_only = t.stage_a_trains == "head" or (t.stage_a_trains == "auto" and config.model.weights != "none")
-            if not resuming:
+            if at is None:
                 if head_only:
                     freeze_backbone(model)
-                _compile(model, config, t.learning_rate, t.epochs * len(train_batches))
+                _compile(model, config, t.learning_rate, t.epochs * steps)
             log.info("stage a: %s, %d trainable weights, lr %g",
                      "backbone frozen" if head_only else "whole model trained (weights none: nothing to preserve)",
                      len(model.trainable_weights), t.learning_rate)
-            model.fit(train_batches, validation_data=val_batches, epochs=t.epochs, initial_epoch=stage_a_start,
+            model.fit(train_batches, validation_data=val_batches, epochs=t.epochs, initial_epoch=at[1] if at else 0,
                       callbacks=[epoch_end(run, state, "a"), *extra], verbose=verbose)
 
         if t.fine_tune_epochs:
-            in_b = resuming and state.data["stage"] == "b"
-            stage_b_start = state.data["epoch"] if in_b else 0
-            if not in_b:
+            if at is None or at[0] == "a":  # stage b begins here, also when the kill came before its first epoch ended
                 unfrozen = unfreeze_top(model, config.model.fine_tune_layers)
-                _compile(model, config, t.fine_tune_learning_rate, t.fine_tune_epochs * len(train_batches))
+                _compile(model, config, t.fine_tune_learning_rate, t.fine_tune_epochs * steps)
                 state.data.update(stage="b", epoch=0)
                 state.save()
                 log.info("stage b: %d backbone layers unfrozen, %d trainable weights, lr %g", unfrozen,
                          len(model.trainable_weights), t.fine_tune_learning_rate)
+            stage_b_start = at[1] if at and at[0] == "b" else 0
             if stage_b_start < t.fine_tune_epochs:
                 model.fit(train_batches, validation_data=val_batches, epochs=t.fine_tune_epochs,
                           initial_epoch=stage_b_start, callbacks=[epoch_end(run, state, "b"), *extra],
@@ -105,18 +108,62 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False) -> P
         detach_log(handler)
 
 
-def _start_or_resume(run: RunDir, config: Config | None, resume: bool) -> Config:
-    """A resumed run's own saved config (it wins over the one given), or a new run started with `config`."""
+def _start_or_resume(run: RunDir, config: Config | None, resume: bool) -> tuple[Config, str]:
+    """(config, "resuming" | "starting" | "restarting"): a resumed run's own saved config (resume never takes
+    another), a new run started with `config`, or one whose earlier attempt completed no epoch started again."""
+    from edgelabels import atomic
     from edgelabels.config import load_config
 
     if resume:
         if not run.config_path.exists():
             raise UserError(f"{run.dir}: nothing to resume (no {run.config_path.name}); start it without --resume")
-        return load_config(run.config_path)
+        atomic.sweep(run.dir)  # what a killed save left
+        return load_config(run.config_path), "resuming"
+    how = "starting"
     if run.dir.exists() and any(run.dir.iterdir()):
-        raise UserError(f"{run.dir}: already exists (use --resume to continue it, or --out for a new run)")
+        if not run.restartable():
+            raise UserError(f"{run.dir}: already exists (use --resume to continue it, or --out for a new run)")
+        atomic.sweep(run.dir)
+        run.clear()
+        how = "restarting"
     run.start(config.to_yaml())
-    return config
+    return config, how
+
+
+def _checkpoint_position(run: RunDir, model, state, stage_a_epochs: int, steps: int) -> tuple[str, int]:
+    """(stage, epochs done in it) that the loaded checkpoint holds, read from state.json and checked against the
+    optimizer's step count (`steps` per epoch, counted from the stage's compile; it places the cosine schedule)."""
+    stage = state.checkpoint_stage
+    epoch = state.data["epoch"] if stage == state.data["stage"] else stage_a_epochs  # a's checkpoint, state in b
+    done = int(model.optimizer.iterations)
+    ahead = state.data["stage"], state.data["epoch"] + 1
+    if done == epoch * steps:
+        at = stage, epoch
+    elif done == ahead[1] * steps:
+        # Killed after last.keras was replaced but before state.json was: the checkpoint is the newer one. Its
+        # history row and model.keras (both written before it) are there; the state catches up. (Where both
+        # readings fit, a one-epoch stage a, state.json's wins.)
+        at = ahead
+        row = next((r for r in run.read_history() if (r["stage"], int(r["epoch"])) == at), {})
+        value = float(row.get(state.monitor) or "nan")
+        if state.improved(value):
+            state.data.update(best=value, best_epoch=f"{at[0]}{at[1]}")
+        state.data.update(stage=at[0], epoch=at[1], checkpoint=at[0])
+        state.save()
+        log.warning("the checkpoint holds stage %s epoch %d, one epoch past state.json (killed between the two "
+                    "writes): continuing after it", *at)
+    else:
+        raise UserError(f"{run.last_path}: its optimizer has taken {done} steps, but state.json says stage {stage} "
+                        f"epoch {epoch} ({epoch * steps} steps at {steps} per epoch); it cannot be resumed exactly (start a "
+                        f"new run with another --out)")
+    lr = float(model.optimizer.learning_rate)
+    if at[0] == "a" and state.data["stage"] == "b":
+        log.info("resumed at the start of stage b (killed before its first epoch finished): the checkpoint is stage "
+                 "a's last epoch; stage b starts from it as in an uninterrupted run")
+    else:
+        log.info("resumed from stage %s epoch %d: its checkpoint's %d trainable weights and optimizer at step %d "
+                 "(lr %g)", at[0], at[1], len(model.trainable_weights), done, lr)
+    return at
 
 
 def _stage_chain(config: Config, run: RunDir, split, resume: bool, progress: bool):
