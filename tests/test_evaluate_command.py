@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -90,3 +91,19 @@ def test_exported_onnx_model_evaluates_to_the_same_metrics_as_its_run(run_dir, e
         assert ours["at_assumed_threshold"]["f1"] == pytest.approx(theirs["at_assumed_threshold"]["f1"])
     assert onnx_metrics["coverage"] == keras_metrics["coverage"]
     assert read_summary(run_dir / "export" / "evaluation" / "summary.json").number_of_training_images > 0
+
+
+def test_evaluate_sweeps_temp_files_a_killed_writer_left_in_the_model_folder(run_dir, tmp_path):
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its pid now names a process that no longer exists
+    left = run_dir / "evaluation" / f".summary.json.{gone.pid}.0badf00d.tmp"
+    left.parent.mkdir(exist_ok=True)
+    left.write_bytes(b"half a summary")
+    ours = run_dir / f".notes.{os.getpid()}.0badf00d.tmp"  # a live writer's (this process): kept
+    ours.write_bytes(b"being written")
+    assert main(["evaluate", str(run_dir), "--out", str(tmp_path / "eval"), "--gradcam", "0"]) == 0
+    assert not left.exists() and ours.exists()
+    ours.unlink()

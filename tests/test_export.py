@@ -34,7 +34,16 @@ def run(trained_run, tmp_path):
 
 
 def test_export_writes_the_contract_files_and_onnx_matches_keras(run, capsys):
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    killed = run / f".export.{gone.pid}.0badf00d.tmp"  # an export killed mid-write (its process is gone)
+    (killed / "model.onnx").parent.mkdir()
+    (killed / "model.onnx").write_bytes(b"half a model")
     assert main(["export", str(run), "--parity-images", "20"]) == 0
+    assert not killed.exists()
     out = run / "export"
     assert sorted(p.name for p in out.iterdir()) == [
         "export_report.json", "labels.json", "layout.json", "model.onnx", "preprocess.json", "thresholds.json"]

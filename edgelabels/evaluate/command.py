@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgelabels import atomic
 from edgelabels.tasks import get_task
 
 EXAMPLES = """\
@@ -86,6 +87,7 @@ def evaluate_model(model_dir, *, data=None, min_confidence: float = 0.5, review_
     from edgelabels.artifacts import open_model_dir
 
     found = open_model_dir(model_dir)
+    atomic.sweep(found.dir)  # what a killed evaluation (or save) left; a live writer's files stay
     out = Path(out) if out is not None else found.evaluation_dir
     return {"task": found.task} | get_task(found.task).piece("evaluate")(found, data=data, out=out, min_confidence=min_confidence,
                                                   review_threshold=review_threshold, batch_size=batch_size,

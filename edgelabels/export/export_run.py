@@ -39,6 +39,7 @@ def export_run(run_dir: str | Path, *, int8: bool = False, calibration: int = 10
                threads: int | None = None) -> dict:
     """Write RUN/export/ with the exporter of the run's task; returns its export_report.json contents."""
     run = RunDir.load(run_dir)
+    atomic.sweep(run.dir)  # what a killed export (or save) left; a live writer's files stay
     with atomic.directory(run.export_dir) as folder:
         return get_task(run.task).piece("export")(run, ExportDir(folder), int8=int8, calibration=calibration,
                                                   parity_images=parity_images, threads=threads)
