@@ -34,6 +34,7 @@ class DataConfig:
     test_fraction: float = 0.2  # Rekognition holds out 20%
     val_fraction: float = 0.1  # of what remains after the test split
     cache_max_gb: float = 4.0  # decoded, resized pixels are cached in memory up to this size
+    class_names: list = field(default_factory=list)  # detection: YOLO class names by id, when there is no data.yaml
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class ModelConfig:
     pooling: str = "avg"  # avg | max: max suits small local evidence (a faint test line in a photo)
     dense_units: int = 0  # an extra hidden dense layer in the head (0: none)
     implementation: str = "edgelabels"  # segmentation: edgelabels (our U-Net decoder) | segmentation-models
+    max_detections: int = 100  # detection: boxes the model's own decoding keeps per image (top-K)
+    stride: int = 4  # detection: output stride of the centre heatmap (4 or 8)
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ class StageConfig:
 
 @dataclass(frozen=True)
 class Config:
-    task: str = "classification"  # classification | segmentation (a U-Net on images/ + masks/)
+    task: str = "classification"  # classification | segmentation (a U-Net on images/ + masks/) | detection (boxes)
     seed: int = 0
     segment: str | None = None  # classification: a U-Net run directory; images keep only the lungs (a keep-lungs stage)
     stages: list = field(default_factory=list)  # steps before the model: [{kind, run, masking}] (see StageConfig)

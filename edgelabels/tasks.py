@@ -78,6 +78,20 @@ TASKS: dict[str, Task] = {
         show_export="edgelabels.export.command:show_segmentation",
         reads_manifests=False,
     ),
+    "detection": Task(
+        name="detection", noun="detector",
+        summary="boxes with labels (a Ground Truth object-detection manifest, a YOLO folder or a COCO file)",
+        monitors=("val_loss",), edge_verb="predict", takes_stages=False,
+        dataset="edgelabels.data.detection:detection_dataset",
+        model="edgelabels.models.factory:detector",
+        objectives="edgelabels.models.detection_losses:detection_objectives",
+        batches="edgelabels.train.detection_loader:detection_batches",
+        evaluate="edgelabels.evaluate.detection:evaluate_detection",
+        export="edgelabels.export.export_run:export_detection",
+        edge="edgelabels.runtime.detector:Detector",
+        show_evaluation="edgelabels.evaluate.detection:show_detection",
+        show_export="edgelabels.export.command:show_detection",
+    ),
 }
 
 

@@ -48,6 +48,14 @@ def unet(config, num_classes: int, weights):
     return build_unet(config.model.backbone, *config.image_hw, weights=weights)
 
 
+def detector(config, num_classes: int, weights):
+    """A centre-heatmap detector (models/detector.py) on the configured backbone."""
+    from edgelabels.models.detector import build_detector
+
+    m = config.model
+    return build_detector(m.backbone, num_classes, *config.image_hw, weights=weights, stride=m.stride)
+
+
 def load_model(path: str | Path, compile: bool = False):
     """A model.keras (or checkpoint) of any run: classifier, our U-Net or a segmentation-models U-Net."""
     import keras
