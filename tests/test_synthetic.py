@@ -184,7 +184,7 @@ def test_render_cassette_returns_an_rgb_photo_of_the_requested_size():
 
 
 def test_interrupted_generation_leaves_no_dataset_and_no_half_written_jpeg(tmp_path, monkeypatch):
-    real, calls = synthetic.cassette_jpeg, []
+    real, calls = synthetic.cassette_jpeg_with_geometry, []
 
     def failing(*args, **kwargs):
         calls.append(1)
@@ -192,7 +192,7 @@ def test_interrupted_generation_leaves_no_dataset_and_no_half_written_jpeg(tmp_p
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic, "cassette_jpeg", failing)
+    monkeypatch.setattr(synthetic, "cassette_jpeg_with_geometry", failing)
     with pytest.raises(KeyboardInterrupt):
         generate_cassettes(tmp_path / "out", 5, size=SMALL, progress=False)
     assert not (tmp_path / "out").exists()
@@ -234,3 +234,19 @@ def test_a_folder_not_made_by_the_generator_is_never_replaced(tmp_path):
 def test_unknown_result_is_a_user_error():
     with pytest.raises(UserError, match="unknown result"):
         render_cassette("maybe", np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_clean_photo_cassette_box_is_the_upright_centred_body(seed):
+    """Hand-computed: nuisance 0 draws the cassette upright, untilted, centred, 0.6 of the photo's height
+    long (288 px of 480) and 0.28-0.34 of that wide (81-98 px); its box is exactly that rectangle."""
+    _, g = render_cassette_with_geometry("negative", np.random.default_rng(seed), (640, 480), nuisance=0.0)
+    labels = [b.label for b in g.boxes]
+    assert labels == ["cassette", "window", "well"]
+    body = g.boxes[0]
+    assert (body.top, body.height) == (96, 288)
+    assert 81 <= body.width <= 98 and abs(body.left + body.width / 2 - 320) <= 0.5
+    window, well = g.boxes[1], g.boxes[2]
+    # the window opens 0.26-0.30 of the length from the far end; the well's centre sits 0.74-0.80 along
+    assert 96 + 0.26 * 288 - 1 <= window.top <= 96 + 0.30 * 288 + 1
+    assert 96 + 0.74 * 288 - 1 <= well.top + well.height / 2 <= 96 + 0.80 * 288 + 1

@@ -39,6 +39,14 @@ default mix of phone sizes; `generate_cassettes(..., size=(640, 480))` is the fa
 - `nuisance` (0..1) scales every nuisance; 0 gives a clean, upright, evenly lit, sharp photo, which
   the tests use to check that the pixels really encode the label (`render_cassette_with_geometry`
   returns where the window and lines landed).
+- Boxes for detection (`generate_cassettes(..., boxes=True)` writes `boxes.manifest`, a SageMaker Ground
+  Truth object-detection manifest): `cassette` (the body), `window` (the result window's opening) and
+  `well` (the sample well's hole, without its rim). Each is the axis-aligned box of the part's outline
+  (the body's rounded corners, the well's ellipse, sampled) carried through the photo's homography,
+  clipped to the photo, edges rounded to whole pixels; measured against the drawn pixels, edges are
+  within 3 px under full nuisance (tests/test_synthetic_boxes.py). Photos carry no EXIF orientation, so
+  the stored frame is the displayed frame. Computing boxes draws nothing from the rng: the photos are
+  the same with or without them.
 - Reproducible: image i of a dataset is drawn from `np.random.SeedSequence([seed, 1, i])`, so
   generation can run in parallel and the same seed gives byte-identical JPEGs (on the same numpy,
   Pillow and libjpeg; other versions may differ in the last bits).
@@ -47,6 +55,7 @@ default mix of phone sizes; `generate_cassettes(..., size=(640, 480))` is the fa
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -56,6 +65,7 @@ import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 from edgelabels import atomic
+from edgelabels.data.dataset import Box
 from edgelabels.errors import UserError
 
 LABELS = ("positive", "negative", "invalid")
@@ -67,6 +77,11 @@ PHONE_SIZES = ((640, 480), (800, 600), (1024, 768), (1280, 960), (1600, 1200), (
 PHONE_SIZE_WEIGHTS = (0.22, 0.22, 0.18, 0.1, 0.08, 0.1, 0.1)
 FAINT_T = 0.13  # faintest test-line density: still visible to a careful eye at 96-128 px
 MARKER_FILE = "cassettes.json"  # written beside the label folders: what was generated, with which seed
+BOX_LABELS = ("cassette", "window", "well")  # the detection labels; class_id = index
+BOXES_FILE = "boxes.manifest"  # the Ground Truth object-detection manifest written with boxes=True
+# creation-date of every manifest line: fixed (the day this format was written), not the clock, so that the
+# same seed gives the same manifest bytes, as it gives the same JPEG bytes
+BOXES_CREATION_DATE = "2026-12-02T00:00:00"
 
 _LINE_RGB = np.array([0.70, 0.16, 0.42])  # transmittance of a full-strength gold line (red-purple)
 
@@ -87,6 +102,9 @@ class CassetteGeometry:
     t_strength: float
     rotation: float  # degrees, including 180 when upside down
     jpeg_quality: int
+    # Box(label, left, top, width, height) of the cassette, its window and its well: whole pixels of the
+    # photo (which has no EXIF orientation, so this is also the displayed frame), in BOX_LABELS order
+    boxes: tuple = ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,6 +129,21 @@ def _apply(h: np.ndarray, points) -> np.ndarray:
 def _rotated_rect(cx, cy, w, h, angle):
     c, s = math.cos(angle), math.sin(angle)
     return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in ((-w / 2, -h / 2), (w / 2, -h / 2), (w / 2, h / 2), (-w / 2, h / 2))]
+
+
+def _rounded_rect_outline(x0, y0, x1, y1, radius, steps=16) -> list[tuple[float, float]]:
+    """Points on the outline of a rectangle with rounded corners (its four quarter arcs, sampled)."""
+    r = max(0.0, min(radius, (x1 - x0) / 2, (y1 - y0) / 2))
+    points = []
+    for cx, cy, start in ((x1 - r, y0 + r, -90), (x1 - r, y1 - r, 0), (x0 + r, y1 - r, 90), (x0 + r, y0 + r, 180)):
+        for a in np.radians(np.linspace(start, start + 90, steps)):
+            points.append((cx + r * math.cos(a), cy + r * math.sin(a)))
+    return points
+
+
+def _ellipse_outline(cx, cy, rx, ry, steps=64) -> list[tuple[float, float]]:
+    a = np.linspace(0, 2 * np.pi, steps, endpoint=False)
+    return list(zip(cx + rx * np.cos(a), cy + ry * np.sin(a)))
 
 
 def _smooth_noise(rng, size, cells=(6, 5)) -> np.ndarray:
@@ -388,7 +421,16 @@ def _draw_cassette(rng, length: int, c_strength: float, t_strength: float):
     alpha = Image.new("L", (cw, ch), 0)
     ImageDraw.Draw(alpha).rounded_rectangle([0, 0, cw - 1, ch - 1], radius=radius, fill=255)
     image.putalpha(alpha)
+    # Outlines of the parts that get boxes, in continuous coordinates (pixel i spans [i, i + 1]): a shape
+    # Pillow draws within [x0, x1] covers pixels x0..x1, hence the +1 on the far sides. Only the outlines,
+    # not the corners, give tight boxes: a turned cassette's rounded corners do not reach its corner points.
+    outlines = {
+        "cassette": _rounded_rect_outline(0, 0, cw, ch, radius),
+        "window": [(wx0, wy0), (wx0 + ww + 1, wy0), (wx0 + ww + 1, wy1 + 1), (wx0, wy1 + 1)],
+        "well": _ellipse_outline(cw / 2 + 0.5, wy + 0.5, r + 0.5, ry + 0.5),  # the hole, without its moulded rim
+    }
     points = {
+        "outlines": outlines,
         "corners": [(0, 0), (cw, 0), (cw, ch), (0, ch)],
         "window": [(wx0, wy0), (wx0 + ww, wy0), (wx0 + ww, wy1), (wx0, wy1)],
         "c_line": [(strip[0], c_y), (strip[2], c_y)],
@@ -554,12 +596,20 @@ def render_cassette_with_geometry(result: str, rng: np.random.Generator, size=No
     def where(key):
         return tuple(map(tuple, np.round(_apply(to_photo, points[key]), 2).tolist()))
 
+    def box(label):
+        """The axis-aligned box of a part's projected outline, clipped to the photo, edges rounded to whole pixels."""
+        outline = _apply(to_photo, points["outlines"][label])
+        (x0, y0), (x1, y1) = np.clip(outline.min(0), 0, size), np.clip(outline.max(0), 0, size)
+        x0, y0, x1, y1 = (math.floor(v + 0.5) for v in (x0, y0, x1, y1))
+        return Box(label, x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else None
+
     scale = float(np.linalg.norm(dst[3] - dst[0]) / ch)  # photo px per cassette px along its length
     geometry = CassetteGeometry(
         size=size, result=result, corners=where("corners"), window=where("window"), c_line=where("c_line"),
         t_line=where("t_line"), well=where("well")[0], line_width=round(line_w * scale, 2), c_strength=round(c_strength, 4),
         t_strength=round(t_strength, 4), rotation=round(rotation, 2),
         jpeg_quality=int(95 - rng.uniform(0, 35) * nuisance),
+        boxes=tuple(b for b in map(box, BOX_LABELS) if b is not None),
     )
     return photo, geometry
 
@@ -570,13 +620,20 @@ def render_cassette(result: str, rng: np.random.Generator, size=None, *, nuisanc
     return render_cassette_with_geometry(result, rng, size, nuisance=nuisance, t_strength=t_strength)[0]
 
 
-def cassette_jpeg(result: str, seed: int, index: int, size=None, nuisance: float = 1.0) -> bytes:
-    """The JPEG bytes of image `index` of a dataset made with `seed`: reproducible on its own."""
+def cassette_jpeg_with_geometry(result: str, seed: int, index: int, size=None,
+                                nuisance: float = 1.0) -> tuple[bytes, CassetteGeometry]:
+    """The JPEG bytes of image `index` of a dataset made with `seed` (reproducible on its own) and its geometry."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1, index]))
     photo, geometry = render_cassette_with_geometry(result, rng, size, nuisance=nuisance)
     buffer = io.BytesIO()
+    # No EXIF is written (no orientation tag): the stored frame is the displayed one, the boxes' frame
     photo.save(buffer, "JPEG", quality=geometry.jpeg_quality, subsampling=2 if rng.random() < 0.8 else 0)
-    return buffer.getvalue()
+    return buffer.getvalue(), geometry
+
+
+def cassette_jpeg(result: str, seed: int, index: int, size=None, nuisance: float = 1.0) -> bytes:
+    """The JPEG bytes of image `index` of a dataset made with `seed`: reproducible on its own."""
+    return cassette_jpeg_with_geometry(result, seed, index, size, nuisance)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -593,7 +650,7 @@ def label_counts(n: int, mix: dict[str, float]) -> dict[str, int]:
     return counts
 
 
-def _check_arguments(out_dir: Path, n, seed, mix, size, nuisance, workers) -> dict[str, float]:
+def _check_arguments(out_dir: Path, n, seed, mix, size, nuisance, workers, boxes=False) -> dict[str, float]:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise UserError(f"{out_dir}: number of cassettes must be a whole number >= 1, not {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -612,6 +669,8 @@ def _check_arguments(out_dir: Path, n, seed, mix, size, nuisance, workers) -> di
         raise UserError(f"{out_dir}: nuisance must be between 0 and 1, not {nuisance}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UserError(f"{out_dir}: workers must be a whole number >= 1, not {workers!r}")
+    if not isinstance(boxes, bool):
+        raise UserError(f"{out_dir}: boxes must be True or False, not {boxes!r}")
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a folder")
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MARKER_FILE).exists():
@@ -620,25 +679,55 @@ def _check_arguments(out_dir: Path, n, seed, mix, size, nuisance, workers) -> di
     return mix
 
 
-def _write_one(job) -> str:
+def _photo_name(label: str, index: int) -> str:
+    return f"{label}/cassette-{index:05d}.jpg"
+
+
+def _write_one(job) -> tuple[int, CassetteGeometry]:
     folder, label, seed, index, size, nuisance = job
-    with open(Path(folder) / label / f"cassette-{index:05d}.jpg", "wb") as f:
-        f.write(cassette_jpeg(label, seed, index, size, nuisance))
-    return label
+    data, geometry = cassette_jpeg_with_geometry(label, seed, index, size, nuisance)
+    with open(Path(folder) / _photo_name(label, index), "wb") as f:
+        f.write(data)
+    return index, geometry
+
+
+def _manifest_line(name: str, geometry: CassetteGeometry, job_name: str) -> str:
+    """One SageMaker Ground Truth object-detection line (the layout of Rekognition's documented example)."""
+    width, height = geometry.size
+    class_id = {label: i for i, label in enumerate(BOX_LABELS)}
+    return json.dumps({
+        "source-ref": name,
+        "bounding-box": {
+            "image_size": [{"width": width, "height": height, "depth": 3}],
+            "annotations": [{"class_id": class_id[b.label], "left": b.left, "top": b.top, "width": b.width,
+                             "height": b.height} for b in geometry.boxes],
+        },
+        "bounding-box-metadata": {
+            "objects": [{"confidence": 1} for _ in geometry.boxes],
+            "class-map": {str(i): label for i, label in enumerate(BOX_LABELS)},
+            "type": "groundtruth/object-detection",
+            "human-annotated": "yes",
+            "creation-date": BOXES_CREATION_DATE,
+            "job-name": job_name,
+        },
+    })
 
 
 def generate_cassettes(out_dir, n: int, seed: int = 0, mix: dict[str, float] | None = None, size=None,
-                       progress: bool = True, *, nuisance: float = 1.0, workers: int = 1) -> dict[str, int]:
+                       progress: bool = True, *, nuisance: float = 1.0, workers: int = 1,
+                       boxes: bool = False) -> dict[str, int]:
     """Write `out_dir/{positive,negative,invalid}/cassette-NNNNN.jpg` (n images) and return counts per label.
 
     mix: label -> share (default DEFAULT_MIX); counts are exact (largest remainder) and labels are
     shuffled by `seed`. size: fixed (width, height), or None for random phone sizes. The folder is
     built beside `out_dir` and swapped in whole, so an interrupted run leaves no partial dataset;
     a previous generator output there is replaced. workers > 1 renders in that many processes
-    (same bytes as one).
+    (same bytes as one). boxes: also write `out_dir/boxes.manifest` (BOXES_FILE), a Ground Truth
+    object-detection manifest with one line per photo (in index order; source-ref relative to out_dir)
+    boxing the cassette, its window and its well (BOX_LABELS); the photos are the same either way.
     """
     out_dir = Path(out_dir)
-    mix = _check_arguments(out_dir, n, seed, mix, size, nuisance, workers)
+    mix = _check_arguments(out_dir, n, seed, mix, size, nuisance, workers, boxes)
     n, seed = int(n), int(seed)
     size = None if size is None else (int(size[0]), int(size[1]))
     counts = label_counts(n, mix)
@@ -653,25 +742,33 @@ def generate_cassettes(out_dir, n: int, seed: int = 0, mix: dict[str, float] | N
                 (tmp / label).mkdir()
         jobs = [(str(tmp), str(label), seed, i, size, nuisance) for i, label in enumerate(labels)]
         bar = tqdm(total=n, desc="cassettes", unit="img", disable=not progress)
+        geometries: dict[int, CassetteGeometry] = {}
         if workers > 1:
             import multiprocessing
 
             # spawn, not fork: the caller may already hold TensorFlow's threads
             with multiprocessing.get_context("spawn").Pool(min(workers, os.cpu_count() or 1)) as pool:
-                for _ in pool.imap_unordered(_write_one, jobs, chunksize=16):
+                for index, geometry in pool.imap_unordered(_write_one, jobs, chunksize=16):
+                    geometries[index] = geometry
                     bar.update()
         else:
             for job in jobs:
-                _write_one(job)
+                index, geometry = _write_one(job)
+                geometries[index] = geometry
                 bar.update()
         bar.close()
         written = {label: counts.get(label, 0) for label in LABELS}
+        if boxes:  # every photo is on disk by now
+            job_name = f"edgelabels-synth-cassettes-seed-{seed}"
+            atomic.write_text(tmp / BOXES_FILE, "".join(
+                _manifest_line(_photo_name(str(labels[i]), i), geometries[i], job_name) + "\n" for i in range(n)))
         atomic.write_json(tmp / MARKER_FILE, {
             "generator": "edgelabels.data.synthetic", "version": 1, "seed": seed, "n": n, "mix": mix,
-            "size": size, "nuisance": nuisance, "counts": written,
+            "size": size, "nuisance": nuisance, "counts": written, **({"boxes": BOXES_FILE} if boxes else {}),
         })
     return written
 
 
-__all__ = ["LABELS", "DEFAULT_MIX", "FAINT_T", "CassetteGeometry", "render_cassette", "render_cassette_with_geometry",
-           "cassette_jpeg", "generate_cassettes", "label_counts"]
+__all__ = ["LABELS", "DEFAULT_MIX", "FAINT_T", "BOX_LABELS", "BOXES_FILE", "CassetteGeometry", "render_cassette",
+           "render_cassette_with_geometry", "cassette_jpeg", "cassette_jpeg_with_geometry", "generate_cassettes",
+           "label_counts"]
