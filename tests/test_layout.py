@@ -132,8 +132,8 @@ def test_an_unknown_stage_kind_is_refused_with_the_known_ones(tmp_path):
 
 def test_a_task_this_version_does_not_know_is_named_with_its_file(tmp_path):
     folder = write_model_dir(tmp_path / "export")
-    (folder / "layout.json").write_text(json.dumps({"layout": "export", "version": 2, "task": "detection"}))
-    with pytest.raises(UserError, match=r"layout.json: task 'detection' is not one this edgelabels knows"):
+    (folder / "layout.json").write_text(json.dumps({"layout": "export", "version": 2, "task": "keypoints"}))
+    with pytest.raises(UserError, match=r"layout.json: task 'keypoints' is not one this edgelabels knows"):
         Predictor(folder)
     (folder / "layout.json").write_text("{not json")
     with pytest.raises(UserError, match=r"layout.json: not valid JSON"):

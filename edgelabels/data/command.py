@@ -1,4 +1,6 @@
-"""`edgelabels dataset inspect|split|augment|synth-cassettes ...`: check, split, grow or generate a dataset."""
+"""`edgelabels dataset inspect|split|augment|synth-cassettes|to-manifest ...`: check, split, grow, generate or
+convert a dataset. `inspect` recognises a detection source (a YOLO folder, a COCO file, a manifest with boxes)
+and adds box statistics and a box-size histogram."""
 
 from __future__ import annotations
 
@@ -20,12 +22,16 @@ examples:
   edgelabels dataset split chest-xray/train --out splits/ --group-by '{PEDIATRIC}' --seed 1
   edgelabels dataset augment data/cassettes --to 2000 --out data/cassettes-2000 --preset photo
   edgelabels dataset synth-cassettes data/cassettes --n 300 --seed 0
+  edgelabels dataset inspect ../shared/data/bees-yolo --class-names bee --plots plots/
+  edgelabels dataset to-manifest ../shared/data/bees-yolo --class-names bee --s3-prefix s3://b/bees/ --out bees.manifest
 
 Run `edgelabels dataset ACTION --help` for an action's options."""
 
 SOURCE_HELP = ("a folder with one sub-folder per label (Rekognition's rule: only direct sub-folders name labels; "
                "images directly in it are unlabelled), or a SageMaker Ground Truth manifest (.manifest/.jsonl), "
-               "e.g. data/cassettes or train.manifest")
+               "e.g. data/cassettes or train.manifest; for detection also a YOLO folder (images/ + labels/) "
+               "or a COCO .json file")
+HISTOGRAM = "box-sizes.png"
 
 
 def add_arguments(parser) -> None:
@@ -50,6 +56,10 @@ def add_arguments(parser) -> None:
                               "(default 20; 0: identical hashes only), e.g. --near-distance 10")
     inspect.add_argument("--show", type=int, default=SHOW, metavar="N",
                          help=f"list at most N items per section in the printed summary (default {SHOW})")
+    inspect.add_argument("--class-names", metavar="A,B", type=_names,
+                         help="detection, a YOLO folder without data.yaml: class names in id order, e.g. bee")
+    inspect.add_argument("--plots", type=Path, metavar="DIR",
+                         help=f"detection: write the box-size histogram DIR/{HISTOGRAM} (default: beside --json)")
 
     split = action("split", "write seeded, stratified, grouped train/val/test file lists",
                    "example:\n  edgelabels dataset split chest-xray/train --out splits/ "
@@ -87,6 +97,25 @@ def add_arguments(parser) -> None:
                        help="random seed: the same seed gives the same bytes (default 0)")
     synth.add_argument("--size", metavar="WxH", help="fixed photo size, e.g. --size 640x480 (default: phone sizes)")
     synth.add_argument("--workers", type=int, default=1, help="processes rendering in parallel (default 1)")
+    synth.add_argument("--boxes", action="store_true",
+                       help="also write OUT/boxes.manifest, a Ground Truth object-detection manifest (cassette, "
+                            "window, well boxes), for `task: detection`")
+
+    convert = action("to-manifest", "write a Ground Truth object-detection manifest from a YOLO folder or COCO file",
+                     "example:\n  edgelabels dataset to-manifest ../shared/data/bees-yolo --class-names bee "
+                     "--s3-prefix s3://bucket/bees/ --out bees.manifest\n\n"
+                     "Upload the source folder to the S3 prefix (same relative paths), then import the manifest "
+                     "into Rekognition.\nBoxes are written as edgelabels reads them: clipped to the image, "
+                     "boxes Rekognition refuses left out (listed).")
+    convert.add_argument("source", metavar="SOURCE",
+                         help="a YOLO folder (images/{train,val,test} + labels/...) or a COCO .json file")
+    convert.add_argument("--s3-prefix", required=True, metavar="URI",
+                         help="where SOURCE's files will be in S3: source-ref = URI + path relative to SOURCE, "
+                              "e.g. --s3-prefix s3://bucket/bees/")
+    convert.add_argument("--out", type=Path, required=True, metavar="FILE",
+                         help="the manifest to write, e.g. --out bees.manifest")
+    convert.add_argument("--class-names", metavar="A,B", type=_names,
+                         help="YOLO without data.yaml: class names in id order, e.g. --class-names bee,wasp")
 
 
 def _source_arguments(parser) -> None:
@@ -102,8 +131,16 @@ def _source_arguments(parser) -> None:
                              f"keeps one patient's images in one split, e.g. --group-by '{PEDIATRIC}'")
 
 
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated class names, e.g. bee,wasp")
+    return names
+
+
 def run(args) -> int:
-    handlers = {"inspect": _inspect, "split": _split, "augment": _augment, "synth-cassettes": _synth}
+    handlers = {"inspect": _inspect, "split": _split, "augment": _augment, "synth-cassettes": _synth,
+                "to-manifest": _to_manifest}
     return handlers[args.dataset_action](args)
 
 
@@ -125,14 +162,19 @@ def _load(args, source=None):
 
 def _inspect(args) -> int:
     from edgelabels import atomic
+    from edgelabels.data.detection import is_detection_source
     from edgelabels.data.validate import NEAR_DISTANCE, inspect_dataset
 
-    dataset = _load(args)
+    detection = is_detection_source(args.source, args.manifest)
+    dataset = _load_detection(args) if detection else _load(args)
     distance = NEAR_DISTANCE if args.near_distance is None else args.near_distance
     report = inspect_dataset(dataset, near_distance=distance, progress=_progress())
-    print(format_report(report, dataset, distance, args.show))
+    print(format_report(report, dataset, distance, args.show, kind=_detection_kind(dataset) if detection else None))
+    document = report.to_json()
+    if detection:
+        document["detection"] = _inspect_boxes(dataset, args)
     if args.json:
-        atomic.write_json(args.json, report.to_json())
+        atomic.write_json(args.json, document)
         print(f"report written to {args.json}")
     empty = [name for name, count in report.usable_labels.items() if count == 0]
     if empty:
@@ -141,10 +183,53 @@ def _inspect(args) -> int:
     return 0
 
 
-def format_report(report, dataset, near_distance: int, show: int = SHOW) -> str:
+def _load_detection(args):
+    from edgelabels.data.detection import load_detection_dataset
+
+    kwargs = {"class_names": args.class_names or (), "s3_root": args.s3_root, "group_by": args.group_by}
+    if args.manifest:
+        return load_detection_dataset(args.manifest, root=args.source, **kwargs)
+    return load_detection_dataset(args.source, **kwargs)
+
+
+def _detection_kind(dataset) -> str:
+    from edgelabels.data.detection import is_coco
+
+    path = Path(dataset.source)
+    split = getattr(dataset, "given_split", None)
+    if path.is_dir():
+        return "YOLO folder" + (f", its own splits {' '.join(f'{k} {len(v)}' for k, v in split.items())}"
+                                if split else "")
+    return "COCO file" if is_coco(path) else "Ground Truth object-detection manifest"
+
+
+def _inspect_boxes(dataset, args) -> dict:
+    """Print box statistics, write the box-size histogram; the statistics for the JSON report."""
+    from edgelabels.data.detection import box_statistics, plot_box_sizes
+
+    stats = box_statistics(dataset)
+    per_image = stats["boxes_per_image"]
+    print(f"boxes: {stats['boxes']} on {stats['images']} images; per image {per_image['min']} min, "
+          f"{per_image['median']:g} median, {per_image['max']} max")
+    width = max(len(name) for name in stats["boxes_per_label"])
+    for name, count in stats["boxes_per_label"].items():
+        print(f"  {name:<{width}}  {count:>7} boxes")
+    base = Path(dataset.source) if Path(dataset.source).is_dir() else Path(dataset.source).parent
+    print("\n".join(_section("images without boxes (negatives)",
+                             [_relative(p, base) for p in stats["images_without_boxes"]], args.show)))
+    folder = args.plots or (args.json.parent if args.json else None)
+    if folder is None:
+        print("box-size histogram: not written (pass --plots DIR or --json FILE)")
+    else:
+        stats["histogram"] = str(plot_box_sizes(stats, Path(folder) / HISTOGRAM))
+        print(f"box-size histogram written to {stats['histogram']}")
+    return stats
+
+
+def format_report(report, dataset, near_distance: int, show: int = SHOW, kind: str | None = None) -> str:
     base = Path(dataset.source) if Path(dataset.source).is_dir() else Path(dataset.source).parent
     rel = lambda p: _relative(p, base)  # noqa: E731
-    kind = "folder per label" if Path(dataset.source).is_dir() else "Ground Truth manifest"
+    kind = kind or ("folder per label" if Path(dataset.source).is_dir() else "Ground Truth manifest")
     lines = [f"dataset: {dataset.source} ({kind})",
              f"images: {report.images} in {len(report.labels)} labels, {report.groups} groups"]
     width = max(len(name) for name in report.labels)
@@ -260,9 +345,24 @@ def _synth(args) -> int:
     from edgelabels.data.synthetic import generate_cassettes
 
     size = _parse_size(args.size) if args.size else None
-    counts = generate_cassettes(args.out, args.n, args.seed, size=size, progress=_progress(), workers=args.workers)
+    counts = generate_cassettes(args.out, args.n, args.seed, size=size, progress=_progress(), workers=args.workers,
+                                boxes=args.boxes)
     print(f"{sum(counts.values())} cassette photos written to {args.out}: "
           + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if args.boxes:
+        print(f"boxes written to {args.out / 'boxes.manifest'}")
+    return 0
+
+
+def _to_manifest(args) -> int:
+    from edgelabels.data.to_manifest import to_manifest
+
+    problems = []
+    lines = to_manifest(args.source, args.s3_prefix, args.out, class_names=args.class_names or (), problems=problems)
+    print("\n".join(_section("problems (handled)", [f"{_relative(p.path, Path(args.source))}: {p.problem}"
+                                                    for p in problems], SHOW)))
+    print(f"{lines} images written to {args.out} (source-ref {args.s3_prefix.rstrip('/')}/...): upload "
+          f"{args.source} there, then import the manifest")
     return 0
 
 

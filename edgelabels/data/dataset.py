@@ -46,6 +46,7 @@ class Dataset:
     source: str  # the folder or manifest it was read from
     problems: list[Problem] = field(default_factory=list)  # skipped lines/files, each with a reason
     unlabelled: list[Path] = field(default_factory=list)  # images outside any label folder
+    given_split: dict[str, list[Sample]] | None = None  # a source's own train/val/test (a YOLO folder's)
 
     @property
     def label_names(self) -> list[str]:

@@ -24,14 +24,39 @@ def prepare_split(config, run):
         return run.split
     dataset, test_dataset = get_task(config.task).piece("dataset")(config)
     d = config.data
-    if d.limit_per_label:
-        dataset.samples = limit_per_label(dataset.samples, d.limit_per_label, config.seed)
-    split = make_split(dataset, test_fraction=d.test_fraction, val_fraction=d.val_fraction, seed=config.seed,
-                       test_dataset=test_dataset)
+    given = dataset.given_split
+    if given:
+        split = _keep_given_split(dataset, given, test_dataset, config)
+    else:
+        if d.limit_per_label:
+            dataset.samples = limit_per_label(dataset.samples, d.limit_per_label, config.seed)
+        split = make_split(dataset, test_fraction=d.test_fraction, val_fraction=d.val_fraction, seed=config.seed,
+                           test_dataset=test_dataset)
     if not split.train or not split.val:
         raise UserError(f"{d.source}: too few images for a train and a validation split "
                         f"({len(split.train)} train, {len(split.val)} val)")
     run.write_split(split)
+    return split
+
+
+def _keep_given_split(dataset, given: dict, test_dataset, config):
+    """A source's own train/val/test (a YOLO folder's images/{train,val,test}): kept, as Rekognition keeps a separate
+    test dataset; a part it lacks is carved from its training images with the config's fractions."""
+    from edgelabels.data.dataset import Dataset
+    from edgelabels.data.splits import check_no_leak, make_split
+
+    d = config.data
+    train = Dataset(list(given.get("train") or []), dataset.source)
+    test = test_dataset or (Dataset(list(given["test"]), dataset.source) if given.get("test") else None)
+    val = list(given.get("val") or [])
+    split = make_split(train, test_fraction=d.test_fraction, val_fraction=0.0 if val else d.val_fraction,
+                       seed=config.seed, test_dataset=test)
+    if val:
+        split.val = sorted(val, key=lambda s: str(s.path))
+    check_no_leak(split, source=dataset.source)
+    log.info("split: the source's own %s kept (%d train, %d val, %d test images)",
+             "/".join(name for name in ("train", "val", "test") if given.get(name)), len(split.train),
+             len(split.val), len(split.test))
     return split
 
 
@@ -73,8 +98,11 @@ def limit_per_label(samples, limit: int, seed: int):
     """At most `limit` samples per label, drawn with `seed`, in their original order."""
     rng = np.random.default_rng(seed)
     kept = []
-    for label in sorted({s.label for s in samples}):
-        these = [s for s in samples if s.label == label]
+    def stratum(sample):
+        return sample.labels[0] if sample.labels else ""  # a detection image without boxes has no label
+
+    for label in sorted({stratum(s) for s in samples}):
+        these = [s for s in samples if stratum(s) == label]
         chosen = sorted(rng.choice(len(these), size=min(limit, len(these)), replace=False))
         kept.extend(these[i] for i in chosen)
     return kept

@@ -8,7 +8,10 @@ refuses them).
 
 Manifest rule (Rekognition's validation): label attributes are found through the `NAME` / `NAME-metadata`
 pairing, never by a fixed key. Invalid lines are skipped and listed; more than 20% invalid lines (blank
-lines count, as Rekognition counts them) fails the whole manifest.
+lines count, as Rekognition counts them) fails the whole manifest. Read for detection (`detection=True`,
+data/detection.py), a line whose box attribute holds no box is an image without objects (a negative, where
+Rekognition would ignore the line), while a line whose every box was refused stays invalid (Rekognition's
+ERROR_NO_VALID_ANNOTATIONS), and a declared `image_size` that differs from the image is noted.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import re
 from pathlib import Path
 
+from edgelabels.data.boxes import displayed_size
 from edgelabels.data.dataset import Box, Dataset, Problem, Sample
 from edgelabels.data.images import is_image_path
 from edgelabels.data.paths import Outside, inside, s3_object, split_s3_uri
@@ -154,7 +158,8 @@ def _inside_or_listed(root: Path, path: Path, problems: list[Problem]) -> bool:
 # ---------------------------------------------------------------- Ground Truth manifest
 
 
-def read_manifest(manifest: Path, *, root: Path | None, s3_root, pattern: re.Pattern | None) -> Dataset:
+def read_manifest(manifest: Path, *, root: Path | None, s3_root, pattern: re.Pattern | None,
+                  detection: bool = False) -> Dataset:
     manifest = Path(manifest)
     if not manifest.is_file():
         raise UserError(f"{manifest}: manifest not found")
@@ -186,10 +191,12 @@ def read_manifest(manifest: Path, *, root: Path | None, s3_root, pattern: re.Pat
         try:
             if isinstance(line, UnicodeDecodeError):
                 raise NotJSONObject(f"not UTF-8 text (byte 0x{line.object[line.start]:02x} at column {line.start + 1})")
-            entry = parse_manifest_line(line)
+            entry = parse_manifest_line(line, detection=detection)
             path = resolve_source_ref(entry["source-ref"], root, s3_root)
             if not path.is_file():
                 raise ValueError(f"image not found: {path}")
+            if detection and entry["image_size"] is not None:
+                entry["problems"].extend(_size_mismatch(path, entry["image_size"]))
         except ValueError as exc:
             parsed_any |= not isinstance(exc, NotJSONObject)
             invalid.append(Problem(where, str(exc)))
@@ -214,6 +221,18 @@ def read_manifest(manifest: Path, *, root: Path | None, s3_root, pattern: re.Pat
         raise UserError(f"{manifest}: {len(invalid)} of {len(lines)} lines invalid (more than 20%, Rekognition's "
                         f"limit); first, line {first.path.rsplit(':', 1)[1]}: {first.problem}")
     return Dataset(list(samples.values()), str(manifest), problems, [])
+
+
+def _size_mismatch(path: Path, declared: tuple[int, int]) -> list[str]:
+    """A note when the manifest's image_size is not the image's displayed size (boxes are kept as written)."""
+    try:
+        actual = displayed_size(path)
+    except Exception:  # noqa: BLE001  Pillow raises many kinds; an image that does not open is reported when decoded
+        return []
+    if tuple(actual) == tuple(declared):
+        return []
+    return [(f"image_size {declared[0]}x{declared[1]} in the manifest, but the image is {actual[0]}x{actual[1]} "
+             "as displayed: boxes kept in pixels as written, checked against the image")]
 
 
 def _decode_line(line: bytes) -> str | UnicodeDecodeError:
@@ -245,8 +264,12 @@ class NotJSONObject(ValueError):
     """A line that is not a JSON object at all (as opposed to a JSON object Rekognition would refuse)."""
 
 
-def parse_manifest_line(line: str) -> dict:
-    """One Ground Truth line -> {"source-ref", "labels", "boxes", "problems"}; ValueError if the line is invalid."""
+def parse_manifest_line(line: str, *, detection: bool = False) -> dict:
+    """One Ground Truth line -> {"source-ref", "labels", "boxes", "problems", "image_size"}; ValueError if invalid.
+
+    `image_size` is (width, height) declared by a box attribute, or None. With `detection`, a line whose box
+    attribute has no box at all returns labels () (an image without objects) instead of failing.
+    """
     if not line.strip():
         raise NotJSONObject("blank line")
     try:
@@ -262,6 +285,8 @@ def parse_manifest_line(line: str) -> dict:
     boxes: list[Box] = []
     problems: list[str] = []
     refused: list[str] = []
+    box_attributes = 0
+    image_size = None
     for name, value in entry.items():
         metadata = entry.get(f"{name}-metadata")
         if name == "source-ref" or not isinstance(metadata, dict):
@@ -276,14 +301,36 @@ def parse_manifest_line(line: str) -> dict:
         labels.extend(x for x in found_labels if x not in labels)
         boxes.extend(found_boxes)
         problems.extend(found_problems)
+        if isinstance(value, dict) and "annotations" in value:
+            box_attributes += 1
+            image_size = image_size or _image_size(value.get("image_size"))
     for box in boxes:
         if box.label not in labels:
             labels.append(box.label)
+    if detection and not labels and box_attributes and not problems and not refused:
+        # An image annotated with no box: data/detection.py keeps it as a negative and says so.
+        return {"source-ref": ref, "labels": (), "boxes": (), "problems": problems, "image_size": image_size}
+    if detection and not labels:
+        refused += problems  # every box was refused: Rekognition's ERROR_NO_VALID_ANNOTATIONS
     if not labels:
         reasons = refused + _codes(entry)
         detail = f" ({'; '.join(reasons)})" if reasons else ""
         raise ValueError(f"no label: no attribute NAME with NAME-metadata holding a class-name or boxes{detail}")
-    return {"source-ref": ref, "labels": tuple(labels), "boxes": tuple(boxes), "problems": problems}
+    return {"source-ref": ref, "labels": tuple(labels), "boxes": tuple(boxes), "problems": problems,
+            "image_size": image_size}
+
+
+def _image_size(value) -> tuple[int, int] | None:
+    """(width, height) of Ground Truth's `image_size`: a one-element list, or an object (the COCO-derived line)."""
+    if isinstance(value, list) and value:
+        value = value[0]
+    if not isinstance(value, dict):
+        return None
+    try:
+        width, height = int(value["width"]), int(value["height"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (width, height) if width > 0 and height > 0 else None
 
 
 def _is_prediction(metadata: dict) -> bool:

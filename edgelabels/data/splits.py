@@ -11,6 +11,7 @@ Defaults follow Rekognition: 20% test, then 10% of the rest for validation.
 from __future__ import annotations
 
 import hashlib
+import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from edgelabels import atomic
-from edgelabels.data.dataset import Dataset, Sample
+from edgelabels.data.dataset import Box, Dataset, Sample
 from edgelabels.errors import UserError
 
 SPLIT_NAMES = ("train", "val", "test")
+BOXES = "boxes.jsonl"  # detection: each image's boxes, beside the file lists
+NO_LABELS = "-"  # the label field of an image without labels (a detection negative)
 
 
 @dataclass
@@ -90,12 +93,12 @@ def _blocks(samples: list[Sample], hashes: dict[Path, str | None]) -> list[list[
 
 def _deal(blocks: list[list[Sample]], fraction: float, rng: np.random.Generator):
     """Split blocks into (kept, held) so that about `fraction` of every label is held out."""
-    labels = sorted({s.label for block in blocks for s in block})
+    labels = sorted({_stratum(s) for block in blocks for s in block})
     index = {label: i for i, label in enumerate(labels)}
     counts = np.zeros((len(blocks), len(labels)))
     for b, block in enumerate(blocks):
         for s in block:
-            counts[b, index[s.label]] += 1  # stratify on the first label of multi-label images
+            counts[b, index[_stratum(s)]] += 1
     totals = np.maximum(counts.sum(axis=0), 1)
     dealt, held_counts = np.zeros(len(labels)), np.zeros(len(labels))
     kept, held = [], []
@@ -109,6 +112,14 @@ def _deal(blocks: list[list[Sample]], fraction: float, rng: np.random.Generator)
         else:
             kept.append(blocks[b])
     return kept, held
+
+
+def _stratum(sample: Sample) -> str:
+    """The label a sample is stratified on: its first (multi-label images), or "" for a detection negative.
+
+    "" is never a label (sources refuse empty names), so negatives are dealt out as a stratum of their own.
+    """
+    return sample.labels[0] if sample.labels else ""
 
 
 def _sha256_all(paths: list[Path]) -> list[str | None]:
@@ -158,21 +169,33 @@ def _check_test_labels(split: Split, test_source: str) -> None:
 
 
 def write_split(split: Split, folder) -> Path:
-    """Write FOLDER/{train,val,test}.txt, one `path<TAB>label[,label]<TAB>group` line per image.
+    """Write FOLDER/{train,val,test}.txt, one `path<TAB>label[,label]<TAB>group` line per image (`-`: no label).
 
-    Each file is written atomically, train.txt last: its presence means the other two are complete.
+    When any image has boxes (detection), FOLDER/boxes.jsonl holds them: one `{"path", "boxes": [[label, left,
+    top, width, height], ...]}` line (pixels) per image with boxes. Each file is written atomically, train.txt
+    last: its presence means the others are complete.
     """
     folder = Path(folder)
     texts = {}
     for name, samples in split.parts().items():
         lines = []
         for s in samples:
-            fields = (str(s.path), ",".join(s.labels), s.group)
+            fields = (str(s.path), ",".join(s.labels) or NO_LABELS, s.group)
             if any(ch in f for f in fields for ch in "\t\n\r") or any("," in label for label in s.labels):
                 raise UserError(f"{s.path}: path, label or group contains a tab, newline or (in a label) a comma; "
                                 "cannot be written to a split file")
+            if NO_LABELS in s.labels:
+                raise UserError(f"{s.path}: a label named {NO_LABELS!r} cannot be written to a split file "
+                                "(it stands for an image without labels)")
             lines.append("\t".join(fields) + "\n")
         texts[name] = "".join(lines)
+    boxed = [s for samples in split.parts().values() for s in samples if s.boxes]
+    if boxed:
+        atomic.write_text(folder / BOXES, "".join(
+            json.dumps({"path": str(s.path), "boxes": [[b.label, b.left, b.top, b.width, b.height] for b in s.boxes]})
+            + "\n" for s in boxed))
+    elif (folder / BOXES).exists():
+        (folder / BOXES).unlink()  # a rewritten split without boxes must not read back an older one's
     for name in ("test", "val", "train"):
         atomic.write_text(folder / f"{name}.txt", texts[name])
     return folder
@@ -180,6 +203,7 @@ def write_split(split: Split, folder) -> Path:
 
 def read_split(folder) -> Split:
     folder = Path(folder)
+    boxes = _read_boxes(folder / BOXES)
     parts = {}
     for name in SPLIT_NAMES:
         path = folder / f"{name}.txt"
@@ -190,11 +214,31 @@ def read_split(folder) -> Split:
             fields = line.split("\t")
             if len(fields) != 3 or not all(fields):
                 raise UserError(f"{path}:{number}: expected path<TAB>label<TAB>group, got {line[:80]!r}")
-            samples.append(Sample(Path(fields[0]), tuple(fields[1].split(",")), fields[2]))
+            labels = () if fields[1] == NO_LABELS else tuple(fields[1].split(","))
+            samples.append(Sample(Path(fields[0]), labels, fields[2], boxes.get(fields[0], ())))
         parts[name] = samples
+    stray = sorted(set(boxes) - {str(s.path) for samples in parts.values() for s in samples})
+    if stray:
+        raise UserError(f"{folder / BOXES}: boxes for {stray[0]}, which is in no split file ({len(stray)} such images)")
     split = Split(**parts)
     test_paths = {str(s.path) for s in split.test}
     overlap = [s for s in split.train + split.val if str(s.path) in test_paths]
     if overlap:
         raise UserError(f"{folder}: {overlap[0].path} is in both training and test lists")
     return split
+
+
+def _read_boxes(path: Path) -> dict[str, tuple[Box, ...]]:
+    """path -> boxes from boxes.jsonl; {} when there is none (classification)."""
+    if not path.is_file():
+        return {}
+    boxes = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            entry = json.loads(line)
+            boxes[str(entry["path"])] = tuple(Box(str(label), float(left), float(top), float(width), float(height))
+                                              for label, left, top, width, height in entry["boxes"])
+        except (ValueError, KeyError, TypeError):
+            raise UserError(f"{path}:{number}: expected {{\"path\": ..., \"boxes\": [[label, left, top, width, "
+                            f"height], ...]}}, got {line[:80]!r}") from None
+    return boxes

@@ -54,7 +54,7 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False) -> P
             log.info("its earlier attempt completed no epoch: that attempt's files were replaced")
 
         split = prepare_split(config, run)
-        labels = sorted({s.label for s in split.train + split.val + split.test})
+        labels = sorted({label for s in split.train + split.val + split.test for label in s.labels})
         run.write_labels(labels)
         spec = get_backbone(config.model.backbone).preprocess_spec(*config.image_hw, grayscale=config.data.grayscale,
                                                                    resize=config.data.resize)

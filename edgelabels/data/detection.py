@@ -1,0 +1,455 @@
+"""Detection datasets: a Ground Truth object-detection manifest, a YOLO folder or a COCO file -> checked boxes.
+
+Every reader gives samples with boxes in pixels of the image as displayed (after EXIF orientation); then one
+check applies Rekognition's rules to every source alike, each decision listed as a Problem:
+- a box partly outside the image is clipped to it (noted); one wholly outside, or empty once clipped, is refused;
+- ERROR_BOUNDING_BOX_TOO_SMALL, as Rekognition documents it: once an image whose longer side exceeds 1280 px is
+  scaled down to 1280, a box's width and height must both be greater than 1 px (so a 1x1 box on a 3000x3000
+  image, the AWS example, is refused; on a 640x480 image a 2x2 box is kept);
+- more than 50 boxes on an image (ERROR_TOO_MANY_BOUNDING_BOXES): the image is left out;
+- an image that had boxes and kept none (ERROR_NO_VALID_ANNOTATIONS) is left out: it is not a negative;
+- an image annotated with no box is kept as a negative (labels ()), with a warning; one with image-level labels
+  only (a classification line) is left out: "shows a cat" is not evidence of an empty image;
+- byte-identical images are listed (data/splits.py keeps them in one split);
+- more than 250 labels (Rekognition's limit per dataset) is a UserError.
+A sample's labels are the sorted labels of its boxes.
+
+YOLO layout: `images/{train,val,test}/` + `labels/{same}/NAME.txt` (one `class cx cy w h` line per box,
+normalised; a missing or empty .txt is an image without objects), or `images/` + `labels/` without split
+folders; class names from `data.yaml` (`names:` list or {id: name}) else `class_names`. A folder with split
+folders keeps them: `dataset.given_split = {"train": [...], "val": [...], "test": [...]}`.
+COCO: `bbox = [left, top, width, height]` in pixels, file names relative to the JSON file's folder; crowd
+regions (`iscrowd: 1`) are not single objects and are left out (noted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgelabels.data.boxes import displayed_size
+from edgelabels.data.dataset import Box, Dataset, Problem, Sample
+from edgelabels.data.images import is_image_path
+from edgelabels.data.paths import Outside, inside
+from edgelabels.data.sources import DETECTION, MANIFEST_SUFFIXES, compile_group_by, group_of, read_manifest
+from edgelabels.errors import UserError
+
+log = logging.getLogger("edgelabels.train")
+
+MAX_BOXES_PER_IMAGE = 50  # Rekognition: ERROR_TOO_MANY_BOUNDING_BOXES
+MAX_LABELS = 250  # Rekognition: labels per dataset
+TRAINING_SIDE = 1280  # Rekognition scales a larger image down to this before checking box sizes
+MIN_BOX_SIDE = 1.0  # px at that scale; a box side must be greater
+SPLIT_FOLDERS = ("train", "val", "test")
+# A box edge on the image's edge, converted from YOLO ratios, can land a rounding error outside: clipped silently.
+CLIP_NOTE_PX = 1e-6
+
+
+def detection_dataset(config):
+    """(training dataset, separate test dataset or None) for `task: detection`; problems logged, unusable left out."""
+    d = config.data
+    kwargs = {"class_names": d.class_names, "s3_root": d.s3_root, "group_by": d.group_by}
+    if d.manifest:
+        dataset = load_detection_dataset(d.manifest, root=d.source or None, **kwargs)
+    else:
+        dataset = load_detection_dataset(d.source, **kwargs)
+    test = load_detection_dataset(d.test_source, **kwargs) if d.test_source else None
+    return _usable(dataset), (_usable(test) if test is not None else None)
+
+
+def _usable(dataset: Dataset) -> Dataset:
+    """Log the dataset's problems and leave out images that do not decode (from given_split too)."""
+    from edgelabels.data.validate import usable_samples
+
+    for problem in dataset.problems:
+        log.warning("%s: %s", problem.path, problem.problem)
+    samples, problems = usable_samples(dataset, progress=False)
+    for problem in problems:
+        log.warning("skipped %s: %s", problem.path, problem.problem)
+    kept = {s.path for s in samples}
+    dataset.samples = samples
+    if getattr(dataset, "given_split", None):
+        dataset.given_split = {name: [s for s in part if s.path in kept] for name, part in dataset.given_split.items()}
+    return dataset
+
+
+def load_detection_dataset(source, *, class_names=(), s3_root=None, group_by=None, root=None) -> Dataset:
+    """A manifest, YOLO folder or COCO file -> Dataset of checked boxes; UserError when it cannot be used.
+
+    `root` (manifests only): the folder relative source-refs point into (default: the manifest's folder).
+    """
+    if not source:
+        raise UserError("no detection dataset given: set data.source to a manifest, a YOLO folder or a COCO file")
+    dataset, _ = read_detection_source(source, class_names=class_names, s3_root=s3_root, group_by=group_by,
+                                       root=root)
+    return dataset
+
+
+def read_detection_source(source, *, class_names=(), s3_root=None, group_by=None, root=None):
+    """(checked Dataset, class names in the source's id order) for any of the three kinds of source."""
+    pattern = compile_group_by(group_by)
+    path = Path(source)
+    given = None
+    if path.is_dir():
+        samples, problems, names, given = read_yolo(path, class_names, pattern)
+        dataset = Dataset(samples, str(path), problems)
+    elif not path.is_file():
+        raise UserError(f"{path}: detection source not found (a manifest, a YOLO folder or a COCO .json file)")
+    elif is_coco(path):
+        samples, problems, names = read_coco(path, pattern)
+        dataset = Dataset(samples, str(path), problems)
+    elif path.suffix.lower() in MANIFEST_SUFFIXES:
+        if root and not Path(root).is_dir():
+            raise UserError(f"{root}: folder not found (with a manifest, SOURCE is the folder its images are in)")
+        dataset = read_manifest(path, root=Path(root) if root else None, s3_root=s3_root, pattern=pattern,
+                                detection=True)
+        names = sorted({b.label for s in dataset.samples for b in s.boxes})
+    else:
+        raise UserError(f"{path}: not a manifest ({', '.join(MANIFEST_SUFFIXES)}), a YOLO folder or a COCO .json file")
+    dataset = check_boxes(dataset)
+    if given is not None:
+        kept = {s.path: s for s in dataset.samples}
+        dataset.given_split = {name: [kept[s.path] for s in given.get(name, []) if s.path in kept]
+                               for name in SPLIT_FOLDERS}
+    labels = dataset.label_names
+    if not labels:
+        raise UserError(f"{dataset.source}: no usable box in {len(dataset.samples)} images "
+                        "(detection needs at least one labelled box)")
+    if len(labels) > MAX_LABELS:
+        raise UserError(f"{dataset.source}: {len(labels)} labels, more than Rekognition's {MAX_LABELS} per dataset")
+    return dataset, names
+
+
+def is_detection_source(source, manifest=None) -> bool:
+    """True for a YOLO folder (images/ + labels/), a COCO file, or a manifest with a box attribute."""
+    if manifest:
+        return _manifest_has_boxes(Path(manifest))
+    if source is None:
+        return False
+    path = Path(source)
+    if path.is_dir():  # labels/ must hold .txt files: a folder per label may have label folders named so
+        return (path / "images").is_dir() and next((path / "labels").rglob("*.txt"), None) is not None
+    if not path.is_file():
+        return False
+    return is_coco(path) or (path.suffix.lower() in MANIFEST_SUFFIXES and _manifest_has_boxes(path))
+
+
+def _manifest_has_boxes(path: Path) -> bool:
+    try:
+        lines = path.read_bytes().split(b"\n")
+    except OSError:
+        return False
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and any(isinstance(value, dict) and value.get("type") == DETECTION
+                                           for key, value in entry.items() if key.endswith("-metadata")):
+            return True
+    return False
+
+
+# ---------------------------------------------------------------- the checks every source goes through
+
+
+def check_boxes(dataset: Dataset) -> Dataset:
+    """Clip, refuse and count boxes against each image's displayed size (the rules in the module docstring)."""
+    samples, problems = [], list(dataset.problems)
+    for sample in dataset.samples:
+        checked, found = _check_sample(sample)
+        problems.extend(Problem(str(sample.path), p) for p in found)
+        if checked is not None:
+            samples.append(checked)
+    problems += _duplicates(samples)
+    return Dataset(samples, dataset.source, problems, dataset.unlabelled)
+
+
+def _check_sample(sample: Sample) -> tuple[Sample | None, list[str]]:
+    try:
+        width, height = displayed_size(sample.path)
+    except Exception as exc:  # noqa: BLE001  Pillow raises many kinds for a broken file; the image is listed
+        return None, [f"cannot read the image's size ({exc}): left out"]
+    if not sample.boxes and sample.labels:  # "shows a cat" without a box: not evidence of an empty image
+        return None, [f"image-level labels ({', '.join(sample.labels)}) but no boxes: left out (not a negative)"]
+    if not sample.boxes:
+        return sample, ["no boxes: kept as an image without objects (a negative; Rekognition ignores such manifest "
+                        "lines, WARNING_NO_ANNOTATIONS)"]
+    scale = min(1.0, TRAINING_SIDE / max(width, height))
+    boxes, notes = [], []
+    for index, box in enumerate(sample.boxes):
+        x1, y1 = max(box.left, 0.0), max(box.top, 0.0)
+        x2, y2 = min(box.left + box.width, width), min(box.top + box.height, height)
+        where = f"box {index} ({box.label}) {_px(box)}"
+        if x2 <= x1 or y2 <= y1:
+            notes.append(f"{where} lies outside the {width}x{height} image: refused")
+            continue
+        beyond = max(-box.left, -box.top, box.left + box.width - width, box.top + box.height - height)
+        clipped = box if beyond <= 0 else Box(box.label, x1, y1, x2 - x1, y2 - y1)
+        if beyond > CLIP_NOTE_PX:
+            notes.append(f"{where} is partly outside the {width}x{height} image: clipped to {_px(clipped)}")
+        if clipped.width * scale <= MIN_BOX_SIDE or clipped.height * scale <= MIN_BOX_SIDE:
+            at = f" once the image is scaled to {TRAINING_SIDE} px" if scale < 1 else ""
+            notes.append(f"{where} is too small (ERROR_BOUNDING_BOX_TOO_SMALL: Rekognition needs width and height "
+                         f"above {MIN_BOX_SIDE:g} px{at}): refused")
+            continue
+        boxes.append(clipped)
+    if len(boxes) > MAX_BOXES_PER_IMAGE:
+        return None, notes + [(f"{len(boxes)} boxes, more than Rekognition's {MAX_BOXES_PER_IMAGE} per image "
+                               "(ERROR_TOO_MANY_BOUNDING_BOXES): left out")]
+    if not boxes:
+        return None, notes + ["every box refused (ERROR_NO_VALID_ANNOTATIONS): left out, not used as a negative"]
+    labels = tuple(sorted({b.label for b in boxes}))
+    return Sample(sample.path, labels, sample.group, tuple(boxes)), notes
+
+
+def _px(box: Box) -> str:
+    return f"[{box.left:g}, {box.top:g}, {box.width:g}, {box.height:g}]"
+
+
+def _duplicates(samples: list[Sample]) -> list[Problem]:
+    first: dict[str, Path] = {}
+    problems = []
+    for sample in samples:
+        try:
+            digest = hashlib.sha256(Path(sample.path).read_bytes()).hexdigest()
+        except OSError:
+            continue  # reported when the image is decoded
+        if digest in first:
+            problems.append(Problem(str(sample.path), f"byte-identical to {first[digest]} (a duplicate image)"))
+        else:
+            first[digest] = sample.path
+    return problems
+
+
+# ---------------------------------------------------------------- YOLO folder
+
+
+def read_yolo(root: Path, class_names, pattern):
+    """(samples, problems, class names, given split or None) of a YOLO folder."""
+    root = Path(os.path.abspath(root))
+    images, labels = root / "images", root / "labels"
+    if not images.is_dir() or not labels.is_dir():
+        raise UserError(f"{root}: not a YOLO folder (needs images/ and labels/; a folder per label is for "
+                        "classification)")
+    names = _yolo_names(root, class_names)
+    splits = [name for name in SPLIT_FOLDERS if (images / name).is_dir()]
+    problems: list[Problem] = []
+    given = {} if splits else None
+    samples: list[Sample] = []
+    for part in splits or [""]:
+        these = _read_yolo_part(images / part, labels / part, names, pattern, problems)
+        samples += these
+        if given is not None:
+            given[part] = these
+    others = sorted(p.name for p in images.iterdir() if p.is_dir() and p.name not in SPLIT_FOLDERS
+                    and not p.name.startswith("."))
+    if others:
+        problems.append(Problem(str(images / others[0]), f"{len(others)} folder(s) in images/ other than "
+                                                        f"{', '.join(SPLIT_FOLDERS)}: not read"))
+    if not samples:
+        raise UserError(f"{images}: no PNG/JPEG image found")
+    return samples, problems, names, given
+
+
+def _yolo_names(root: Path, class_names) -> list[str]:
+    yaml_path = next((root / n for n in ("data.yaml", "data.yml") if (root / n).is_file()), None)
+    if yaml_path is None:
+        if not class_names:
+            raise UserError(f"{root}: no data.yaml with class names: set data.class_names (e.g. [bee]) "
+                            "or --class-names, in the order of the class ids")
+        return [str(n) for n in class_names]
+    import yaml
+
+    try:
+        names = (yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}).get("names")
+    except (yaml.YAMLError, AttributeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{yaml_path}: not a YAML mapping with names ({exc})") from None
+    if isinstance(names, dict):
+        try:
+            by_id = {int(k): str(v) for k, v in names.items()}
+        except (TypeError, ValueError):
+            raise UserError(f"{yaml_path}: names must map class ids (integers) to names") from None
+        if sorted(by_id) != list(range(len(by_id))):
+            raise UserError(f"{yaml_path}: names must have ids 0..{len(by_id) - 1}, got {sorted(by_id)}")
+        names = [by_id[i] for i in range(len(by_id))]
+    if not isinstance(names, list) or not names:
+        raise UserError(f"{yaml_path}: no `names:` list (or id: name map) of class names")
+    return [str(n) for n in names]
+
+
+def _read_yolo_part(images: Path, labels: Path, names: list[str], pattern, problems: list[Problem]) -> list[Sample]:
+    samples = []
+    stems = set()
+    for path in sorted(p for p in images.iterdir() if p.is_file() and not p.name.startswith(".")):
+        if not is_image_path(path):
+            problems.append(Problem(str(path), "not a PNG/JPEG image: skipped"))
+            continue
+        stems.add(path.stem)
+        text_path = labels / f"{path.stem}.txt"
+        try:
+            boxes = _read_yolo_labels(text_path, path, names) if text_path.is_file() else ()
+        except ValueError as exc:
+            problems.append(Problem(str(text_path), f"{exc}: image left out"))
+            continue
+        samples.append(Sample(path, tuple(sorted({b.label for b in boxes})), group_of(path, pattern), boxes))
+    if labels.is_dir():
+        orphans = sorted(p for p in labels.glob("*.txt") if p.stem not in stems)
+        problems += [Problem(str(p), "label file without an image: not read") for p in orphans]
+    return samples
+
+
+def _read_yolo_labels(text_path: Path, image: Path, names: list[str]) -> tuple[Box, ...]:
+    lines = [line for line in text_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not lines:
+        return ()
+    try:
+        width, height = displayed_size(image)
+    except Exception as exc:  # noqa: BLE001  Pillow raises many kinds for a broken file; the image is listed
+        raise ValueError(f"cannot read the size of {image.name} ({exc})") from None
+    boxes = []
+    for number, line in enumerate(lines, start=1):
+        fields = line.split()
+        try:
+            class_id, cx, cy, w, h = int(fields[0]), *(float(v) for v in fields[1:])
+        except (ValueError, TypeError, IndexError):
+            raise ValueError(f"line {number}: expected `class cx cy w h`, got {line[:60]!r}") from None
+        if not 0 <= class_id < len(names):
+            raise UserError(f"{text_path}:{number}: class {class_id}, but only {len(names)} class names are known "
+                            f"({', '.join(names)}): set data.class_names / data.yaml names for every class id")
+        if not all(np.isfinite([cx, cy, w, h])):
+            raise ValueError(f"line {number}: coordinates are not finite numbers")
+        boxes.append(Box(names[class_id], (cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height))
+    return tuple(boxes)
+
+
+# ---------------------------------------------------------------- COCO file
+
+
+def is_coco(path: Path) -> bool:
+    if path.suffix.lower() != ".json" or not path.is_file():
+        return False
+    try:
+        document = json.loads(path.read_bytes())
+    except (ValueError, OSError):
+        return False
+    return isinstance(document, dict) and isinstance(document.get("images"), list) and "annotations" in document
+
+
+def read_coco(path: Path, pattern):
+    """(samples, problems, category names by id order) of a COCO detection file."""
+    path = Path(os.path.abspath(path))
+    try:
+        document = json.loads(path.read_bytes())
+        categories = {int(c["id"]): str(c["name"]) for c in document.get("categories") or []}
+        images = {int(i["id"]): i for i in document["images"]}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not a COCO detection file (images with id and file_name, categories with id "
+                        f"and name: {exc})") from None
+    boxes: dict[int, list[Box]] = {i: [] for i in images}
+    problems: list[Problem] = []
+    bad: set[int] = set()
+    for index, a in enumerate(document.get("annotations") or []):
+        try:
+            image_id, category = int(a["image_id"]), int(a["category_id"])
+            left, top, width, height = (float(v) for v in a["bbox"])
+        except (KeyError, TypeError, ValueError):
+            problems.append(Problem(f"{path}:annotations[{index}]", "needs image_id, category_id and bbox "
+                                                                    "[left, top, width, height]: skipped"))
+            continue
+        if image_id not in images:
+            problems.append(Problem(f"{path}:annotations[{index}]", f"image_id {image_id} is not in images: skipped"))
+        elif category not in categories:
+            problems.append(Problem(f"{path}:annotations[{index}]", f"category_id {category} is not in categories: "
+                                                                    "its image is left out"))
+            bad.add(image_id)
+        elif a.get("iscrowd"):
+            problems.append(Problem(f"{path}:annotations[{index}]", "a crowd region (iscrowd 1), not one object: "
+                                                                    "left out"))
+        else:
+            boxes[image_id].append(Box(categories[category], left, top, width, height))
+    samples = []
+    for image_id, image in images.items():
+        name = str(image.get("file_name") or "")
+        try:
+            file = inside(path.parent, name) if name else None
+        except Outside:
+            problems.append(Problem(f"{path}:images[{image_id}]", f"file_name {name!r} points outside {path.parent}"))
+            continue
+        if file is None or not file.is_file():
+            problems.append(Problem(f"{path}:images[{image_id}]", f"image not found: {file or '(no file_name)'}"))
+            continue
+        if image_id in bad:
+            continue
+        problems += _coco_size_note(file, image)
+        these = tuple(boxes[image_id])
+        samples.append(Sample(file, tuple(sorted({b.label for b in these})), group_of(file, pattern), these))
+    return samples, problems, [categories[i] for i in sorted(categories)]
+
+
+def _coco_size_note(file: Path, image: dict) -> list[Problem]:
+    try:
+        declared = (int(image["width"]), int(image["height"]))
+        actual = displayed_size(file)
+    except Exception:  # noqa: BLE001  no declared size, or an image that does not open (reported later)
+        return []
+    if tuple(actual) == declared:
+        return []
+    return [Problem(str(file), f"{declared[0]}x{declared[1]} in the COCO file, but the image is "
+                               f"{actual[0]}x{actual[1]} as displayed: boxes kept in pixels as written")]
+
+
+# ---------------------------------------------------------------- what `dataset inspect` shows
+
+
+def box_statistics(dataset: Dataset) -> dict:
+    """Boxes per label, boxes per image (min/median/max), images without boxes; box sides in px and in ratios."""
+    per_image = np.array([len(s.boxes) for s in dataset.samples])
+    per_label: dict[str, int] = {}
+    sides_px, sides_ratio = [], []
+    for sample in dataset.samples:
+        if sample.boxes:
+            width, height = displayed_size(sample.path)
+        for box in sample.boxes:
+            per_label[box.label] = per_label.get(box.label, 0) + 1
+            sides_px.append((box.width, box.height))
+            sides_ratio.append((box.width / width, box.height / height))
+    return {
+        "images": len(dataset.samples),
+        "boxes": int(per_image.sum()) if len(per_image) else 0,
+        "boxes_per_label": {name: per_label[name] for name in sorted(per_label)},
+        "boxes_per_image": {"min": int(per_image.min()), "median": float(np.median(per_image)),
+                            "max": int(per_image.max())} if len(per_image) else {},
+        "images_without_boxes": [str(s.path) for s in dataset.samples if not s.boxes],
+        "box_sides_px": [list(map(float, p)) for p in sides_px],
+        "box_sides_ratio": [list(map(float, p)) for p in sides_ratio],
+    }
+
+
+def plot_box_sizes(stats: dict, out) -> Path:
+    """A PNG of box widths and heights: in pixels, and as shares of their image's sides."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend, no window
+
+    from edgelabels import atomic
+
+    figure = Figure(figsize=(9, 3.6))
+    panels = (("box_sides_px", "pixels"), ("box_sides_ratio", "share of image"))
+    for axis, (key, unit) in zip(figure.subplots(1, 2), panels):
+        sides = np.array(stats[key], dtype=float).reshape(-1, 2)
+        bins = np.histogram_bin_edges(sides, bins=20) if len(sides) else 10
+        axis.hist(sides[:, 0], bins=bins, alpha=0.6, label="width")
+        axis.hist(sides[:, 1], bins=bins, alpha=0.6, label="height")
+        axis.set_xlabel(f"box side ({unit})")
+        axis.set_ylabel("boxes")
+        axis.legend()
+    figure.suptitle(f"box sizes: {stats['boxes']} boxes on {stats['images']} images")
+    figure.tight_layout()
+    out = Path(out)
+    with atomic.temp_path(out) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    return out
