@@ -45,7 +45,9 @@ def run(args) -> int:
     result = evaluate_model(args.model, data=args.data, min_confidence=args.min_confidence,
                             review_threshold=args.review_threshold, out=args.out, batch_size=args.batch_size,
                             precision=args.precision, gradcam_per_kind=args.gradcam)
-    get_task(result["task"]).piece("show_evaluation")(result)
+    lines = get_task(result["task"]).piece("show_evaluation")(result)
+    for line in lines or ():  # detection returns its lines; classification and segmentation print their own
+        print(line)
     return 0
 
 

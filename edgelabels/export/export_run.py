@@ -11,8 +11,10 @@ or failed export never leaves a half-written model (an older export stays as it 
   export_report.json   parity Keras vs ONNX on real images, INT8 verdict, sizes, latencies
   stages.json, stages/N/   a run trained behind stages: each stage's model exported by its own task
                        (a U-Net export), and the whole ONNX chain checked against the Keras chain
-A U-Net (task segmentation) exports model.onnx (lung probability (N, H, W, 1)) the same way. Which
-function exports which task comes from the task table (tasks.py).
+A U-Net (task segmentation) exports model.onnx (lung probability (N, H, W, 1)) the same way; a
+detector (task detection) model.onnx with its decoding inside, output "detections" (N, K, 6), and
+thresholds.json per label from its validation boxes. Which function exports which task comes from
+the task table (tasks.py).
 """
 
 from __future__ import annotations
@@ -288,3 +290,182 @@ def export_segmentation(run: RunDir, out: ExportDir, *, threads: int | None = No
     out.write_preprocess(run.spec)
     out.write_report(report)
     return report
+
+
+# ---------------------------------------------------------------- detectors
+
+DETECTIONS = "detections"  # the detector's one ONNX output: (N, K, 6) [left, top, width, height, score, class_id]
+PARITY_MIN_SCORE = 0.05  # rows below this are top-K filler: consumers drop them, so parity does not count them
+MAX_MAP_DROP_POINTS = 1.0  # INT8 ships only within this much validation mAP@0.5 of fp32
+
+
+def export_detection(run: RunDir, out: ExportDir, *, int8: bool = False, calibration: int = 100,
+                     parity_images: int = 32, threads: int | None = None) -> dict:
+    """A detection run -> `out`: model.onnx whose decoding (peak test + top-K) is inside the graph, output
+    "detections" (N, K, 6); labels.json, preprocess.json, thresholds.json (each label's F1-maximising score on
+    the validation split, per box), layout.json (task detection), export_report.json (parity Keras vs ONNX on
+    boxes and scores, latencies, validation mAP, the INT8 verdict)."""
+    from edgelabels.models.detector import inference_model  # Keras: imported only when exporting
+    from edgelabels.models.factory import keras_runner
+
+    split, spec = run.split, run.spec
+    images = split.test + split.val + split.train
+    if not images:
+        raise UserError(f"{run.splits_dir}: no images to check the export against")
+    max_detections = int((run.config.get("model") or {}).get("max_detections", 100))
+    model = inference_model(_keras_model(run), max_detections)
+    notes: list[str] = []
+    report: dict = {"run": str(run.dir), "task": "detection", "backbone": run.backbone, "labels": run.labels,
+                    "max_detections": max_detections,
+                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+    keras_to_onnx(model, out.model_path, source=str(run.model_path), output_name=DETECTIONS)
+    fp32 = OnnxModel(out.model_path, threads)
+    x = load_inputs(spread(images, parity_images), spec)
+    report["parity"] = detection_parity(predict_array(keras_runner(model), x), predict_array(fp32, x))
+    if report["parity"]["max_abs_diff"] > PARITY_TOLERANCE:
+        raise UserError(f"{run.model_path}: ONNX detections differ from Keras by "
+                        f"{report['parity']['max_abs_diff']:.2e} on {len(x)} images (tolerance {PARITY_TOLERANCE}); "
+                        "nothing exported")
+    if report["parity"]["score_std"] < VACUOUS_STD:
+        notes.append(f"the model gives the same scores for every image (std {report['parity']['score_std']:.1e}): "
+                     "parity proves little; is the model trained?")
+
+    truth, sizes = _ground_truth(run, split.val)
+    val_fp32 = _detect_samples(fp32, split.val, spec)
+    thresholds = _detection_thresholds(run, truth, val_fp32, notes)
+    report["thresholds"] = {"source": "validation split (F1-maximising score per label, counted per box at "
+                                      "IoU >= 0.5)", "values": thresholds}
+    report["validation"] = {"images": len(split.val), "boxes": int(sum(len(labels) for labels, _ in truth)),
+                            "map_fp32": _map_50(truth, val_fp32, run.labels, sizes, max_detections)}
+
+    latency = q.batch1_latencies({"onnx_fp32": fp32}, x, seconds=1.0)
+    latency["keras_call"] = keras_batch1_ms(model, x)
+    report["latency_batch1_ms"] = {**latency, "threads": threads or "onnxruntime default"}
+    report["sizes_bytes"] = {run.model_path.name: run.model_path.stat().st_size,
+                             out.model_path.name: out.model_path.stat().st_size}
+    if int8:
+        report["int8"] = _detection_int8(out, fp32, run, split, calibration, threads, x, truth, sizes, report)
+    report["notes"] = notes
+    out.write_layout("detection")
+    out.write_labels(run.labels)
+    out.write_preprocess(spec)
+    out.write_thresholds(thresholds)
+    out.write_report(report)
+    return report
+
+
+def detection_parity(reference: np.ndarray, candidate: np.ndarray, min_score: float = PARITY_MIN_SCORE) -> dict:
+    """How closely two (N, K, 6) detection outputs agree over the rows that matter (reference score >= min_score).
+
+    Each such reference row is compared with the candidate row of the same class closest to it (max abs diff
+    of box and score): rows whose scores tie within float noise (an untrained heatmap is nearly flat) may leave
+    top-K in either order, which is no conversion error. `rows_in_order` says how many matched row for row.
+    """
+    diffs, in_order = [], 0
+    for ref, cand in zip(reference, candidate):
+        kept = ref[ref[:, 4] >= min_score]
+        if not len(kept):
+            continue
+        gap = np.abs(kept[:, None, :5] - cand[None, :, :5]).max(axis=2)  # (kept, K)
+        gap[np.rint(kept[:, None, 5]) != np.rint(cand[None, :, 5])] = np.inf
+        diffs.append(gap.min(axis=1))
+        same = ref[: len(kept)]
+        in_order += int(np.sum(np.all(np.abs(same - cand[: len(kept)]) <= PARITY_TOLERANCE, axis=1)))
+    rows = np.concatenate(diffs) if diffs else np.zeros(0)
+    top = reference[:, 0, 4] if len(reference) else np.zeros(0)
+    return {"images": int(len(reference)), "rows_compared": int(len(rows)), "min_score": min_score,
+            "max_abs_diff": float(rows.max()) if len(rows) else 0.0, "rows_in_order": in_order,
+            # spread of each image's best score across images: near 0 means every image gets the same answer
+            "score_std": float(top.std()) if len(top) > 1 else 0.0, "tolerance": PARITY_TOLERANCE}
+
+
+def _ground_truth(run: RunDir, samples) -> tuple[list, list]:
+    """Per sample: (class indices (M,), boxes (M, 4) in ratios of the image as displayed), and (width, height)."""
+    from edgelabels.data.boxes import displayed_size, to_ratios
+
+    index = {name: i for i, name in enumerate(run.labels)}
+    truth, sizes = [], []
+    for sample in samples:
+        width, height = displayed_size(sample.path)
+        try:
+            labels = np.array([index[box.label] for box in sample.boxes], np.int64)
+        except KeyError as exc:
+            raise UserError(f"{run.dir}: box label {exc.args[0]!r} of {sample.path} is not one of the model's "
+                            f"labels {run.labels}") from None
+        boxes = np.array([to_ratios(box, width, height) for box in sample.boxes], np.float64).reshape(-1, 4)
+        truth.append((labels, boxes))
+        sizes.append((width, height))
+    return truth, sizes
+
+
+def _detect_samples(onnx: OnnxModel, samples, spec) -> list[np.ndarray]:
+    if not samples:
+        return []
+    return list(predict_files(onnx, [s.path for s in samples], spec, batch_size=BATCH))
+
+
+def _detection_thresholds(run: RunDir, truth, predictions, notes: list[str]) -> dict[str, float]:
+    from edgelabels.evaluate.detection_metrics import assumed_thresholds
+
+    found = assumed_thresholds(truth, predictions, run.labels) if truth else {}
+    thresholds = {}
+    for name in run.labels:
+        if found.get(name) is None:
+            notes.append(f"label {name!r}: no validation box (or no prediction) to set its assumed threshold; "
+                         "0.5 assumed")
+            thresholds[name] = 0.5
+        else:
+            thresholds[name] = float(found[name])
+    return thresholds
+
+
+def _map_50(truth, predictions, labels, sizes, max_detections: int) -> float | None:
+    from edgelabels.evaluate.detection_metrics import coco_map
+
+    if not truth:
+        return None
+    return coco_map(truth, predictions, labels, sizes, max_detections)["map_50"]
+
+
+def detection_int8_verdict(fp32_ms: float, int8_ms: float, map_fp32: float | None,
+                           map_int8: float | None) -> tuple[bool, str]:
+    """Ship INT8 only if it is faster than fp32 at batch 1 and loses at most MAX_MAP_DROP_POINTS of validation
+    mAP@0.5 (0-1, so points are hundredths)."""
+    if int8_ms >= fp32_ms:
+        return False, f"INT8 not shipped: slower than fp32 ({int8_ms:.3g} ms vs {fp32_ms:.3g} ms at batch 1)"
+    if map_fp32 is None or map_int8 is None:
+        return False, "INT8 not shipped: no validation boxes to check its mAP@0.5"
+    drop = (map_fp32 - map_int8) * 100
+    if drop > MAX_MAP_DROP_POINTS:
+        return False, (f"INT8 not shipped: validation mAP@0.5 {map_int8:.3f} vs {map_fp32:.3f} for fp32 "
+                       f"(-{drop:.1f} points, more than {MAX_MAP_DROP_POINTS:g})")
+    return True, (f"INT8 shipped: {fp32_ms / int8_ms:.1f}x faster than fp32 ({int8_ms:.3g} vs {fp32_ms:.3g} ms at "
+                  f"batch 1), validation mAP@0.5 {map_int8:.3f} vs {map_fp32:.3f}")
+
+
+def _detection_int8(out: ExportDir, fp32, run, split, calibration, threads, x, truth, sizes, report) -> dict:
+    """model.int8.onnx, kept only if measured faster than fp32 at batch 1 with validation mAP@0.5 within
+    MAX_MAP_DROP_POINTS of fp32's. The decoding (max-pool, top-K) stays float: only Conv/MatMul are quantized."""
+    scheme = q.scheme_for(run.backbone)
+    if not scheme.pays:
+        return {"shipped": False, "attempted": False, "scheme": scheme.to_json(),
+                "reason": f"INT8 not attempted for {run.backbone}: {scheme.note}"}
+    calibration_samples = spread(split.train or split.val, calibration)
+    if not calibration_samples:
+        raise UserError(f"{run.splits_dir}: no training images to calibrate INT8 on")
+    q.quantize(out.model_path, out.int8_path, load_inputs(calibration_samples, run.spec), scheme)
+    int8 = OnnxModel(out.int8_path, threads)
+    latency = q.batch1_latencies({"fp32": fp32, "int8": int8}, x)
+    map_fp32 = report["validation"]["map_fp32"]
+    map_int8 = _map_50(truth, _detect_samples(int8, split.val, run.spec), run.labels, sizes,
+                       report["max_detections"])
+    shipped, reason = detection_int8_verdict(latency["fp32"], latency["int8"], map_fp32, map_int8)
+    result = {"shipped": shipped, "attempted": True, "reason": reason, "scheme": scheme.to_json(),
+              "calibration_images": len(calibration_samples), "batch1_ms": latency,
+              "speedup": latency["fp32"] / latency["int8"], "validation_map_50": map_int8,
+              "map_change_points": None if map_int8 is None or map_fp32 is None else (map_int8 - map_fp32) * 100,
+              "size_bytes": out.int8_path.stat().st_size}
+    if not shipped:
+        out.int8_path.unlink()  # fp32 only: the Detector's "auto" must not pick a worse model
+    return result

@@ -62,7 +62,7 @@ def freeze_normalization(model) -> int:
     return count
 
 
-def keras_to_onnx(model, path: str | Path, source: str = "model") -> Path:
+def keras_to_onnx(model, path: str | Path, source: str = "model", output_name: str = OUTPUT_NAME) -> Path:
     """Write `model` as ONNX: input "input" float32 (N, H, W, C) with dynamic N, output "probabilities"."""
     import onnx
     import tensorflow as tf
@@ -80,7 +80,7 @@ def keras_to_onnx(model, path: str | Path, source: str = "model") -> Path:
         proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=OPSET)
     finally:
         tf2onnx_log.setLevel(level)
-    _rename_output(proto, OUTPUT_NAME)
+    _rename_output(proto, output_name)
     onnx.checker.check_model(proto)
     path = Path(path)
     onnx.save(proto, str(path))

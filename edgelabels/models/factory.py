@@ -57,13 +57,15 @@ def detector(config, num_classes: int, weights):
 
 
 def load_model(path: str | Path, compile: bool = False):
-    """A model.keras (or checkpoint) of any run: classifier, our U-Net or a segmentation-models U-Net."""
+    """A model.keras (or checkpoint) of any run: classifier, our U-Net, a segmentation-models U-Net or a detector."""
     import keras
 
+    from edgelabels.models import detection_losses, detector
     from edgelabels.models.losses import keras_objects
     from edgelabels.models.sm_unet import custom_objects  # keras-only stand-ins; sm itself is not imported
 
-    return keras.saving.load_model(path, compile=compile, custom_objects={**keras_objects(), **custom_objects()})
+    return keras.saving.load_model(path, compile=compile, custom_objects={
+        **keras_objects(), **custom_objects(), **detection_losses.keras_objects(), **detector.keras_objects()})
 
 
 def keras_runner(model):

@@ -1,8 +1,9 @@
-"""Pictures of a lung segmentation: the mask as a 0/255 PNG, and the X-ray with the mask drawn over it.
+"""Pictures of predictions: a lung segmentation's mask and overlay, and a detector's boxes.
 
-Colours (the same in `segment` outputs, the evaluation gallery and the reports):
+Colours (the same in `segment` and `predict --draw` outputs, the evaluation galleries and the reports):
   orange tint + orange outline   the predicted lung area (probability >= threshold)
-  blue outline                   the truth mask's lung area, when a truth mask is given
+  orange box + caption           a predicted box, captioned "label 97.3%"
+  blue outline / blue box        the truth mask's lung area, a ground-truth box, when given
 Orange and blue stay distinguishable with the common colour-vision deficiencies. Pixels the truth
 marks "ignore" (127) are left undrawn. numpy + Pillow only: the `segment` verb runs without matplotlib.
 """
@@ -68,3 +69,36 @@ def _shrink(mask: np.ndarray, pixels: int) -> np.ndarray:
             target[:k] = False  # outside the image counts as background
             target[-k:] = False
     return out
+
+
+def draw_boxes(image: Image.Image, boxes, colour=PREDICTED) -> Image.Image:
+    """An RGB copy of `image` with boxes drawn: `boxes` is (caption, (left, top, width, height)) pairs, the box in
+    ratios of the image (Rekognition's BoundingBox, the detector's output); an empty caption draws no label."""
+    from PIL import ImageDraw, ImageFont
+
+    picture = image.convert("RGB")
+    draw = ImageDraw.Draw(picture)
+    width, height = picture.size
+    line = max(1, round(max(width, height) / 300))  # as the outlines: visible on big photos, thin on thumbnails
+    font = ImageFont.load_default(size=max(10, round(max(width, height) / 40)))
+    fill = tuple(int(c) for c in colour)
+    for caption, (left, top, w, h) in boxes:
+        x1, y1 = left * width, top * height
+        x2, y2 = (left + w) * width - 1, (top + h) * height - 1  # the last pixel inside the box
+        draw.rectangle((x1, y1, max(x1, x2), max(y1, y2)), outline=fill, width=line)
+        if caption:
+            # The caption sits on a filled band above the box (inside it when the box touches the top edge).
+            x0, _, x3, y3 = draw.textbbox((0, 0), caption, font=font)
+            band = y3 + 2 * line
+            y = y1 - band if y1 - band >= 0 else y1
+            draw.rectangle((x1, y, x1 + x3 - x0 + 2 * line, y + band), fill=fill)
+            draw.text((x1 + line - x0, y + line), caption, fill=(0, 0, 0), font=font)
+    return picture
+
+
+def draw_custom_labels(image: Image.Image, custom_labels: list[dict], colour=PREDICTED) -> Image.Image:
+    """`image` with a DetectCustomLabels answer's boxes drawn, each captioned with its label and confidence."""
+    return draw_boxes(image, [(f"{label['Name']} {label['Confidence']:.1f}%",
+                               tuple(label["Geometry"]["BoundingBox"][k] for k in ("Left", "Top", "Width", "Height")))
+                              # least confident first, so the most confident box is drawn on top
+                              for label in reversed(custom_labels) if "Geometry" in label], colour)

@@ -2,8 +2,13 @@
 
 One JSON line per image on stdout ({"Image": path, "CustomLabels": [...]}); with --out, also
 <image name>.json per image (atomically), as the reference serverless pipeline wrote results beside
-each upload. A bad image is one line on stderr and the others still run; exit code 2 if any failed.
-`--watch DIR` processes each image arriving in DIR exactly once (see watch.py).
+each upload; with --json-beside, <image name>.json next to the image itself. A bad image is one line
+on stderr and the others still run; exit code 2 if any failed. `--watch DIR` processes each image
+arriving in DIR exactly once (see watch.py).
+
+The export's task picks the edge runtime (the task table's `edge`): a classifier answers labels, a
+detector (runtime/detector.py) answers one entry per box with Geometry.BoundingBox; `--draw DIR`
+writes each image with its boxes drawn.
 """
 
 from __future__ import annotations
@@ -18,9 +23,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("paths", type=Path, nargs="*", metavar="PATH", help="images or folders of images")
     parser.add_argument("--out", type=Path, help="write <image name>.json per image into this folder "
                         "(with --watch: default DIR/results)")
+    parser.add_argument("--json-beside", action="store_true",
+                        help="write <image name>.json next to each image (the bee pipeline's layout)")
+    parser.add_argument("--draw", type=Path, metavar="DIR",
+                        help="detectors: write a copy of each image into DIR with its boxes drawn (label + confidence)")
     parser.add_argument("--min-confidence", type=float, metavar="X",
                         help="0-100; omitted: each label's assumed threshold applies; 0: every label is returned")
-    parser.add_argument("--max-results", type=int, metavar="N", help="at most N labels per image, most confident first")
+    parser.add_argument("--max-results", type=int, metavar="N",
+                        help="at most N labels (a detector: boxes) per image, most confident first")
     parser.add_argument("--threads", type=int, metavar="N", help="onnxruntime threads (default: one per core)")
     parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per model call (default 32)")
     parser.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
@@ -48,9 +58,22 @@ def image_files(paths: list[Path]) -> tuple[list[tuple[Path, Path]], list[str], 
     return found, problems, folders
 
 
+def answering_model(model_dir, precision: str = "auto", threads: int | None = None):
+    """The edge runtime that answers DetectCustomLabels for an export folder: its task's `edge` class from the
+    task table (a Predictor for a classifier, a Detector for a detector)."""
+    from edgelabels.artifacts import ExportDir
+    from edgelabels.runtime.predictor import Predictor
+    from edgelabels.tasks import get_task
+
+    task = get_task(ExportDir.load(model_dir).task)
+    # A lung U-Net answers no DetectCustomLabels: Predictor refuses it, naming the verb that runs it.
+    edge = task.piece("edge") if task.edge_verb == "predict" else Predictor
+    return edge(model_dir, precision=precision, threads=threads)
+
+
 def run(args) -> int:
     from edgelabels.errors import UserError
-    from edgelabels.runtime.predictor import Predictor
+    from edgelabels.runtime.detector import Detector
 
     if args.min_confidence is not None and not 0 <= args.min_confidence <= 100:
         raise UserError(f"--min-confidence must be between 0 and 100, not {args.min_confidence}")
@@ -62,7 +85,12 @@ def run(args) -> int:
         raise UserError("predict: give images or folders, or --watch DIR")
     if args.paths and args.watch:
         raise UserError("predict: give images or folders, or --watch DIR, not both")
-    predictor = Predictor(args.model_dir, precision=args.precision, threads=args.threads)
+    if args.watch and (args.json_beside or args.draw):
+        raise UserError("predict --watch writes its results into --out (default DIR/results); "
+                        "--json-beside and --draw are for images given by path")
+    predictor = answering_model(args.model_dir, precision=args.precision, threads=args.threads)
+    if args.draw and not isinstance(predictor, Detector):
+        raise UserError(f"--draw draws boxes, and {args.model_dir} is not a detector export")
     if args.watch:
         return watch(predictor, args)
     return predict_files(predictor, args)
@@ -98,12 +126,29 @@ def predict_files(predictor, args) -> int:
                               "CustomLabels": predictor.custom_labels(row, args.min_confidence, args.max_results)}
                     if args.out:
                         atomic.write_json(args.out / relative.with_name(relative.name + ".json"), result)
+                    if args.json_beside:
+                        atomic.write_json(path.with_name(path.name + ".json"), result)
+                    if args.draw:
+                        draw(path, args.draw / relative, result["CustomLabels"])
                     print(json.dumps(result), flush=True)
             bar.update(len(files[start:start + args.batch_size]))
     if failed:
         print(f"edgelabels: {failed} of {len(files) + len(problems)} images failed", file=sys.stderr)
         return 2
     return 0
+
+
+def draw(path: Path, out: Path, custom_labels: list[dict]) -> None:
+    """The image as displayed (EXIF-rotated, as the boxes are) with its boxes drawn, written atomically to `out`
+    in the image's own format."""
+    from edgelabels import atomic
+    from edgelabels.data.images import read_image
+    from edgelabels.runtime.overlay import draw_custom_labels
+
+    image, _notes = read_image(path)
+    picture = draw_custom_labels(image, custom_labels)
+    with atomic.temp_path(out) as tmp:
+        picture.save(tmp, format="PNG" if out.suffix.lower() == ".png" else "JPEG", quality=90)
 
 
 def watch(predictor, args) -> int:

@@ -12,7 +12,9 @@ Operations: DetectCustomLabels, StartProjectVersion, StopProjectVersion, Describ
 
 Each uvicorn worker process builds its own app with `app_from_environment` (uvicorn needs an
 import string for several workers) from the JSON settings file that `edgelabels serve` writes and
-names in $EDGELABELS_SERVE_SETTINGS; each holds one Predictor (one onnxruntime session).
+names in $EDGELABELS_SERVE_SETTINGS; each holds one edge model (one onnxruntime session): the
+export's task picks it (predict_command.answering_model): a Predictor answers a classifier's labels,
+a Detector one entry per box with Geometry.BoundingBox.
 The model's RUNNING/STOPPED status lives in one small file in the run-state folder, written
 atomically and read on every request, so a StopProjectVersion answered by one worker holds for
 all of them, whatever the number of workers.
@@ -71,7 +73,7 @@ from edgelabels import atomic
 from edgelabels.data import paths
 from edgelabels.data.images import read_image, sniff_format
 from edgelabels.errors import ImageProblem, UserError
-from edgelabels.runtime.predictor import Predictor
+from edgelabels.serve.predict_command import answering_model
 
 SETTINGS_ENV = "EDGELABELS_SERVE_SETTINGS"
 TARGET_PREFIX = "RekognitionService."
@@ -157,12 +159,13 @@ class ModelState:
 
 
 class RekognitionService:
-    """The four operations, over one Predictor; `handle` is the ASGI endpoint for `POST /`."""
+    """The four operations, over one edge model (a Predictor or a Detector); `handle` is the ASGI endpoint for
+    `POST /`."""
 
     def __init__(self, settings: ServeSettings, predictor=None):
         self.settings = settings
-        self.predictor = predictor or Predictor(settings.model_dir, precision=settings.precision,
-                                                threads=settings.threads)
+        self.predictor = predictor or answering_model(settings.model_dir, precision=settings.precision,
+                                                      threads=settings.threads)
         self.arn = settings.project_version_arn
         match = VERSION_ARN.match(self.arn)
         if not match:

@@ -1,0 +1,164 @@
+"""Detection batches: cached pixels + boxes -> box-aware augmentation -> CenterNet targets, as a Keras PyDataset.
+
+Boxes come in pixels of the image as displayed (Sample.boxes); the cached pixels are already stretched to
+the model input, so the boxes become ratios of the image once per sample (data.boxes) and stay ratios.
+Training batches flip, scale, translate, recolour and blur image and boxes together (albumentations with
+bbox_params; a box that leaves the image is dropped), then each box becomes a gaussian splat on its label's
+heatmap channel (CenterNet's radius), its size and sub-cell offset at its centre cell, and a centre mask
+(the losses' last target channel, models/detection_losses.py). An image without boxes is a negative:
+an all-zero heatmap and no centre.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+from edgelabels.data.boxes import clip_ratios, displayed_size, to_ratios
+from edgelabels.data.preprocess import normalise
+from edgelabels.errors import UserError
+from edgelabels.train.loader import ImageBatches
+
+log = logging.getLogger("edgelabels.train")
+MIN_OVERLAP = 0.7  # CenterNet's: a box shifted by the radius still overlaps the true one at IoU >= 0.7
+
+
+def box_augmenter(seed: int | None = None):
+    """(uint8 pixels, (M, 4) ratio boxes [left, top, width, height], (M,) class ids) -> the same, augmented."""
+    import albumentations as A
+    import cv2
+
+    compose = A.Compose(
+        [A.HorizontalFlip(p=0.5),
+         A.Affine(scale=(0.75, 1.25), translate_percent=(-0.1, 0.1), border_mode=cv2.BORDER_CONSTANT, fill=0, p=0.7),
+         A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),
+         A.Blur(blur_limit=(3, 3), p=0.1)],
+        # "albumentations" = [x_min, y_min, x_max, y_max] as ratios; a box keeping under a quarter of its area
+        # (or under 2 px a side) after scaling and translation is dropped: its object has left the image.
+        bbox_params=A.BboxParams(format="albumentations", label_fields=["class_ids"], min_visibility=0.25,
+                                 min_width=2, min_height=2, clip=True),
+        seed=seed)
+
+    def augment(pixels: np.ndarray, boxes: np.ndarray, class_ids: np.ndarray):
+        corners = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
+        squeeze = pixels.ndim == 3 and pixels.shape[2] == 1
+        result = compose(image=pixels[:, :, 0] if squeeze else pixels, bboxes=corners, class_ids=class_ids)
+        image = result["image"][:, :, None] if squeeze else result["image"]
+        out = np.asarray(result["bboxes"], np.float32).reshape(-1, 4)
+        return image, np.concatenate([out[:, :2], out[:, 2:] - out[:, :2]], axis=1), \
+            np.asarray(result["class_ids"], np.int64)
+
+    return augment
+
+
+def gaussian_radius(height: float, width: float, min_overlap: float = MIN_OVERLAP) -> float:
+    """CenterNet's splat radius (cells) for a box of height x width cells: the smallest of its three cases
+    (both corners inside, both outside, one of each), each the root of a quadratic in the corner shift."""
+    b1 = height + width
+    c1 = width * height * (1 - min_overlap) / (1 + min_overlap)
+    r1 = (b1 + math.sqrt(b1 ** 2 - 4 * c1)) / 2
+    b2 = 2 * (height + width)
+    c2 = (1 - min_overlap) * width * height
+    r2 = (b2 + math.sqrt(b2 ** 2 - 16 * c2)) / 2
+    a3 = 4 * min_overlap
+    b3 = -2 * min_overlap * (height + width)
+    c3 = (min_overlap - 1) * width * height
+    r3 = (b3 + math.sqrt(b3 ** 2 - 4 * a3 * c3)) / 2
+    return min(r1, r2, r3)
+
+
+def centernet_targets(boxes: np.ndarray, class_ids: np.ndarray, num_classes: int, h: int, w: int):
+    """(M, 4) ratio boxes + class ids -> heatmap (h, w, C), size (h, w, 3) = [w, h, mask] and
+    offset (h, w, 3) = [dx, dy, mask] on an h x w grid."""
+    heatmap = np.zeros((h, w, num_classes), np.float32)
+    size = np.zeros((h, w, 3), np.float32)
+    offset = np.zeros((h, w, 3), np.float32)
+    for (left, top, bw, bh), c in zip(boxes, class_ids):
+        cx, cy = (left + bw / 2) * w, (top + bh / 2) * h  # in cells
+        ix, iy = min(int(cx), w - 1), min(int(cy), h - 1)
+        radius = max(0, int(gaussian_radius(bh * h, bw * w)))
+        _splat(heatmap[:, :, c], ix, iy, radius)
+        size[iy, ix] = (bw, bh, 1.0)
+        offset[iy, ix] = (cx - ix, cy - iy, 1.0)
+    return heatmap, size, offset
+
+
+def _splat(channel: np.ndarray, x: int, y: int, radius: int) -> None:
+    """Max of the channel and a gaussian (sigma = diameter / 6) peaking at exactly 1.0 on (y, x)."""
+    sigma = (2 * radius + 1) / 6
+    offsets = np.arange(-radius, radius + 1)
+    g = np.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / (2 * sigma ** 2))
+    g[g < np.finfo(np.float32).eps * g.max()] = 0
+    h, w = channel.shape
+    top, bottom = min(y, radius), min(h - y, radius + 1)
+    left, right = min(x, radius), min(w - x, radius + 1)
+    window = channel[y - top:y + bottom, x - left:x + right]
+    np.maximum(window, g[radius - top:radius + bottom, radius - left:radius + right], out=window)
+
+
+class DetectionBatches(ImageBatches):
+    """(x, {"heatmap", "size", "offset"}) batches; order, reshuffling and worker threads are ImageBatches'."""
+
+    def __init__(self, cache, samples, labels: list[str], stride: int, batch_size: int = 16, augment=None,
+                 shuffle: bool = False, seed: int = 0, workers: int = 2):
+        super().__init__(cache, batch_size=batch_size, shuffle=shuffle, seed=seed, workers=workers)
+        self.samples = list(samples)
+        self.index = {name: i for i, name in enumerate(labels)}
+        self.box_augment = augment
+        self.grid = (cache.spec.height // stride, cache.spec.width // stride)
+        self.ratios: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def boxes_of(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sample i's boxes as (M, 4) ratios of the image, clipped to it, and their class ids (computed once)."""
+        if i not in self.ratios:
+            sample = self.samples[i]
+            boxes, ids = [], []
+            if sample.boxes:
+                width, height = displayed_size(sample.path)
+                for box in sample.boxes:
+                    if box.label not in self.index:
+                        raise UserError(f"{sample.path}: box label {box.label!r} is not one of the run's labels "
+                                        f"{list(self.index)}")
+                    ratios = clip_ratios(to_ratios(box, width, height))
+                    if ratios[2] > 0 and ratios[3] > 0:
+                        boxes.append(ratios)
+                        ids.append(self.index[box.label])
+            self.ratios[i] = np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(ids, np.int64)
+        return self.ratios[i]
+
+    def __getitem__(self, index: int):
+        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        pixels, targets = [], []
+        for i in rows:
+            image, (boxes, ids) = self.cache[int(i)], self.boxes_of(int(i))
+            if self.box_augment is not None:
+                image, boxes, ids = self.box_augment(image, boxes, ids)
+            pixels.append(image)
+            targets.append(centernet_targets(boxes, ids, len(self.index), *self.grid))
+        x = normalise(np.stack(pixels), self.cache.spec)
+        heatmap, size, offset = (np.stack(t) for t in zip(*targets))
+        return x, {"heatmap": heatmap, "size": size, "offset": offset}
+
+
+def detection_batches(config, split, labels: list[str], caches, augment):
+    """(train, val) batches of images + CenterNet targets; training batches augment image and boxes together.
+
+    `augment` is the config's image-only augmenter (augment.preset / augment.transforms): it would move pixels
+    without their boxes, so a detection run refuses one; detection's own box-aware transforms always apply.
+    """
+    if augment is not None:
+        raise UserError("augment.preset / augment.transforms: a detection run augments image and boxes together "
+                        "with its own transforms (flip, scale, translate, colour, blur); set augment.preset: none "
+                        "and leave augment.transforms empty")
+    t = config.train
+    train_cache, val_cache = caches
+    boxes = sum(len(s.boxes) for s in split.train)
+    negatives = sum(not s.boxes for s in split.train)
+    log.info("labels %s; train %d images (%d boxes, %d without boxes), val %d, test %d", labels, len(split.train),
+             boxes, negatives, len(split.val), len(split.test))
+    stride = config.model.stride
+    return (DetectionBatches(train_cache, split.train, labels, stride, t.batch_size, augment=box_augmenter(config.seed),
+                             shuffle=True, seed=config.seed, workers=t.workers),
+            DetectionBatches(val_cache, split.val, labels, stride, t.batch_size, workers=t.workers))

@@ -1,0 +1,95 @@
+"""Detection through every verb: a Ground Truth box manifest -> train -> evaluate -> export -> predict -> serve.
+
+A tiny detector (tinycnn, 64 px) on photos made in code: one or two squares per image, red ("red") or blue
+("blue"), on a grey noisy background, so that boxes are learnable in a few epochs on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers.datasets import REPO
+
+pytestmark = pytest.mark.slow
+
+COLOURS = {"red": (220, 40, 40), "blue": (40, 60, 220)}
+
+
+def _photos(folder, n: int, seed: int, size: int = 64):
+    """n photos with 1-2 squares each, and the Ground Truth object-detection manifest describing them."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines, truth = [], {}
+    for i in range(n):
+        pixels = np.clip(rng.normal(128, 12, (size, size, 3)), 0, 255)
+        annotations, boxes = [], []
+        for _ in range(int(rng.integers(1, 3))):
+            label = ("red", "blue")[int(rng.integers(0, 2))]
+            side = int(rng.integers(14, 22))
+            left, top = (int(v) for v in rng.integers(0, size - side, 2))
+            pixels[top:top + side, left:left + side] = COLOURS[label]
+            annotations.append({"class_id": 0 if label == "red" else 1, "left": left, "top": top,
+                                "width": side, "height": side})
+            boxes.append((label, left, top, side, side))
+        name = f"photo_{seed}_{i:03d}.png"
+        Image.fromarray(pixels.astype(np.uint8)).save(folder / name)
+        truth[name] = boxes
+        lines.append(json.dumps({
+            "source-ref": name,
+            "bounding-box": {"image_size": [{"width": size, "height": size, "depth": 3}], "annotations": annotations},
+            "bounding-box-metadata": {"objects": [{"confidence": 1}] * len(annotations),
+                                      "class-map": {"0": "red", "1": "blue"}, "type": "groundtruth/object-detection",
+                                      "human-annotated": "yes", "creation-date": "2026-12-01T00:00:00",
+                                      "job-name": "labeling-job/squares"}}))
+    manifest = folder / "boxes.manifest"
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest, truth
+
+
+def _cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "edgelabels.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_a_tiny_detector_trains_evaluates_exports_and_predicts_rekognition_shaped_boxes(tmp_path):
+    manifest, _ = _photos(tmp_path / "data", 48, seed=0)
+    run = tmp_path / "run"
+    sets = [f"data.source={manifest}", "data.image_size=64", "model.backbone=tinycnn",
+            "model.weights=none", "model.max_detections=20", "train.epochs=25", "train.fine_tune_epochs=0",
+            "train.batch_size=8", "train.learning_rate=0.005", "train.class_weight=none", "train.verbose=0",
+            "augment.preset=none", "data.test_fraction=0.2", "data.val_fraction=0.15"]
+    trained = _cli("train", str(REPO / "configs" / "bees.yaml"), "--out", str(run),
+                   *[arg for s in sets for arg in ("--set", s)])
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert (run / "model.keras").is_file() and (run / "splits" / "boxes.jsonl").is_file()
+
+    evaluated = _cli("evaluate", str(run))
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    summary = json.loads((run / "evaluation" / "summary.json").read_text())
+    metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
+    assert "AggregatedEvaluationResults" in json.dumps(summary)
+    assert (run / "evaluation" / "report.html").is_file()
+    # A learnable problem: the detector must find most squares (far above chance) on images it never saw.
+    coco = {k: v for k, v in metrics.items() if "map" in k.lower()}
+    assert coco, metrics.keys()
+    assert max(v for v in coco.values() if isinstance(v, (int, float))) > 0.3, coco
+
+    exported = _cli("export", str(run))
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    report = json.loads((run / "export" / "export_report.json").read_text())
+    assert report["parity"]["max_abs_diff"] <= 1e-3, report["parity"]
+
+    image = sorted((tmp_path / "data").glob("*.png"))[0]
+    predicted = _cli("predict", str(run / "export"), str(image), "--json-beside")
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    answer = json.loads(image.with_name(image.name + ".json").read_text())  # IMAGE.json beside IMAGE
+    labels = answer["CustomLabels"]
+    assert labels and all(set(box["Geometry"]["BoundingBox"]) == {"Width", "Height", "Left", "Top"} for box in labels)
+    confidences = [box["Confidence"] for box in labels]
+    assert confidences == sorted(confidences, reverse=True) and all(0 <= c <= 100 for c in confidences)
