@@ -75,7 +75,10 @@ def quantize(fp32_path: str | Path, out_path: str | Path, calibration: np.ndarra
 
     with tempfile.TemporaryDirectory(prefix="edgelabels-int8-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(fp32_path), str(prepared))
+        try:
+            quant_pre_process(str(fp32_path), str(prepared))
+        except Exception:  # noqa: BLE001  symbolic shape inference gives up on some graphs (a detector's top-K)
+            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         quantize_static(
             str(prepared), str(out_path), _Batches(input_name, calibration.astype(np.float32)),
             quant_format=QuantFormat.QDQ,
