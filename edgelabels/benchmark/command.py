@@ -6,6 +6,7 @@ live run recorded (--rekognition-responses), so a comparison can be re-run witho
 running model again. The local side is the exported ONNX model in the edge Predictor. Both become
 confidence arrays over the local model's labels and go through the evaluation's metric code
 (compare.py); report.py writes comparison.json / .md / .html into --out, replaced whole.
+A detection export takes the same path to its answers and is scored by detection.py (boxes, per box).
 """
 
 from __future__ import annotations
@@ -35,13 +36,16 @@ examples:
 
 writes DIR/comparison.json, comparison.md, comparison.html (self-contained) and
 rekognition-responses.jsonl (one line per answered image, appended as answers arrive: a live run
-that stops half-way is resumed by running the same command again, without asking twice)"""
+that stops half-way is resumed by running the same command again, without asking twice); with a
+detection export (--local) both sides' boxes are scored per box (IoU >= 0.5) and the images where
+their TP/FP/FN counts differ are drawn into DIR/disagreements/"""
 
 
 def add_arguments(parser) -> None:
     parser.epilog = EXAMPLES
     parser.add_argument("--test", required=True, metavar="SOURCE",
-                        help="test images: a folder per label or a Ground Truth manifest")
+                        help="test images: a folder per label or a Ground Truth manifest; for a detection export, "
+                             "a YOLO folder, a COCO .json or an object-detection manifest")
     parser.add_argument("--local", required=True, type=Path, metavar="MODEL_DIR",
                         help="exported model folder (RUN/export, written by `edgelabels export`)")
     parser.add_argument("--rekognition-arn", metavar="ARN", help="live: the model version ARN (ProjectVersionArn)")
@@ -76,6 +80,8 @@ def run(args) -> int:
         price_inference_unit_hour=args.price_inference_unit_hour, concurrency=args.concurrency,
         precision=args.precision, gallery=args.gallery)
     comparison = result["comparison"]
+    if comparison.get("task") == "detection":
+        return _print_detection(result)
     local, remote = comparison["sides"]["local"], comparison["sides"]["rekognition"]
     print(f"scored {comparison['scored_images']} images"
           + (f" ({len(comparison['excluded'])} left out: see comparison.md)" if comparison["excluded"] else ""))
@@ -98,6 +104,30 @@ def run(args) -> int:
                                                      cost["training_hours"] is not None else "") +
               f"); local: {comparison['cost']['local']['compute_seconds']:.2f} compute seconds")
     if result["stop_hint"]:
+        print(f"reminder: the Rekognition model is still RUNNING and billed ${cost['running_cost_per_day']:.2f} a day; "
+              f"stop it when done: {result['stop_hint']}")
+    print(f"wrote {result['out']}/ (open comparison.html)")
+    return 0
+
+
+def _print_detection(result: dict) -> int:
+    comparison = result["comparison"]
+    local, remote = comparison["sides"]["local"], comparison["sides"]["rekognition"]
+    print(f"scored {comparison['scored_images']} images"
+          + (f" ({len(comparison['excluded'])} left out: see comparison.md)" if comparison["excluded"] else ""))
+    print(f"{'':34}{'local':>12}{'rekognition':>14}")
+    rows = [("avg precision (assumed thr.)", "average_precision"), ("avg recall (assumed thr.)", "average_recall"),
+            ("F1 (assumed thr.)", "f1")]
+    for name, key in rows:
+        print(f"{name:34}{_show(local['at_assumed_thresholds'][key], 'f'):>12}"
+              f"{_show(remote['at_assumed_thresholds'][key], 'f'):>14}")
+    print(f"{'COCO mAP@0.5':34}{_show(local['map_50'], 'f'):>12}{_show(remote['map_50'], 'f'):>14}")
+    print(f"{'latency p50 (ms)':34}{_show(local['latency']['p50_ms'], '1'):>12}"
+          f"{_show(remote['latency']['p50_ms'], '1'):>14}")
+    print(f"{len(comparison['disagreements'])} images where the TP/FP/FN counts differ"
+          + (f" (drawn in {result['out']}/disagreements/)" if comparison["disagreements"] else ""))
+    if result["stop_hint"]:
+        cost = comparison["cost"]["rekognition"]
         print(f"reminder: the Rekognition model is still RUNNING and billed ${cost['running_cost_per_day']:.2f} a day; "
               f"stop it when done: {result['stop_hint']}")
     print(f"wrote {result['out']}/ (open comparison.html)")
@@ -168,8 +198,18 @@ def run_benchmark(*, test, local, out, rekognition_arn=None, region=None, endpoi
                   precision="auto", gallery=60, client=None, live_options: dict | None = None,
                   progress: bool = True) -> dict:
     """The whole benchmark; `client` (a boto3 Rekognition client, e.g. under botocore's Stubber) replaces the
-    one built from region/endpoint. Returns {"comparison", "out", "stop_hint"}."""
+    one built from region/endpoint. Returns {"comparison", "out", "stop_hint"}.
+    A detection export is benchmarked by benchmark/detection.py, with the same options."""
     import numpy as np
+
+    from edgelabels.benchmark.detection import is_detection_export
+
+    if is_detection_export(local):
+        return detection_benchmark(
+            test=test, local=local, out=out, rekognition_arn=rekognition_arn, region=region, endpoint=endpoint,
+            responses=responses, summary=summary, training_hours=training_hours, price_training=price_training,
+            price_inference_unit_hour=price_inference_unit_hour, concurrency=concurrency, precision=precision,
+            gallery=gallery, client=client, live_options=live_options, progress=progress)
 
     from edgelabels import atomic
     from edgelabels.benchmark import compare, report
@@ -281,6 +321,50 @@ def run_benchmark(*, test, local, out, rekognition_arn=None, region=None, endpoi
             shutil.copyfile(out / FILE_NAME, folder / FILE_NAME)
         else:  # a self-contained folder: its comparison can be replayed from it
             atomic.write_bytes(folder / FILE_NAME, b"".join(json_line(r) for r in records))
+    return {"comparison": comparison, "out": out, "stop_hint": stop_hint}
+
+
+def detection_benchmark(*, test, local, out, rekognition_arn, region, endpoint, responses, summary, training_hours,
+                        price_training, price_inference_unit_hour, concurrency, precision, gallery, client,
+                        live_options, progress) -> dict:
+    """run_benchmark for a detection export: the same options and recorded answers, scored by benchmark/detection.py."""
+    from edgelabels import atomic
+    from edgelabels.benchmark import detection
+    from edgelabels.benchmark.responses import FILE_NAME
+
+    check_options(rekognition_arn=rekognition_arn, endpoint=endpoint, responses=responses,
+                  training_hours=training_hours, price_training=price_training,
+                  price_inference_unit_hour=price_inference_unit_hour, concurrency=concurrency, gallery=gallery)
+    if summary is not None:
+        raise UserError("--rekognition-summary is not read for a detection benchmark yet; run without it (both "
+                        "sides are scored at their assumed thresholds on this test set)")
+    out = check_output_folder(out)
+    detector, dataset, notes = detection.load_local(local, test, precision)
+    samples = dataset.samples
+    keys = read_keys(samples)
+    stop_hint, records = None, None
+    if responses is not None:
+        records, recorded, arn = replayed_answers(responses, samples, keys, notes)
+        mode = f"recorded answers replayed from {responses}"
+    else:
+        recorded, arn, stop_hint = live_answers(
+            samples, keys, notes, out=out / FILE_NAME, arn=rekognition_arn, region=region, endpoint=endpoint,
+            summary=None, concurrency=concurrency, price_inference_unit_hour=price_inference_unit_hour,
+            client=client, live_options=live_options, progress=progress)
+        mode = f"live, {endpoint}" if endpoint else f"live, Amazon Rekognition in {parse_region(arn)}"
+
+    def write_responses(folder: Path) -> None:
+        if responses is None:
+            shutil.copyfile(out / FILE_NAME, folder / FILE_NAME)
+        else:  # a self-contained folder: its comparison can be replayed from it
+            atomic.write_bytes(folder / FILE_NAME, b"".join(json_line(r) for r in records))
+
+    comparison = detection.score_and_write(
+        detector=detector, samples=samples, used=[recorded[key] for key in keys],
+        name=str(responses) if responses is not None else str(out / FILE_NAME), notes=notes, out=out, test=test,
+        local=local, arn=arn, mode=mode, training_hours=training_hours, price_training=price_training,
+        price_inference_unit_hour=price_inference_unit_hour, gallery=gallery, write_responses=write_responses,
+        progress=progress)
     return {"comparison": comparison, "out": out, "stop_hint": stop_hint}
 
 

@@ -286,9 +286,124 @@ def comparison_page(folder: Path, comparison: dict, gallery: int) -> Page:
 
 
 def write_html(path: str | Path, comparison: dict, gallery: int = 60) -> Path:
+    if comparison.get("task") == "detection":
+        return atomic.write_text(path, detection_page(Path(path).parent, comparison, gallery).html_text())
     return atomic.write_text(path, comparison_page(Path(path).parent, comparison, gallery).html_text())
 
 
 def write_markdown(path: str | Path, comparison: dict) -> Path:
+    if comparison.get("task") == "detection":
+        return atomic.write_text(path, detection_page(Path(path).parent, comparison, gallery=None).md_text())
     # No thumbnails to make: the Markdown lists every disagreement as a table instead.
     return atomic.write_text(path, comparison_page(Path(path).parent, comparison, gallery=0).md_text())
+
+
+# -- detection --------------------------------------------------------------------------------
+
+# (name, path into a side, format, which is better)
+DETECTION_ROWS = [
+    ("Average precision at assumed thresholds (mean over labels)", ("at_assumed_thresholds", "average_precision"),
+     "f", "high"),
+    ("Average recall at assumed thresholds (mean over labels)", ("at_assumed_thresholds", "average_recall"), "f",
+     "high"),
+    ("F1 at assumed thresholds (mean over labels)", ("at_assumed_thresholds", "f1"), "f", "high"),
+    ("True positive boxes at assumed thresholds", ("at_assumed_thresholds", "tp"), "i", "high"),
+    ("False positive boxes at assumed thresholds", ("at_assumed_thresholds", "fp"), "i", "low"),
+    ("Missed boxes at assumed thresholds", ("at_assumed_thresholds", "fn"), "i", "low"),
+    ("F1 at the model's own thresholds (mean over labels)", ("at_model_thresholds", "f1"), "f", "high"),
+    ("COCO mAP@0.5", ("map_50",), "f", "high"),
+    ("COCO mAP@0.5:0.95", ("map_50_95",), "f", "high"),
+    ("Latency p50 (per request)", ("latency", "p50_ms"), "ms", "low"),
+    ("Latency p95 (per request)", ("latency", "p95_ms"), "ms", "low"),
+    ("Throughput", ("throughput_images_per_s",), "/s", "high"),
+    ("Model size", ("model_size_bytes",), "mb", None),
+]
+
+
+def detection_metric_table(comparison: dict) -> tuple[list[str], list[list[str]], list[int | None]]:
+    local, remote = comparison["sides"]["local"], comparison["sides"]["rekognition"]
+    rows, better = [], []
+    for name, path, kind, direction in DETECTION_ROWS:
+        a, b = _get(local, path), _get(remote, path)
+        rows.append([name, format_value(a, kind), format_value(b, kind), _diff(a, b, kind)])
+        if direction and a is not None and b is not None and a != b:
+            better.append(1 if (a > b) == (direction == "high") else 2)
+        else:
+            better.append(None)
+    return ["Metric", "edgelabels (local)", "Rekognition", "Difference (local - Rekognition)"], rows, better
+
+
+def detection_label_table(comparison: dict) -> tuple[list[str], list[list[str]]]:
+    local, remote = comparison["sides"]["local"]["per_label"], comparison["sides"]["rekognition"]["per_label"]
+    header = ["Label", "Boxes", "Threshold: local", "Rekognition", "P / R / F1: local", "Rekognition",
+              "AP@0.5: local", "Rekognition"]
+    prf = (lambda d: " / ".join(format_value(d[key]) for key in ("precision", "recall", "f1")))
+    rows = [[a["label"], format_value(a["boxes"], "i"), format_value(a["assumed_threshold"]),
+             format_value(b["assumed_threshold"]), prf(a["at_assumed_threshold"]), prf(b["at_assumed_threshold"]),
+             format_value(a["coco_ap_50"]), format_value(b["coco_ap_50"])] for a, b in zip(local, remote)]
+    return header, rows
+
+
+def detection_cards(comparison: dict) -> list[tuple[str, str, str]]:
+    local, remote = comparison["sides"]["local"], comparison["sides"]["rekognition"]
+    cost = comparison["cost"]
+    return [
+        ("F1 at assumed thresholds", format_value(local["at_assumed_thresholds"]["f1"]),
+         format_value(remote["at_assumed_thresholds"]["f1"])),
+        ("COCO mAP@0.5", format_value(local["map_50"]), format_value(remote["map_50"])),
+        ("Latency p50", format_value(local["latency"]["p50_ms"], "ms"), format_value(remote["latency"]["p50_ms"], "ms")),
+        ("Cost of this benchmark", format_value(cost["local"]["compute_seconds"], "s"),
+         format_value(cost["rekognition"]["total_cost"], "$")),
+    ]
+
+
+def detection_page(folder: Path, comparison: dict, gallery: int | None) -> Page:
+    """The detection report; the HTML embeds the drawn disagreements (up to `gallery`), the Markdown links them."""
+    page = Page(folder, TITLE + " (object detection)", meta(comparison), css=CSS)
+    parts = []
+    for name, a, b in detection_cards(comparison):
+        parts.append(f"<div class='card'><div class='v'>{escape(a)}<span class='sep'>|</span>"
+                     f"<span class='r'>{escape(b)}</span></div><div class='k'>{escape(name)}</div></div>")
+    page.html.append("<div class='legend'>Cards: <b class='loc'>edgelabels</b> | <b class='r'>Rekognition</b></div>"
+                     "<div class='cards'>" + "".join(parts) + "</div>")
+    page.heading("Side by side")
+    page.note(f"Same test images, same scoring code. A box is a true positive when it overlaps an unmatched "
+              f"ground-truth box of its label at IoU >= {comparison['iou']:g}, greedily by confidence. Assumed "
+              "thresholds: per label, the confidence that maximises that label's per-box F1 on this test set "
+              "(Rekognition's definition), derived for each model alike; the averages are unweighted means over "
+              "labels, as Rekognition's. COCO mAP uses every box (pycocotools).")
+    page.table(*detection_metric_table(comparison))
+    page.heading("Per label (at assumed thresholds)")
+    page.table(*detection_label_table(comparison))
+    if comparison["unknown_labels"]:
+        page.note("Boxes Rekognition answered with labels the local model does not have (not scored): "
+                  + ", ".join(f"{k} {v}" for k, v in comparison["unknown_labels"].items()))
+    page.heading("Cost")
+    page.table(*cost_table(comparison))
+    page.bullets(comparison["assumptions"], css_class="assume")
+    if comparison["excluded"]:
+        page.heading("Left out")
+        page.note("Images one side refused are scored on neither side.")
+        page.table(*excluded_rows(comparison))
+    different = comparison["disagreements"]
+    page.heading(f"Where they disagree ({len(different):,} of {comparison['scored_images']:,} images)")
+    if different:
+        page.note("Images whose TP / FP / FN counts differ, each side at its own assumed thresholds, most different "
+                  "first. Pictures: ground truth in blue, each side's boxes in orange (edgelabels left, Rekognition "
+                  "right).")
+        count = (lambda d: f"{d['tp']} / {d['fp']} / {d['fn']}")
+        page.table(["Image", "Boxes", "edgelabels TP / FP / FN", "Rekognition TP / FP / FN", "Picture"],
+                   [[d["path"], format_value(d["boxes"], "i"), count(d["local"]), count(d["rekognition"]),
+                     d.get("picture", "")] for d in different])
+        drawn = [d for d in different if d.get("picture")]
+        if gallery:
+            drawn = drawn[:gallery]
+        if drawn and gallery != 0:
+            page.figures([(folder / d["picture"], f"{Path(d['path']).name}: edgelabels {count(d['local'])}, "
+                                                  f"Rekognition {count(d['rekognition'])}", "wide") for d in drawn])
+    else:
+        page.paragraph("The two models have the same TP / FP / FN counts on every image.")
+    if comparison["notes"]:
+        page.heading("Notes")
+        page.bullets(comparison["notes"])
+    return page

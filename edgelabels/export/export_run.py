@@ -360,11 +360,13 @@ def detection_parity(reference: np.ndarray, candidate: np.ndarray, min_score: fl
 
     Each such reference row is compared with the candidate row of the same class closest to it (max abs diff
     of box and score): rows whose scores tie within float noise (an untrained heatmap is nearly flat) may leave
-    top-K in either order, which is no conversion error. `rows_in_order` says how many matched row for row.
+    top-K in either order, which is no conversion error, and rows at the tail of top-K (not above the candidate's
+    last score) may be cut from one and not the other. `rows_in_order` says how many matched row for row.
     """
     diffs, in_order = [], 0
     for ref, cand in zip(reference, candidate):
-        kept = ref[ref[:, 4] >= min_score]
+        # A row scoring no more than the candidate's last kept row may fall just outside its top-K: not compared.
+        kept = ref[(ref[:, 4] >= min_score) & (ref[:, 4] > cand[-1, 4] + PARITY_TOLERANCE)]
         if not len(kept):
             continue
         gap = np.abs(kept[:, None, :5] - cand[None, :, :5]).max(axis=2)  # (kept, K)
