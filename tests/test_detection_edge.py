@@ -274,7 +274,11 @@ def test_export_detection_matches_keras_and_the_detector_answers_from_the_folder
     real = detection_metrics.assumed_thresholds
     monkeypatch.setattr(detection_metrics, "assumed_thresholds",
                         lambda truth, *rest, **kw: seen.append(truth) or real(truth, *rest, **kw))
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
     report = export_run(run.dir, int8=True, calibration=4, parity_images=6)
+    assert list(workdir.iterdir()) == []  # quantization leaves no temp files where the command was run
 
     export = ExportDir.load(run.export_dir)
     assert export.task == "detection" and export.labels == ["red", "blue"]

@@ -456,7 +456,8 @@ def _detection_int8(out: ExportDir, fp32, run, split, calibration, threads, x, t
     calibration_samples = spread(split.train or split.val, calibration)
     if not calibration_samples:
         raise UserError(f"{run.splits_dir}: no training images to calibrate INT8 on")
-    q.quantize(out.model_path, out.int8_path, load_inputs(calibration_samples, run.spec), scheme)
+    q.quantize(out.model_path, out.int8_path, load_inputs(calibration_samples, run.spec), scheme,
+               symbolic_shapes=False)
     int8 = OnnxModel(out.int8_path, threads)
     latency = q.batch1_latencies({"fp32": fp32, "int8": int8}, x)
     map_fp32 = report["validation"]["map_fp32"]

@@ -69,16 +69,15 @@ class _Batches:
 
 
 def quantize(fp32_path: str | Path, out_path: str | Path, calibration: np.ndarray, scheme: Int8Scheme,
-             input_name: str = "input") -> Path:
+             input_name: str = "input", symbolic_shapes: bool = True) -> Path:
     """Write a QDQ INT8 model calibrated (MinMax) on `calibration` (N, H, W, C) float32 model inputs."""
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
     with tempfile.TemporaryDirectory(prefix="edgelabels-int8-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
-        try:
-            quant_pre_process(str(fp32_path), str(prepared))
-        except Exception:  # noqa: BLE001  symbolic shape inference gives up on some graphs (a detector's top-K)
-            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        # Symbolic shape inference gives up on a detector's in-graph top-K, and when it does it leaves its temp
+        # files in the working directory: a detector's export skips it.
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=not symbolic_shapes)
         quantize_static(
             str(prepared), str(out_path), _Batches(input_name, calibration.astype(np.float32)),
             quant_format=QuantFormat.QDQ,
