@@ -16,14 +16,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from edgelabels.artifacts import ExportDir
 from edgelabels.data.boxes import clip_ratios
 from edgelabels.data.images import read_image
 from edgelabels.data.preprocess import normalise, to_pixels
 from edgelabels.errors import UserError
-from edgelabels.runtime.runner import OnnxModel, predict_images
+from edgelabels.runtime.runner import OnnxModel, open_export, predict_images
 
-PRECISIONS = ("auto", "fp32", "int8")
 ROW = 6  # left, top, width, height, score, class_id
 
 
@@ -35,22 +33,8 @@ class Detector:
     """
 
     def __init__(self, model_dir: str | Path, precision: str = "auto", threads: int | None = None):
-        from edgelabels.tasks import get_task
-
-        export = ExportDir.load(model_dir)
+        export, self.precision, self.model_path = open_export(model_dir, "detection", "detector", precision)
         self.dir = export.dir
-        if export.task != "detection":
-            task = get_task(export.task)
-            raise UserError(f"{self.dir}: a {task.noun} export, not a detector; run it with "
-                            f"`edgelabels {task.edge_verb} {self.dir} IMAGE...`")
-        if precision not in PRECISIONS:
-            raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-        if precision == "auto":
-            precision = "int8" if export.int8_path.is_file() else "fp32"
-        self.precision = precision
-        self.model_path = export.onnx_path(precision)
-        if not self.model_path.is_file():
-            raise UserError(f"{self.model_path}: missing ({precision} model not exported)")
         self.labels: list[str] = list(export.labels)
         self.spec = export.spec
         self.thresholds: dict[str, float] = export.read_thresholds()

@@ -104,3 +104,29 @@ def predict_files(run_batch, paths, spec, chain=None, batch_size: int = 32, prog
     """Outputs of a model (OnnxModel, or models.factory.keras_runner(model)) for image files."""
     return predict_images(paths, input_reader(spec, chain), run_batch, batch_size=batch_size, progress=progress,
                           desc=desc, timer=timer)
+
+
+PRECISIONS = ("auto", "fp32", "int8")
+
+
+def open_export(model_dir, task: str, noun: str, precision: str):
+    """(ExportDir, precision, ONNX path) of an export of `task` (`noun`: what its model is called), with
+    "auto" resolved to INT8 when model.int8.onnx exists; a one-line UserError for another task's export, an
+    unknown precision or a missing model. Shared by the edge classes (Predictor, Detector)."""
+    from edgelabels.artifacts import ExportDir
+    from edgelabels.tasks import get_task
+
+    export = ExportDir.load(model_dir)
+    if export.task != task:
+        other = get_task(export.task)
+        raise UserError(f"{export.dir}: a {other.noun} export, not a {noun}; run it with "
+                        f"`edgelabels {other.edge_verb} {export.dir} IMAGE...`")
+    if precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "auto":
+        precision = "int8" if export.int8_path.is_file() else "fp32"
+    path = export.onnx_path(precision)
+    if not path.is_file():
+        raise UserError(f"{path}: missing ({precision} model not exported"
+                        + (": export with --int8, or use precision fp32)" if precision == "int8" else ")"))
+    return export, precision, path
