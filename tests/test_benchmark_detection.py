@@ -10,6 +10,7 @@ Every expected number below is counted by hand in the comments, not by the code 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -221,9 +222,147 @@ def test_cli_prints_both_sides_and_gallery_0_draws_nothing(folders, tmp_path, ca
     assert len(comparison["disagreements"]) == 2 and all("picture" not in d for d in comparison["disagreements"])
 
 
-def test_rekognition_summary_is_refused_for_a_detector(folders, tmp_path):
-    summary = tmp_path / "summary.json"
-    summary.write_text("{}")
-    with pytest.raises(UserError, match="--rekognition-summary is not read for a detection benchmark"):
+# -- Rekognition's EvaluationSummary beside a detection benchmark -------------------------------------
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "rekognition"
+FLAT = FIXTURES / "evaluation-summary-flat.json"
+SCHEMA = FIXTURES / "evaluation-summary-nested-metrics.json"
+needs_fixtures = pytest.mark.skipif(not FLAT.exists(), reason="../shared/fixtures absent")
+# AWS's example summary is for labels CAP and WATCH (CAP threshold 0.98795, WATCH 0.01445): a two-label
+# detector of the helper's kind, CAP scored by mean R on R1, WATCH by mean G on G.
+SUMMARY_BOXES = (((0.1, 0.2, 0.3, 0.4), 0, 0, 1.0), ((0.5, 0.5, 0.6, 0.6), 1, 1, 1.0))
+SUMMARY_IMAGES = {  # name -> (colour, ground truth)
+    "a": ((255, 0, 0), [(0, R1)]),
+    "b": ((0, 255, 0), [(1, G)]),
+    "c": ((255, 255, 0), [(0, R1), (1, G)]),
+    "d": ((128, 0, 0), [(0, R1)]),  # CAP scored 128/255 = 0.502 by the local model: under its 0.7
+}
+# Rekognition at the summary's thresholds (CAP 0.98795, WATCH 0.01445):
+#   a: CAP 99 on R1 -> TP.   b: WATCH 50 on G -> TP; CAP 95 on G -> under 0.988, not kept.
+#   c: CAP 98 on R1 -> under 0.988 (CAP missed); WATCH 1 on G -> under 0.0145 (WATCH missed); WATCH 2 elsewhere -> FP.
+#   d: CAP 99.5 on R1 -> TP.
+# CAP: TP 2, FP 0, FN 1 -> P 1, R 2/3, F1 4/5.  WATCH: TP 1, FP 1, FN 1 -> P 1/2, R 1/2, F1 1/2.
+SUMMARY_ANSWERS = {
+    "a": [box("CAP", 99.0, R1)],
+    "b": [box("WATCH", 50.0, G), box("CAP", 95.0, G)],
+    "c": [box("CAP", 98.0, R1), box("WATCH", 1.0, G), box("WATCH", 2.0, (0.0, 0.6, 0.3, 0.3))],
+    "d": [box("CAP", 99.5, R1)],
+}
+
+
+def write_yolo_test(folder, images):
+    (folder / "images").mkdir(parents=True)
+    (folder / "labels").mkdir()
+    for name, (colour, boxes) in images.items():
+        solid_image(colour, size=(100, 100)).save(folder / "images" / f"{name}.png")
+        (folder / "labels" / f"{name}.txt").write_text("".join(
+            f"{k} {l + w / 2} {t + h / 2} {w} {h}\n" for k, (l, t, w, h) in boxes))
+    return folder
+
+
+def write_answers(path, test, answers):
+    with path.open("w") as file:
+        for n, name in enumerate(answers):
+            data = (test / "images" / f"{name}.png").read_bytes()
+            file.write(json.dumps({"version": 1, "image": f"{name}.png", "sha256": image_key(data),
+                                   "bytes": len(data), "project_version_arn": ARN, "min_confidence": 0,
+                                   "timestamp": 1000.0 + n, "latency_s": 0.2, "elapsed_s": 0.2, "attempts": 1,
+                                   "response": {"CustomLabels": answers[name]}}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def cap_watch(tmp_path_factory):
+    import helpers.detection
+
+    root = tmp_path_factory.mktemp("bench-detection-summary")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(helpers.detection, "LABELS", ("CAP", "WATCH"))
+        patch.setattr(helpers.detection, "BOXES", SUMMARY_BOXES)
+        export = write_detector_dir(root / "run" / "export", thresholds={"CAP": 0.7, "WATCH": 0.1})
+    test = write_yolo_test(root / "test", SUMMARY_IMAGES)
+    # The flat layout is AWS's real example; the nested one is the schema page's layout holding the same values
+    # plus the detection-only AveragePrecision / AverageRecall (values chosen here: the schema gives only types).
+    document = json.loads(FLAT.read_text())
+    nested = json.loads(FLAT.read_text())
+    nested["AggregatedEvaluationResults"] = {"Metrics": {**document["AggregatedEvaluationResults"],
+                                                         "AveragePrecision": 0.961, "AverageRecall": 0.943}}
+    schema = json.loads(SCHEMA.read_text())
+    assert set(nested["AggregatedEvaluationResults"]["Metrics"]) == \
+        set(schema["AggregatedEvaluationResults"]["Metrics"])  # the documented detection layout, key for key
+    (root / "nested.json").write_text(json.dumps(nested))
+    return {"root": root, "export": export, "test": test, "nested": root / "nested.json",
+            "responses": write_answers(root / "answers.jsonl", test, SUMMARY_ANSWERS)}
+
+
+@needs_fixtures
+@pytest.mark.parametrize("layout", ["flat", "nested"])
+def test_summary_scores_rekognition_at_its_thresholds_and_is_shown_beside(cap_watch, layout):
+    summary = FLAT if layout == "flat" else cap_watch["nested"]
+    out = cap_watch["root"] / f"bench-{layout}"
+    comparison = run_benchmark(test=cap_watch["test"], local=cap_watch["export"], out=out,
+                               responses=cap_watch["responses"], summary=summary, progress=False)["comparison"]
+    remote = comparison["sides"]["rekognition"]["at_model_thresholds"]
+    assert remote["thresholds"] == {"CAP": pytest.approx(0.9879502058029175),
+                                    "WATCH": pytest.approx(0.014450683258473873)}
+    own = {row["label"]: row for row in remote["per_label"]}
+    assert (own["CAP"]["tp"], own["CAP"]["fp"], own["CAP"]["fn"]) == (2, 0, 1)
+    assert (own["WATCH"]["tp"], own["WATCH"]["fp"], own["WATCH"]["fn"]) == (1, 1, 1)
+    assert remote["average_precision"] == pytest.approx((1 + 1 / 2) / 2)
+    assert remote["average_recall"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert remote["f1"] == pytest.approx((4 / 5 + 1 / 2) / 2)
+
+    beside = comparison["rekognition_summary"]
+    assert beside["file"] == str(summary)
+    assert beside["number_of_testing_images"] == 624 and beside["number_of_training_images"] == 5216
+    assert beside["summary"]["f1"] == pytest.approx(0.9726959470546408)
+    if layout == "nested":
+        assert beside["summary"]["average_precision"] == pytest.approx(0.961)
+        assert beside["summary"]["average_recall"] == pytest.approx(0.943)
+    else:  # AWS's flat example has no AveragePrecision / AverageRecall: shown as unknown, not invented
+        assert beside["summary"]["average_precision"] is None and beside["summary"]["average_recall"] is None
+    assert beside["rekognition_measured"] == {"average_precision": pytest.approx(0.75),
+                                              "average_recall": pytest.approx(7 / 12), "f1": pytest.approx(0.65)}
+    # edgelabels at thresholds.json (CAP 0.7, WATCH 0.1): CAP misses d (0.502) -> P 1, R 2/3; WATCH finds b, c
+    assert beside["local_measured"] == {"average_precision": pytest.approx(1.0),
+                                        "average_recall": pytest.approx((2 / 3 + 1) / 2), "f1": pytest.approx(0.9)}
+    rows = {row["label"]: row for row in beside["per_label"]}
+    assert rows["CAP"]["threshold"] == pytest.approx(0.9879502058029175)
+    assert rows["CAP"]["summary"] == {"precision": pytest.approx(0.9819587628865979),
+                                      "recall": pytest.approx(0.9769230769230769),
+                                      "f1": pytest.approx(0.9794344473007711), "test_images": 390}
+    assert rows["WATCH"]["rekognition_measured"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5}
+    assert rows["CAP"]["local_measured"] == {"precision": 1.0, "recall": pytest.approx(2 / 3),
+                                             "f1": pytest.approx(0.8)}
+    for page in ("comparison.md", "comparison.html"):
+        text = (out / page).read_text()
+        assert "EvaluationSummary beside this test set" in text and "0.9727" in text and "0.9794" in text, page
+        assert ("0.9610" in text) == (layout == "nested"), page
+    assert json.loads((out / "comparison.json").read_text())["rekognition_summary"]["file"] == str(summary)
+
+
+@needs_fixtures
+def test_cli_prints_the_summary_line(cap_watch, tmp_path, capsys):
+    code = main(["benchmark", "--test", str(cap_watch["test"]), "--local", str(cap_watch["export"]),
+                 "--rekognition-responses", str(cap_watch["responses"]), "--rekognition-summary",
+                 str(cap_watch["nested"]), "--gallery", "0", "--out", str(tmp_path / "bench")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert ("Rekognition's EvaluationSummary (its own test set, 624 images): AveragePrecision 0.9610, "
+            "AverageRecall 0.9430, F1 0.9727; at its thresholds here: 0.7500, 0.5833, 0.6500") in printed
+
+
+@needs_fixtures
+def test_summary_of_a_model_with_other_labels_is_refused_for_a_detector(folders, tmp_path):
+    with pytest.raises(UserError, match=r"evaluation-summary-flat.json: its labels \['CAP', 'WATCH'\] are not "
+                                        r"the local model's \['red', 'green', 'blue'\]"):
         run_benchmark(test=folders["test"], local=folders["export"], out=tmp_path / "out",
-                      responses=folders["responses"], summary=summary, progress=False)
+                      responses=folders["responses"], summary=FLAT, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_without_a_summary_rekognitions_own_threshold_rows_say_how_to_fill_them(recorded):
+    out, comparison = recorded
+    assert comparison["rekognition_summary"] is None
+    assert comparison["sides"]["rekognition"]["at_model_thresholds"] is None
+    assert "pass it with --rekognition-summary" in (out / "comparison.md").read_text()

@@ -124,6 +124,15 @@ def _print_detection(result: dict) -> int:
     print(f"{'COCO mAP@0.5':34}{_show(local['map_50'], 'f'):>12}{_show(remote['map_50'], 'f'):>14}")
     print(f"{'latency p50 (ms)':34}{_show(local['latency']['p50_ms'], '1'):>12}"
           f"{_show(remote['latency']['p50_ms'], '1'):>14}")
+    beside = comparison.get("rekognition_summary")
+    if beside:
+        aws = beside["summary"]
+        print(f"Rekognition's EvaluationSummary (its own test set, {beside['number_of_testing_images']} images): "
+              f"AveragePrecision {_show(aws['average_precision'], 'f')}, AverageRecall "
+              f"{_show(aws['average_recall'], 'f')}, F1 {_show(aws['f1'], 'f')}; at its thresholds here: "
+              f"{_show(beside['rekognition_measured']['average_precision'], 'f')}, "
+              f"{_show(beside['rekognition_measured']['average_recall'], 'f')}, "
+              f"{_show(beside['rekognition_measured']['f1'], 'f')}")
     print(f"{len(comparison['disagreements'])} images where the TP/FP/FN counts differ"
           + (f" (drawn in {result['out']}/disagreements/)" if comparison["disagreements"] else ""))
     if result["stop_hint"]:
@@ -214,19 +223,15 @@ def run_benchmark(*, test, local, out, rekognition_arn=None, region=None, endpoi
     from edgelabels import atomic
     from edgelabels.benchmark import compare, report
     from edgelabels.benchmark.responses import FILE_NAME, to_probabilities
-    from edgelabels.evaluate.summary import read_summary
     from edgelabels.runtime.predictor import Predictor
 
     check_options(rekognition_arn=rekognition_arn, endpoint=endpoint, responses=responses,
                   training_hours=training_hours, price_training=price_training,
                   price_inference_unit_hour=price_inference_unit_hour, concurrency=concurrency, gallery=gallery)
     out = check_output_folder(out)
-    summary_doc = read_summary(summary) if summary is not None else None
     predictor = Predictor(local, precision=precision)
     labels = predictor.labels
-    if summary_doc is not None and set(summary_doc.labels) != set(labels):
-        raise UserError(f"{summary}: its labels {summary_doc.labels} are not the local model's {labels}; "
-                        "is it the summary of a model trained on other labels?")
+    summary_doc = rekognition_summary(summary, labels) if summary is not None else None
     dataset = test_samples(test, labels)
     samples = dataset.samples
     keys = read_keys(samples)
@@ -335,11 +340,10 @@ def detection_benchmark(*, test, local, out, rekognition_arn, region, endpoint, 
     check_options(rekognition_arn=rekognition_arn, endpoint=endpoint, responses=responses,
                   training_hours=training_hours, price_training=price_training,
                   price_inference_unit_hour=price_inference_unit_hour, concurrency=concurrency, gallery=gallery)
-    if summary is not None:
-        raise UserError("--rekognition-summary is not read for a detection benchmark yet; run without it (both "
-                        "sides are scored at their assumed thresholds on this test set)")
     out = check_output_folder(out)
     detector, dataset, notes = detection.load_local(local, test, precision)
+    summary_doc = rekognition_summary(summary, detector.labels) if summary is not None else None
+    averages = detection.summary_averages(summary) if summary is not None else None
     samples = dataset.samples
     keys = read_keys(samples)
     stop_hint, records = None, None
@@ -349,7 +353,7 @@ def detection_benchmark(*, test, local, out, rekognition_arn, region, endpoint, 
     else:
         recorded, arn, stop_hint = live_answers(
             samples, keys, notes, out=out / FILE_NAME, arn=rekognition_arn, region=region, endpoint=endpoint,
-            summary=None, concurrency=concurrency, price_inference_unit_hour=price_inference_unit_hour,
+            summary=summary, concurrency=concurrency, price_inference_unit_hour=price_inference_unit_hour,
             client=client, live_options=live_options, progress=progress)
         mode = f"live, {endpoint}" if endpoint else f"live, Amazon Rekognition in {parse_region(arn)}"
 
@@ -364,8 +368,20 @@ def detection_benchmark(*, test, local, out, rekognition_arn, region, endpoint, 
         name=str(responses) if responses is not None else str(out / FILE_NAME), notes=notes, out=out, test=test,
         local=local, arn=arn, mode=mode, training_hours=training_hours, price_training=price_training,
         price_inference_unit_hour=price_inference_unit_hour, gallery=gallery, write_responses=write_responses,
-        progress=progress)
+        progress=progress, summary=summary_doc, summary_name=str(summary), summary_averages=averages)
     return {"comparison": comparison, "out": out, "stop_hint": stop_hint}
+
+
+def rekognition_summary(path: Path, labels: list[str]):
+    """Rekognition's EvaluationSummary (evaluate/summary.py reads either layout), refused when its labels are not
+    the local model's: its thresholds would then score the wrong labels."""
+    from edgelabels.evaluate.summary import read_summary
+
+    summary = read_summary(path)
+    if set(summary.labels) != set(labels):
+        raise UserError(f"{path}: its labels {summary.labels} are not the local model's {labels}; "
+                        "is it the summary of a model trained on other labels?")
+    return summary
 
 
 def replayed_answers(responses: Path, samples, keys, notes: list) -> tuple[list[dict], dict, str]:

@@ -217,6 +217,26 @@ def detect_locally(detector, paths, progress: bool):
     return answers, seconds, problems
 
 
+def summary_averages(path) -> dict:
+    """AveragePrecision and AverageRecall of Rekognition's detection EvaluationSummary (None where absent).
+
+    evaluate/summary.read_summary reads everything else of the file (and has checked it is a summary); its
+    Summary has no field for these two detection-only aggregates, so they are picked from the same place it
+    reads the others: `AggregatedEvaluationResults.Metrics`, or `AggregatedEvaluationResults` (flat layout).
+    """
+    import json
+
+    aggregated = json.loads(Path(path).read_text(encoding="utf-8"))["AggregatedEvaluationResults"]
+    metrics = aggregated.get("Metrics", aggregated)
+    averages = {}
+    for key, name in (("average_precision", "AveragePrecision"), ("average_recall", "AverageRecall")):
+        value = metrics.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise UserError(f"{path}: malformed evaluation summary ({name} is {value!r}, not a number)")
+        averages[key] = None if value is None else float(value)
+    return averages
+
+
 def load_local(local, test, precision: str):
     """(Detector, test Dataset with boxes over its labels, notes), before any Rekognition answer is read."""
     from edgelabels.runtime.detector import Detector
@@ -232,11 +252,15 @@ def load_local(local, test, precision: str):
 
 def score_and_write(*, detector, samples, used: list[dict], name: str, notes: list, out: Path, test, local,
                     arn: str, mode: str, training_hours, price_training: float, price_inference_unit_hour: float,
-                    gallery: int, write_responses, progress: bool) -> dict:
+                    gallery: int, write_responses, progress: bool, summary=None, summary_name: str = "",
+                    summary_averages: dict | None = None) -> dict:
     """The comparison of a detection benchmark, written into `out` (replaced whole).
 
     used: the recorded answer of each test image (command.py gathers them, replayed or live, as for
     classification); write_responses(folder) writes rekognition-responses.jsonl into the new folder.
+    summary: Rekognition's EvaluationSummary (evaluate.summary.Summary) or None; when given, Rekognition is also
+    scored here at its thresholds, and the summary's own figures are shown beside (summary_averages: its
+    AveragePrecision / AverageRecall).
     """
     from edgelabels import atomic
     from edgelabels.benchmark import compare, report
@@ -290,7 +314,8 @@ def score_and_write(*, detector, samples, used: list[dict], name: str, notes: li
                              throughput=len(scored) / local_seconds if local_seconds > 0 else None),
         "rekognition": side_report(truth, remote_rows, labels, sizes,
                                    latencies=[r["latency_s"] for r in unique if r.get("response") is not None],
-                                   own_thresholds=None, model_size_bytes=None,
+                                   own_thresholds=summary.thresholds if summary is not None else None,
+                                   model_size_bytes=None,
                                    throughput=cost["throughput_images_per_s"]),
     }
     thresholds = {side: sides[side]["at_assumed_thresholds"]["thresholds"] for side in SIDES}
@@ -318,10 +343,13 @@ def score_and_write(*, detector, samples, used: list[dict], name: str, notes: li
             "rekognition_model": arn, "rekognition_mode": mode, "concurrency": recorded_concurrency,
         },
         "excluded": excluded,
-        "rekognition_summary": None,
+        "rekognition_summary": None,  # filled below: summary_beside reads the sides scored above
         "notes": notes,
     }
 
+    if summary is not None:
+        comparison["rekognition_summary"] = report.summary_beside(summary, summary_name, comparison,
+                                                                  averages=summary_averages)
     with atomic.directory(out) as folder:
         drawn = folder / DISAGREEMENTS
         drawn.mkdir()

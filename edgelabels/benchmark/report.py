@@ -125,39 +125,65 @@ def cost_table(comparison: dict) -> tuple[list[str], list[list[str]]]:
     ]
 
 
-def summary_beside(summary, name: str, comparison: dict) -> dict:
-    """Rekognition's own EvaluationSummary figures next to what this test set measured."""
+PRF = ("precision", "recall", "f1")
+# Rekognition's detection aggregates: unweighted means over labels of the per-box values (detection_metrics).
+AVERAGES = ("average_precision", "average_recall", "f1")
+
+
+def summary_beside(summary, name: str, comparison: dict, averages: dict | None = None) -> dict:
+    """Rekognition's own EvaluationSummary figures next to what this test set measured.
+
+    A detection comparison's aggregates are AveragePrecision / AverageRecall / F1 (`averages`: the summary's
+    AveragePrecision and AverageRecall, which evaluate.summary.Summary does not hold), a classification's
+    Precision / Recall / F1. Per label both are precision, recall and F1 (per box for detection).
+    """
+    keys = AVERAGES if comparison.get("task") == "detection" else PRF
     remote = comparison["sides"]["rekognition"]["at_model_thresholds"]
-    local = comparison["sides"]["local"]
+    local = comparison["sides"]["local"]["at_model_thresholds"]  # None: the export has no thresholds.json
     labels = comparison["labels"]
     rows = []
     for result in summary.label_results:
         k = labels.index(result.label) if result.label in labels else None
         measured = remote["per_label"][k] if k is not None and remote["per_label"] else None
-        local_own = local["at_model_thresholds"]["per_label"][k] if k is not None else None
+        local_own = local["per_label"][k] if k is not None and local and local["per_label"] else None
         rows.append({"label": result.label, "threshold": result.threshold,
                      "summary": {"precision": result.precision, "recall": result.recall, "f1": result.f1,
                                  "test_images": result.number_of_testing_images},
-                     "rekognition_measured": {key: measured and measured[key] for key in ("precision", "recall", "f1")},
-                     "local_measured": {key: local_own and local_own[key] for key in ("precision", "recall", "f1")}})
+                     "rekognition_measured": {key: measured and measured[key] for key in PRF},
+                     "local_measured": {key: local_own and local_own[key] for key in PRF}})
+    own = {"precision": summary.precision, "recall": summary.recall, "f1": summary.f1}
+    if keys == AVERAGES:
+        own.update({key: (averages or {}).get(key) for key in AVERAGES[:2]})
     return {"file": name, "project_version_arn": summary.project_version_arn, "evaluated": summary.end_timestamp,
             "number_of_training_images": summary.number_of_training_images,
             "number_of_testing_images": summary.number_of_testing_images,
-            "summary": {"precision": summary.precision, "recall": summary.recall, "f1": summary.f1},
-            "rekognition_measured": {key: remote[key] for key in ("precision", "recall", "f1")},
-            "local_measured": {key: local["at_model_thresholds"][key] for key in ("precision", "recall", "f1")},
+            "aggregate_keys": list(keys),
+            "summary": own,
+            "rekognition_measured": {key: remote[key] for key in keys},
+            "local_measured": {key: local and local[key] for key in keys},
             "per_label": rows}
 
 
 def summary_table(beside: dict) -> tuple[list[str], list[list[str]]]:
     header = ["Label", "Threshold", "AWS summary P / R / F1", "Rekognition here P / R / F1",
               "edgelabels here (own thr.) P / R / F1"]
-    prf = (lambda d: " / ".join(format_value(d[key]) for key in ("precision", "recall", "f1")))
-    rows = [["All labels (macro)", "", prf(beside["summary"]), prf(beside["rekognition_measured"]),
-             prf(beside["local_measured"])]]
-    rows += [[r["label"], format_value(r["threshold"]), prf(r["summary"]), prf(r["rekognition_measured"]),
-              prf(r["local_measured"])] for r in beside["per_label"]]
+    keys = tuple(beside.get("aggregate_keys", PRF))  # comparison.json written before detection summaries: PRF
+    show = (lambda d, names=PRF: " / ".join(format_value(d[key]) for key in names))
+    first = ("All labels (AveragePrecision / AverageRecall / F1)" if keys == AVERAGES else "All labels (macro)")
+    rows = [[first, "", show(beside["summary"], keys), show(beside["rekognition_measured"], keys),
+             show(beside["local_measured"], keys)]]
+    rows += [[r["label"], format_value(r["threshold"]), show(r["summary"]), show(r["rekognition_measured"]),
+              show(r["local_measured"])] for r in beside["per_label"]]
     return header, rows
+
+
+def summary_section(page: Page, beside: dict) -> None:
+    page.heading("Rekognition's EvaluationSummary beside this test set")
+    page.note(f"{beside['file']}: AWS's evaluation of {beside['project_version_arn'] or 'the model'} on its own "
+              f"test set ({beside['number_of_testing_images']:,} images, {beside['number_of_training_images']:,} "
+              "for training), at the thresholds it lists; beside it, both models on this test set at those "
+              "thresholds (Rekognition) and at thresholds.json (edgelabels).")
+    page.table(*summary_table(beside))
 
 
 def excluded_rows(comparison: dict) -> tuple[list[str], list[list[str]]]:
@@ -249,14 +275,8 @@ def comparison_page(folder: Path, comparison: dict, gallery: int) -> Page:
     page.table(*label_table(comparison))
     page.heading("Agreement")
     page.table(*agreement_table(comparison))
-    beside = comparison.get("rekognition_summary")
-    if beside:
-        page.heading("Rekognition's EvaluationSummary beside this test set")
-        page.note(f"{beside['file']}: AWS's evaluation of {beside['project_version_arn'] or 'the model'} on its own "
-                  f"test set ({beside['number_of_testing_images']:,} images, {beside['number_of_training_images']:,} "
-                  "for training), at the thresholds it lists; beside it, both models on this test set at those "
-                  "thresholds (Rekognition) and at thresholds.json (edgelabels).")
-        page.table(*summary_table(beside))
+    if comparison.get("rekognition_summary"):
+        summary_section(page, comparison["rekognition_summary"])
     page.heading("Cost")
     page.table(*cost_table(comparison))
     page.bullets(comparison["assumptions"], css_class="assume")
@@ -310,6 +330,9 @@ DETECTION_ROWS = [
     ("True positive boxes at assumed thresholds", ("at_assumed_thresholds", "tp"), "i", "high"),
     ("False positive boxes at assumed thresholds", ("at_assumed_thresholds", "fp"), "i", "low"),
     ("Missed boxes at assumed thresholds", ("at_assumed_thresholds", "fn"), "i", "low"),
+    ("Average precision at the model's own thresholds", ("at_model_thresholds", "average_precision"), "f",
+     "high"),
+    ("Average recall at the model's own thresholds", ("at_model_thresholds", "average_recall"), "f", "high"),
     ("F1 at the model's own thresholds (mean over labels)", ("at_model_thresholds", "f1"), "f", "high"),
     ("COCO mAP@0.5", ("map_50",), "f", "high"),
     ("COCO mAP@0.5:0.95", ("map_50_95",), "f", "high"),
@@ -373,11 +396,16 @@ def detection_page(folder: Path, comparison: dict, gallery: int | None) -> Page:
               "(Rekognition's definition), derived for each model alike; the averages are unweighted means over "
               "labels, as Rekognition's. COCO mAP uses every box (pycocotools).")
     page.table(*detection_metric_table(comparison))
+    if comparison["sides"]["rekognition"]["at_model_thresholds"] is None:
+        page.note("Rekognition's own thresholds are in its EvaluationSummary file (DescribeProjectVersions names "
+                  "its S3 location): pass it with --rekognition-summary to fill the rows marked n/a.")
     page.heading("Per label (at assumed thresholds)")
     page.table(*detection_label_table(comparison))
     if comparison["unknown_labels"]:
         page.note("Boxes Rekognition answered with labels the local model does not have (not scored): "
                   + ", ".join(f"{k} {v}" for k, v in comparison["unknown_labels"].items()))
+    if comparison.get("rekognition_summary"):
+        summary_section(page, comparison["rekognition_summary"])
     page.heading("Cost")
     page.table(*cost_table(comparison))
     page.bullets(comparison["assumptions"], css_class="assume")
