@@ -358,6 +358,60 @@ def test_make_split_deals_negatives_as_a_stratum_of_their_own(tmp_path):
     assert all(s.boxes for s in split.test if s.labels)
 
 
+def test_dataset_split_of_a_yolo_folder_writes_boxes_and_keeps_its_own_splits(tmp_path, capsys):
+    root = make_yolo(tmp_path / "yolo", {
+        "train/a": "0 0.5 0.5 0.25 0.5\n",  # 64x48: ("cat", 24, 12, 16, 24)
+        "train/b": "1 0.9 0.5 0.4 0.5\n",  # partly outside: clipped to ("dog", 44.8, 12, 19.2, 24)
+        "train/n": "",  # a negative
+        "val/c": "1 0.25 0.25 0.5 0.5\n",  # ("dog", 0, 0, 32, 24)
+        "test/d": "0 0.5 0.5 0.25 0.5\n0 0.25 0.75 0.5 0.5\n",  # ("cat", 24, 12, 16, 24), ("cat", 0, 24, 32, 24)
+    })
+    out = tmp_path / "splits"
+    assert cli.main(["dataset", "split", str(root), "--out", str(out), "--seed", "3"]) == 0
+    captured = capsys.readouterr()
+    assert "kept the source's own train/val/test split" in captured.out
+    assert f"written to {out}/train.txt, val.txt, test.txt and boxes.jsonl" in captured.out
+    assert "b.png" in captured.err and "clipped" in captured.err  # the reader's decision is said, not hidden
+    split = read_split(out)
+    by_name = {name: {s.path.name: boxes_of(s) for s in part} for name, part in split.parts().items()}
+    assert by_name["train"] == {"a.png": [("cat", 24, 12, 16, 24)], "b.png": [("dog", pytest.approx(44.8), 12,
+                                                                                pytest.approx(19.2), 24)],
+                                "n.png": []}
+    assert by_name["val"] == {"c.png": [("dog", 0, 0, 32, 24)]}
+    assert by_name["test"] == {"d.png": [("cat", 24, 12, 16, 24), ("cat", 0, 24, 32, 24)]}
+    assert [s.labels for s in split.train] == [("cat",), ("dog",), ()]
+
+
+def test_dataset_split_of_a_boxes_manifest_deals_images_with_their_boxes(tmp_path, capsys):
+    lines = []
+    for i in range(10):
+        picture(tmp_path / f"i{i}.png", seed=i)
+        lines.append(detection_line(f"i{i}.png", [(0, i, 2 * i, 10, 12)], size=(64, 48), names=("bee",)))
+    (tmp_path / "boxes.manifest").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "splits"
+    assert cli.main(["dataset", "split", str(tmp_path / "boxes.manifest"), "--out", str(out),
+                     "--test-fraction", "0.2", "--val-fraction", "0.25"]) == 0
+    split = read_split(out)
+    assert sorted(len(part) for part in split.parts().values()) == [2, 2, 6]  # 20% test, 25% of the rest val
+    everything = [s for part in split.parts().values() for s in part]
+    assert sorted(s.path.name for s in everything) == [f"i{i}.png" for i in range(10)]
+    for sample in everything:  # each image keeps its own box: i -> ("bee", i, 2i, 10, 12)
+        i = int(sample.path.stem[1:])
+        assert boxes_of(sample) == [("bee", i, 2 * i, 10, 12)]
+    assert "no boxes" in capsys.readouterr().out
+
+
+def test_dataset_split_refuses_a_test_source_without_boxes_for_a_detection_source(tmp_path, capsys):
+    root = make_yolo(tmp_path / "yolo", {"a": "0 0.5 0.5 0.25 0.5\n", "b": "1 0.5 0.5 0.25 0.5\n"})
+    picture(tmp_path / "test" / "cat" / "x.png")
+    code = cli.main(["dataset", "split", str(root), "--out", str(tmp_path / "s"), "--test-source",
+                     str(tmp_path / "test")])
+    assert code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "not a detection source" in line and "needs them too" in line
+    assert not (tmp_path / "s").exists()
+
+
 # ---------------------------------------------------------------- to-manifest
 
 

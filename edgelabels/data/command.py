@@ -65,7 +65,9 @@ def add_arguments(parser) -> None:
                    "example:\n  edgelabels dataset split chest-xray/train --out splits/ "
                    f"--group-by '{PEDIATRIC}' --seed 1\n\n"
                    "Writes OUT/train.txt, val.txt, test.txt: one `path<TAB>label<TAB>group` line per image.\n"
-                   "Images that do not decode are left out (and listed). The same seed gives the same files.")
+                   "Images that do not decode are left out (and listed). The same seed gives the same files.\n"
+                   "A detection source (boxes manifest, YOLO folder, COCO file) also gets OUT/boxes.jsonl, as `train`\n"
+                   "writes it; a YOLO folder's own train/val/test folders are kept.")
     _source_arguments(split)
     split.add_argument("--out", type=Path, required=True, metavar="DIR",
                        help="folder for train.txt, val.txt, test.txt, e.g. --out runs/pneumonia/splits")
@@ -76,6 +78,8 @@ def add_arguments(parser) -> None:
                        help="share of what remains held out for validation (default 0.1), e.g. 0.15")
     split.add_argument("--test-source", metavar="FOLDER_OR_MANIFEST",
                        help="a separate test dataset (then --test-fraction is not used), e.g. chest-xray/test")
+    split.add_argument("--class-names", metavar="A,B", type=_names,
+                       help="detection, a YOLO folder without data.yaml: class names in id order, e.g. bee")
 
     augment = action("augment", "grow a folder-per-label dataset with augmented copies (label shares kept)",
                      "example:\n  edgelabels dataset augment data/cassettes --to 2000 --out data/cassettes-2000")
@@ -183,10 +187,16 @@ def _inspect(args) -> int:
     return 0
 
 
-def _load_detection(args):
-    from edgelabels.data.detection import load_detection_dataset
+def _load_detection(args, source=None):
+    """The detection dataset of SOURCE (or --manifest), or of `source` (a separate test source) when given."""
+    from edgelabels.data.detection import is_detection_source, load_detection_dataset
 
     kwargs = {"class_names": args.class_names or (), "s3_root": args.s3_root, "group_by": args.group_by}
+    if source is not None:
+        if not is_detection_source(source):
+            raise UserError(f"{source}: not a detection source (a manifest with boxes, a YOLO folder or a COCO .json "
+                            f"file); {args.manifest or args.source} has boxes, so its test source needs them too")
+        return load_detection_dataset(source, **kwargs)
     if args.manifest:
         return load_detection_dataset(args.manifest, root=args.source, **kwargs)
     return load_detection_dataset(args.source, **kwargs)
@@ -303,30 +313,59 @@ def _relative(path, base: Path) -> str:
 def _split(args) -> int:
     from collections import Counter
 
+    from edgelabels.data.detection import is_detection_source
     from edgelabels.data.splits import check_fractions, make_split, write_split
-    from edgelabels.data.validate import usable_samples
 
     check_fractions(args.test_fraction, args.val_fraction)  # before minutes of decoding
-    dataset = _load(args)
-    test_dataset = _load(args, args.test_source) if args.test_source else None
-    for part in (dataset, test_dataset):
-        if part is None:
-            continue
-        part.samples, problems = usable_samples(part, progress=_progress())
-        for problem in problems:
-            print(f"skipped {problem.path}: {problem.problem}", file=sys.stderr)
-    split = make_split(dataset, test_fraction=args.test_fraction, val_fraction=args.val_fraction, seed=args.seed,
-                       test_dataset=test_dataset)
+    detection = is_detection_source(args.source, args.manifest)
+    if detection:
+        dataset = _usable_for_split(_load_detection(args), boxes=True)
+        test_dataset = (_usable_for_split(_load_detection(args, args.test_source), boxes=True) if args.test_source
+                        else None)
+    else:
+        dataset = _usable_for_split(_load(args))
+        test_dataset = _usable_for_split(_load(args, args.test_source)) if args.test_source else None
+    given = dataset.given_split
+    if given:  # a YOLO folder's own train/val/test: kept, as `train` keeps them
+        from edgelabels.data.prepare import keep_given_split
+
+        split = keep_given_split(dataset, given, test_dataset, test_fraction=args.test_fraction,
+                                 val_fraction=args.val_fraction, seed=args.seed)
+    else:
+        split = make_split(dataset, test_fraction=args.test_fraction, val_fraction=args.val_fraction, seed=args.seed,
+                           test_dataset=test_dataset)
     write_split(split, args.out)
     labels = dataset.label_names
+    columns = labels + (["no boxes"] if detection else [])
     width = max(len(name) for name in labels + ["split"])
-    print(f"{'split':<{width}}  " + "  ".join(f"{name:>9}" for name in labels) + "     groups")
+    print(f"{'split':<{width}}  " + "  ".join(f"{name:>9}" for name in columns) + "     groups")
     for name, samples in split.parts().items():
         counts = Counter(label for s in samples for label in s.labels)
-        print(f"{name:<{width}}  " + "  ".join(f"{counts[label]:>9}" for label in labels)
+        negatives = [f"{sum(not s.labels for s in samples):>9}"] if detection else []
+        print(f"{name:<{width}}  " + "  ".join([f"{counts[label]:>9}" for label in labels] + negatives)
               + f"  {len({s.group for s in samples}):>9}")
-    print(f"written to {args.out}/train.txt, val.txt, test.txt (seed {args.seed})")
+    if given:
+        print(f"kept the source's own {'/'.join(k for k in ('train', 'val', 'test') if given.get(k))} split")
+    files = "train.txt, val.txt, test.txt" + (" and boxes.jsonl" if detection else "")
+    print(f"written to {args.out}/{files} (seed {args.seed})")
     return 0
+
+
+def _usable_for_split(dataset, boxes: bool = False):
+    """The dataset with only images that decode (a source's own split too); what was left out or changed on stderr
+    (with boxes: also the detection reader's decisions, boxes clipped or refused)."""
+    from edgelabels.data.validate import usable_samples
+
+    if boxes and dataset.problems:
+        print("\n".join(_section("box notes (handled; `dataset inspect` lists them all)",
+                                 [f"{p.path}: {p.problem}" for p in dataset.problems], SHOW)), file=sys.stderr)
+    dataset.samples, problems = usable_samples(dataset, progress=_progress())
+    for problem in problems:
+        print(f"skipped {problem.path}: {problem.problem}", file=sys.stderr)
+    if dataset.given_split:
+        kept = {s.path for s in dataset.samples}
+        dataset.given_split = {name: [s for s in part if s.path in kept] for name, part in dataset.given_split.items()}
+    return dataset
 
 
 # ---------------------------------------------------------------- augment and synthetic data

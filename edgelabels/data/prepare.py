@@ -26,7 +26,8 @@ def prepare_split(config, run):
     d = config.data
     given = dataset.given_split
     if given:
-        split = _keep_given_split(dataset, given, test_dataset, config)
+        split = keep_given_split(dataset, given, test_dataset, test_fraction=d.test_fraction,
+                                 val_fraction=d.val_fraction, seed=config.seed)
     else:
         if d.limit_per_label:
             dataset.samples = limit_per_label(dataset.samples, d.limit_per_label, config.seed)
@@ -39,18 +40,18 @@ def prepare_split(config, run):
     return split
 
 
-def _keep_given_split(dataset, given: dict, test_dataset, config):
+def keep_given_split(dataset, given: dict, test_dataset, *, test_fraction: float, val_fraction: float, seed: int):
     """A source's own train/val/test (a YOLO folder's images/{train,val,test}): kept, as Rekognition keeps a separate
-    test dataset; a part it lacks is carved from its training images with the config's fractions."""
+    test dataset; a part it lacks is carved from its training images with these fractions.
+    Used by training (prepare_split) and by `edgelabels dataset split`, so both split a source alike."""
     from edgelabels.data.dataset import Dataset
     from edgelabels.data.splits import check_no_leak, make_split
 
-    d = config.data
     train = Dataset(list(given.get("train") or []), dataset.source)
     test = test_dataset or (Dataset(list(given["test"]), dataset.source) if given.get("test") else None)
     val = list(given.get("val") or [])
-    split = make_split(train, test_fraction=d.test_fraction, val_fraction=0.0 if val else d.val_fraction,
-                       seed=config.seed, test_dataset=test)
+    split = make_split(train, test_fraction=test_fraction, val_fraction=0.0 if val else val_fraction,
+                       seed=seed, test_dataset=test)
     if val:
         split.val = sorted(val, key=lambda s: str(s.path))
     check_no_leak(split, source=dataset.source)
