@@ -161,6 +161,37 @@ def test_boxes_lie_inside_the_photo_and_window_and_well_inside_the_cassette(tmp_
         assert iou_matrix([boxes["window"]], [boxes["well"]])[0, 0] == 0
 
 
+@pytest.mark.parametrize("size", [(64, 64), (64, 160), (160, 64)], ids=["64x64", "64x160", "160x64"])
+def test_at_the_smallest_sizes_every_box_is_inside_and_the_reader_keeps_it_unchanged(tmp_path, size):
+    # The data reader applies Rekognition's rules (a box past the edge is clipped, a 1 px box refused) and lists
+    # each decision: at the smallest photos the generator allows, it must have nothing to decide.
+    from edgelabels.data.detection import load_detection_dataset
+
+    out = tmp_path / "out"
+    generate_cassettes(out, 12, seed=5, size=size, progress=False, boxes=True)
+    width, height = size
+    written = {}
+    for entry in _manifest(out):
+        for left, top, w, h in _boxes_of(entry).values():
+            assert 0 <= left and left + w <= width and 0 <= top and top + h <= height, (entry["source-ref"], size)
+            assert w > 1 and h > 1  # Rekognition refuses a box of 1 px or less
+        written[entry["source-ref"]] = sorted(_boxes_of(entry).items())
+    dataset = load_detection_dataset(out / BOXES_FILE)
+    assert dataset.problems == []
+    read = {str(s.path.relative_to(out)): sorted((b.label, (b.left, b.top, b.width, b.height)) for b in s.boxes)
+            for s in dataset.samples}
+    assert read == written
+
+
+def test_a_size_below_64_px_is_refused_in_one_line_before_anything_is_written(tmp_path, capsys):
+    from edgelabels.cli import main
+
+    assert main(["dataset", "synth-cassettes", str(tmp_path / "out"), "--n", "2", "--size", "48x36", "--boxes"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "edgelabels: error: --size '48x36': width and height must be at least 64 pixels"]
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("part", ["cassette", "well"])
 def test_box_fits_the_pixels_of_the_repainted_part(positives, monkeypatch, part):
     folder, seed, nuisance = positives

@@ -99,7 +99,7 @@ def add_arguments(parser) -> None:
     synth.add_argument("--n", type=int, default=300, help="number of photos (default 300; about 90%% negative)")
     synth.add_argument("--seed", type=int, default=0,
                        help="random seed: the same seed gives the same bytes (default 0)")
-    synth.add_argument("--size", metavar="WxH", help="fixed photo size, e.g. --size 640x480 (default: phone sizes)")
+    synth.add_argument("--size", metavar="WxH", help="fixed photo size, at least 64x64, e.g. --size 640x480 (default: phone sizes)")
     synth.add_argument("--workers", type=int, default=1, help="processes rendering in parallel (default 1)")
     synth.add_argument("--boxes", action="store_true",
                        help="also write OUT/boxes.manifest, a Ground Truth object-detection manifest (cassette, "
@@ -406,10 +406,12 @@ def _to_manifest(args) -> int:
 
 
 def _parse_size(text: str) -> tuple[int, int]:
+    from edgelabels.data.synthetic import MIN_SIDE
+
     try:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise UserError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 640x480") from None
-    if width < 32 or height < 32:
-        raise UserError(f"--size {text!r}: width and height must be at least 32 pixels")
+    if width < MIN_SIDE or height < MIN_SIDE:  # the generator's own limit, said before anything is drawn
+        raise UserError(f"--size {text!r}: width and height must be at least {MIN_SIDE} pixels")
     return width, height

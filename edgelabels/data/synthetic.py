@@ -74,6 +74,7 @@ DEFAULT_MIX = {"negative": 0.90, "positive": 0.07, "invalid": 0.03}
 # (width, height) of landscape phone photos; each is also drawn in portrait. Weighted to the smaller
 # ones, which are what apps upload and what keeps the demo fast.
 PHONE_SIZES = ((640, 480), (800, 600), (1024, 768), (1280, 960), (1600, 1200), (1280, 720), (960, 540))
+MIN_SIDE = 64  # px: the smallest photo side drawn (the cassette's parts need a few pixels each)
 PHONE_SIZE_WEIGHTS = (0.22, 0.22, 0.18, 0.1, 0.08, 0.1, 0.1)
 FAINT_T = 0.13  # faintest test-line density: still visible to a careful eye at 96-128 px
 MARKER_FILE = "cassettes.json"  # written beside the label folders: what was generated, with which seed
@@ -514,8 +515,8 @@ def render_cassette_with_geometry(result: str, rng: np.random.Generator, size=No
         w, h = PHONE_SIZES[rng.choice(len(PHONE_SIZES), p=PHONE_SIZE_WEIGHTS)]
         size = (w, h) if rng.random() < 0.45 else (h, w)
     w, h = size = (int(size[0]), int(size[1]))
-    if w < 64 or h < 64:
-        raise UserError(f"synthetic: image size must be at least 64x64, not {w}x{h}")
+    if w < MIN_SIDE or h < MIN_SIDE:
+        raise UserError(f"synthetic: image size must be at least {MIN_SIDE}x{MIN_SIDE}, not {w}x{h}")
     c_strength, t_strength = _strengths(result, rng, t_strength)
 
     # The table, the clutter, the cassette drawn flat
@@ -663,8 +664,8 @@ def _check_arguments(out_dir: Path, n, seed, mix, size, nuisance, workers, boxes
         raise UserError(f"{out_dir}: mix shares must be numbers >= 0, not {mix}")
     if abs(sum(mix.values()) - 1) > 0.01:
         raise UserError(f"{out_dir}: mix shares must sum to 1, not {sum(mix.values()):.3f} ({mix})")
-    if size is not None and (len(size) != 2 or min(int(v) for v in size) < 64):
-        raise UserError(f"{out_dir}: size must be (width, height) of at least 64x64, not {size!r}")
+    if size is not None and (len(size) != 2 or min(int(v) for v in size) < MIN_SIDE):
+        raise UserError(f"{out_dir}: size must be (width, height) of at least {MIN_SIDE}x{MIN_SIDE}, not {size!r}")
     if not 0 <= nuisance <= 1:
         raise UserError(f"{out_dir}: nuisance must be between 0 and 1, not {nuisance}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
