@@ -196,3 +196,26 @@ def test_int8_for_a_backbone_measured_not_to_pay_is_not_attempted(run, monkeypat
     assert report["int8"]["attempted"] is False and report["int8"]["shipped"] is False
     assert not (run / "export" / "model.int8.onnx").exists()
     assert "INT8 not attempted for tinycnn: measured never faster" in capsys.readouterr().out
+
+
+def test_detector_inference_model_takes_the_image_batch_without_a_keras_structure_warning(tmp_path):
+    # inference_model used to build its Model on model.inputs (a list of the one input), so every call with an
+    # image batch, as export's parity and latency checks make, printed Keras' UserWarning "The structure of
+    # `inputs` doesn't match the expected structure".
+    import warnings
+
+    from edgelabels.export.export_run import keras_batch1_ms
+    from edgelabels.export.onnx_export import keras_to_onnx
+    from edgelabels.models.detector import build_detector, inference_model
+
+    model = inference_model(build_detector("tinycnn", 2, 64, 64), max_detections=5)
+    x = np.random.default_rng(0).random((2, 64, 64, 3), np.float32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert tuple(model(x, training=False).shape) == (2, 5, 6)
+        keras_batch1_ms(model, x, runs=2)
+        keras_to_onnx(model, tmp_path / "model.onnx", output_name="detections")
+    structure = [str(w.message) for w in caught if "structure of `inputs`" in str(w.message)]
+    assert structure == []
+    graph = onnx.load(tmp_path / "model.onnx").graph
+    assert [i.name for i in graph.input] == ["input"] and [o.name for o in graph.output] == ["detections"]

@@ -106,7 +106,10 @@ def inference_model(model, max_detections: int = 100):
         raise UserError(f"model.max_detections: {max_detections} is more than the {h}x{w} heatmap's "
                         f"{h * w * classes} cells x classes")
     detections = decode_layer()(max_detections, name="detections")(heads)
-    return keras.Model(model.inputs, detections, name=f"{model.name}_inference")
+    # model.input (the one input tensor, as build_detector made it), not model.inputs (a list of it): a model
+    # built on a list expects a list when called, and Keras warns "The structure of `inputs` doesn't match" on
+    # every call with the image batch (export's parity and latency calls).
+    return keras.Model(model.input, detections, name=f"{model.name}_inference")
 
 
 @functools.cache
