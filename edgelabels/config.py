@@ -96,12 +96,36 @@ class MaskingConfig:
 
 
 @dataclass(frozen=True)
+class CropConfig:
+    """How a crop-box stage cuts each image to a detected box (runtime/stages.py CropBox)."""
+
+    label: str = "window"  # the detector's label to cut out: its most confident box above its assumed threshold
+    margin: float = 0.25  # share of the box's size added on each side (keeps the printed C and T marks in)
+    size: int | list[int] = field(default_factory=lambda: [64, 32])  # the crop's [height, width] (or one number)
+    orient_by: str | None = None  # a label (e.g. well) whose box centre is turned to lie below the crop's centre
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        return (self.size, self.size) if isinstance(self.size, int) else (int(self.size[0]), int(self.size[1]))
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "size": list(self.hw)}
+
+    @classmethod
+    def from_json(cls, d, where: str = "crop") -> "CropConfig":
+        crop = _build(cls, d, "crop.", where)
+        _check_crop(crop, where)
+        return crop
+
+
+@dataclass(frozen=True)
 class StageConfig:
     """One step before the model, e.g. {kind: keep-lungs, run: runs/unet-lungs, masking: {...}}."""
 
     kind: str = "keep-lungs"  # see tasks.STAGES
     run: str = ""  # the stage's own trained run directory (its model is exported beside the classifier's)
     masking: MaskingConfig = field(default_factory=MaskingConfig)  # keep-lungs only
+    crop: CropConfig = field(default_factory=CropConfig)  # crop-box only
 
 
 @dataclass(frozen=True)
@@ -109,12 +133,14 @@ class Config:
     task: str = "classification"  # classification | segmentation (a U-Net on images/ + masks/) | detection (boxes)
     seed: int = 0
     segment: str | None = None  # classification: a U-Net run directory; images keep only the lungs (a keep-lungs stage)
+    detect: str | None = None  # classification: an exported detection run; images are cut to a box (a crop-box stage)
     stages: list = field(default_factory=list)  # steps before the model: [{kind, run, masking}] (see StageConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     masking: MaskingConfig = field(default_factory=MaskingConfig)
+    crop: CropConfig = field(default_factory=CropConfig)  # with detect:
 
     @property
     def image_hw(self) -> tuple[int, int]:
@@ -124,9 +150,12 @@ class Config:
         return (int(size[0]), int(size[1]))
 
     def stage_list(self) -> list[StageConfig]:
-        """The steps before the model: `stages:` as given, or `segment:` + `masking:` as one keep-lungs stage."""
+        """The steps before the model: `stages:` as given, or `segment:` + `masking:` as one keep-lungs stage, or
+        `detect:` + `crop:` as one crop-box stage."""
         if self.segment:
             return [StageConfig(kind="keep-lungs", run=self.segment, masking=self.masking)]
+        if self.detect:
+            return [StageConfig(kind="crop-box", run=self.detect, crop=self.crop)]
         return [_build(StageConfig, raw, f"stages[{i}].", "config") for i, raw in enumerate(self.stages)]
 
     def to_dict(self) -> dict:
@@ -268,11 +297,14 @@ def _check_task(config: Config, where: str) -> None:
     if config.train.monitor not in monitors:
         raise UserError(f"{where}: train.monitor for {config.task} must be one of {', '.join(monitors)}, "
                         f"not {config.train.monitor!r}")
-    if (config.segment or config.stages) and not TASKS[config.task].takes_stages:
-        raise UserError(f"{where}: segment: (or stages:) applies to classification runs, not to a {config.task} run")
-    if config.segment and config.stages:
-        raise UserError(f"{where}: give either segment: (with masking:) or stages:, not both")
+    if (config.segment or config.detect or config.stages) and not TASKS[config.task].takes_stages:
+        raise UserError(f"{where}: segment:, detect: (or stages:) apply to classification runs, not to a "
+                        f"{config.task} run")
+    if sum(map(bool, (config.segment, config.detect, config.stages))) > 1:
+        raise UserError(f"{where}: give one of segment: (with masking:), detect: (with crop:) or stages:; to run "
+                        "several steps, list them in order under stages:")
     _check_masking(config.masking, where)
+    _check_crop(config.crop, where)
     for i, raw in enumerate(config.stages):
         if not isinstance(raw, dict):
             raise UserError(f"{where}: stages[{i}] must be a mapping like {{kind: keep-lungs, run: RUN_DIR}}")
@@ -282,6 +314,7 @@ def _check_task(config: Config, where: str) -> None:
         if not stage.run:
             raise UserError(f"{where}: stages[{i}].run is required (the stage's trained run directory)")
         _check_masking(stage.masking, f"{where}: stages[{i}]")
+        _check_crop(stage.crop, f"{where}: stages[{i}]")
     if not TASKS[config.task].reads_manifests:
         if config.data.manifest or config.data.test_source:
             raise UserError(f"{where}: {config.task} reads data.source/images and data.source/masks; "
@@ -289,6 +322,18 @@ def _check_task(config: Config, where: str) -> None:
     elif config.model.implementation != "edgelabels":
         raise UserError(f"{where}: model.implementation {config.model.implementation!r} is for segmentation "
                         "(task: segmentation)")
+
+
+def _check_crop(c: CropConfig, where: str) -> None:
+    size = c.size
+    if isinstance(size, list) and (len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size)) \
+            or isinstance(size, int) and size <= 0:
+        raise UserError(f"{where}: crop.size must be a positive number or [height, width], not {size!r}")
+    if not 0 <= c.margin <= 2:
+        raise UserError(f"{where}: crop.margin must be in [0, 2] (a share of the box added on each side), "
+                        f"not {c.margin:g}")
+    if not c.label or c.label == c.orient_by:
+        raise UserError(f"{where}: crop.label must name a detected label, and crop.orient_by another one")
 
 
 def _check_masking(m: MaskingConfig, where: str) -> None:

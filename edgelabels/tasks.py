@@ -110,6 +110,9 @@ class StageKind:
 STAGES: dict[str, StageKind] = {
     "keep-lungs": StageKind("keep-lungs", "a lung U-Net run; everything outside its (dilated) lungs is blanked",
                             model_task="segmentation", runtime="edgelabels.runtime.stages:KeepLungs"),
+    "crop-box": StageKind("crop-box", "an exported detection run; each image is cut to its most confident box of "
+                          "one label (none found: no answer, the image goes to a human)",
+                          model_task="detection", runtime="edgelabels.runtime.stages:CropBox"),
 }
 
 

@@ -76,7 +76,7 @@ def test_segment_and_masking_are_one_keep_lungs_stage_and_stages_is_the_same_sha
 
 
 @pytest.mark.parametrize("stages, message", [
-    ("[{kind: sharpen, run: r}]", "stages\\[0\\].kind must be one of keep-lungs, not 'sharpen'"),
+    ("[{kind: sharpen, run: r}]", "stages\\[0\\].kind must be one of keep-lungs, crop-box, not 'sharpen'"),
     ("[{kind: keep-lungs}]", "stages\\[0\\].run is required"),
     ("[{kind: keep-lungs, run: r, masking: {dilate: 0.9}}]", "masking.dilate in \\[0, 0.5\\)"),
     ("[{kind: keep-lungs, run: r, mask: {}}]", "unknown key stages\\[0\\].mask \\(did you mean stages\\[0\\].masking\\?\\)"),
@@ -88,8 +88,8 @@ def test_bad_stage_lists_are_refused_with_the_key_named(stages, message):
 
 
 def test_segment_and_stages_together_or_on_a_unet_are_refused():
-    with pytest.raises(UserError, match="either segment: .* or stages:, not both"):
+    with pytest.raises(UserError, match="give one of segment: .* or stages:"):
         load_config(None, ["data.source=x", "segment=r", "stages=[{kind: keep-lungs, run: r}]"])
-    with pytest.raises(UserError, match="applies to classification runs"):
+    with pytest.raises(UserError, match="apply to classification runs"):
         load_config(None, ["data.source=x", "task=segmentation", "train.monitor=val_dice",
                            "stages=[{kind: keep-lungs, run: r}]"])

@@ -118,3 +118,48 @@ def test_arrays_that_do_not_fit_together_are_refused():
         evaluate_arrays([0, 2], np.ones((2, 2)) / 2, ["a", "b"])
     with pytest.raises(ValueError, match="min_confidence"):
         evaluate_arrays([0, 1], np.ones((2, 2)) / 2, ["a", "b"], min_confidence=50)
+
+
+def _two_label_rows(confidences_and_truth):
+    """(top confidence, predicted label, true label) -> (y_true, probs) for two labels."""
+    probs = [[c, 1 - c] if predicted == 0 else [1 - c, c] for c, predicted, _ in confidences_and_truth]
+    return np.array([t for _, _, t in confidences_and_truth]), np.array(probs)
+
+
+def test_review_threshold_is_the_lowest_confidence_reaching_the_accuracy_on_validation():
+    from edgelabels.evaluate.metrics import review_threshold_for
+
+    # top confidences 0.99 right, 0.95 right, 0.9 wrong, 0.8 right, 0.6 right (counted by hand below)
+    y, probs = _two_label_rows([(0.99, 0, 0), (0.95, 1, 1), (0.9, 0, 1), (0.8, 1, 1), (0.6, 0, 0)])
+    strict = review_threshold_for(y, probs, 0.99)  # only the two most confident are all right
+    assert strict["threshold"] == pytest.approx(0.95) and strict["sent_to_human"] == pytest.approx(3 / 5)
+    loose = review_threshold_for(y, probs, 0.75)  # 3 of 4 right at 0.8, 4 of 5 at 0.6: the lowest wins
+    assert loose["threshold"] == pytest.approx(0.6) and loose["accepted_accuracy"] == pytest.approx(0.8)
+    assert loose["sent_to_human"] == 0
+
+
+def test_review_threshold_cuts_only_between_different_confidences_and_never_accepts_no_answer():
+    from edgelabels.evaluate.metrics import review_threshold_for
+
+    # two images at 0.9, one wrong: a threshold of 0.9 accepts both (1 of 2 wrong), so 0.95 it is
+    y, probs = _two_label_rows([(0.95, 0, 0), (0.9, 0, 0), (0.9, 0, 1)])
+    assert review_threshold_for(y, probs, 0.99)["threshold"] == pytest.approx(0.95)
+    # the most confident is wrong: nothing reaches 99%, everything goes to a human
+    y, probs = _two_label_rows([(0.97, 0, 1), (0.8, 0, 0)])
+    choice = review_threshold_for(y, probs, 0.99)
+    assert choice["threshold"] > 0.97 and choice["accepted_accuracy"] is None and choice["sent_to_human"] == 1.0
+    # a row of zeros (no answer) is never accepted, even at a low target
+    choice = review_threshold_for(np.array([0, 0]), np.array([[0.7, 0.3], [0.0, 0.0]]), 0.5)
+    assert choice["threshold"] == pytest.approx(0.7) and choice["sent_to_human"] == pytest.approx(0.5)
+
+
+def test_an_image_with_no_answer_is_wrong_missed_and_sent_to_a_human():
+    # three images: right, no answer (a row of zeros: no result window found), right
+    metrics = evaluate_arrays([0, 1, 1], [[0.9, 0.1], [0.0, 0.0], [0.2, 0.8]], ["a", "b"])
+    assert metrics["unanswered"] == 1
+    assert metrics["accuracy"] == pytest.approx(2 / 3)  # not "a", as argmax of zeros would say
+    b = metrics["per_label"][1]
+    assert (b["support"], b["predicted"], b["sensitivity"]) == (2, 1, 0.5)
+    assert metrics["per_label"][0]["specificity"] == 1.0  # no answer is no false "a"
+    at_half = metrics["coverage"][0]
+    assert (at_half["threshold"], at_half["accepted"], at_half["accuracy"]) == (0.5, 2, 1.0)

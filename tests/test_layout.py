@@ -126,7 +126,7 @@ def test_a_chained_export_of_this_layout_reads_its_stage_list(tmp_path):
 def test_an_unknown_stage_kind_is_refused_with_the_known_ones(tmp_path):
     folder = write_model_dir(tmp_path / "export")
     (folder / "stages.json").write_text(json.dumps({"stages": [{"kind": "sharpen", "model": "stages/0"}]}))
-    with pytest.raises(UserError, match="stage kind must be one of keep-lungs, not 'sharpen'"):
+    with pytest.raises(UserError, match="stage kind must be one of keep-lungs, crop-box, not 'sharpen'"):
         Predictor(folder)
 
 

@@ -233,7 +233,7 @@ def test_chained_predictor_imports_neither_tensorflow_nor_keras(chained_run):
 
 
 @pytest.mark.parametrize("extra, message", [
-    ({"task": "segmentation", "segment": "runs/x"}, "applies to classification runs"),
+    ({"task": "segmentation", "segment": "runs/x"}, "apply to classification runs"),
     ({"train.monitor": "val_dice"}, "train.monitor for classification"),
     ({"task": "segmentation", "train.monitor": "val_auc"}, "train.monitor for segmentation"),
     ({"model.implementation": "segmentation-models"}, "is for segmentation"),

@@ -33,6 +33,10 @@ def add_arguments(parser) -> None:
                              "lung probability above which a pixel is lung")
     parser.add_argument("--review-threshold", type=float, default=None, metavar="X",
                         help="copy images whose top confidence is below X (0-1) into review/ for a person")
+    parser.add_argument("--review-accuracy", type=float, default=None, metavar="A",
+                        help="classifiers: choose the review threshold on the run's validation split, before the "
+                             "test images are seen: the lowest top confidence at which at least A of the accepted "
+                             "validation images are right (e.g. 0.996); replaces --review-threshold")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR", help="output folder (default MODEL/evaluation)")
     parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="prediction batch size (default 32)")
     parser.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
@@ -42,9 +46,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    extra = {} if args.review_accuracy is None else {"review_accuracy": args.review_accuracy}
     result = evaluate_model(args.model, data=args.data, min_confidence=args.min_confidence,
                             review_threshold=args.review_threshold, out=args.out, batch_size=args.batch_size,
-                            precision=args.precision, gradcam_per_kind=args.gradcam)
+                            precision=args.precision, gradcam_per_kind=args.gradcam, **extra)
     lines = get_task(result["task"]).piece("show_evaluation")(result)
     for line in lines or ():  # detection returns its lines; classification and segmentation print their own
         print(line)
@@ -70,6 +75,10 @@ def show_classification(result: dict) -> None:
     for row in metrics["coverage"]:
         accuracy = "-" if row["accuracy"] is None else f"{row['accuracy']:.2%}"
         print(f"{row['threshold']:>27g}  {accuracy:>20}  {row['discarded_fraction']:>15.1%}")
+    if result.get("review_choice") is not None:
+        from edgelabels.evaluate.classification import describe_review_choice
+
+        print(f"review threshold {describe_review_choice(result['review_choice'])}")
     if result["review"] is not None:
         review = result["review"]
         print(f"review queue: {review['count']} images below {review['threshold']:g} in {result['out'] / 'review'}")
@@ -84,14 +93,18 @@ def _show(value) -> str:
 
 def evaluate_model(model_dir, *, data=None, min_confidence: float = 0.5, review_threshold: float | None = None,
                    out=None, batch_size: int = 32, precision: str = "auto", gradcam_per_kind: int = 4,
-                   progress: bool = True) -> dict:
-    """Evaluate a run or an export with its task's evaluator (tasks.py); writes MODEL/evaluation/ (or out)."""
+                   progress: bool = True, **classifier_only) -> dict:
+    """Evaluate a run or an export with its task's evaluator (tasks.py); writes MODEL/evaluation/ (or out).
+    classifier_only: review_accuracy (a classifier's review threshold chosen on its validation split)."""
     from edgelabels.artifacts import open_model_dir
+    from edgelabels.errors import UserError
 
     found = open_model_dir(model_dir)
+    if classifier_only and found.task != "classification":
+        raise UserError(f"--review-accuracy applies to classifiers, not to a {found.task} model ({found.dir})")
     atomic.sweep(found.dir)  # what a killed evaluation (or save) left; a live writer's files stay
     out = Path(out) if out is not None else found.evaluation_dir
     return {"task": found.task} | get_task(found.task).piece("evaluate")(found, data=data, out=out, min_confidence=min_confidence,
                                                   review_threshold=review_threshold, batch_size=batch_size,
                                                   precision=precision, gradcam_per_kind=gradcam_per_kind,
-                                                  progress=progress)
+                                                  progress=progress, **classifier_only)

@@ -144,7 +144,8 @@ def write_gallery(folder: str | Path, model, spec, paths, y_true, probs, labels:
     probs = np.asarray(probs)
     predicted = probs.argmax(axis=1)
     confidence = probs.max(axis=1)
-    wrong = [int(i) for i in np.argsort(-confidence) if predicted[i] != y_true[i]][:per_kind]
+    # An image with no answer (a row of zeros: its crop stage found nothing) has nothing the model saw.
+    wrong = [int(i) for i in np.argsort(-confidence) if predicted[i] != y_true[i] and confidence[i] > 0][:per_kind]
     right = [int(i) for i in np.flatnonzero(predicted == np.asarray(y_true))]
     right = sorted(random.Random(seed).sample(right, min(per_kind, len(right))))
     chosen = [(i, "wrong") for i in wrong] + [(i, "right") for i in right]

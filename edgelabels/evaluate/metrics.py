@@ -8,6 +8,11 @@ expected calibration error and the confidence-coverage table.
 Top-1 metrics use the label with the highest confidence. Macro means run over the labels that
 have test images (as balanced accuracy does); a label absent from the test set gets None for
 the values it makes undefined, and a note says so.
+
+A row of zeros is an image that got no answer (a crop stage found no result window in it: the
+Predictor's empty CustomLabels). It has no top label (`top_labels` gives -1): it counts as wrong in
+accuracy, as sent to a human at every row of the coverage table, as a false negative for its true label,
+and scores 0 for every label in ROC AUC (the model said nothing); log loss gives it uniform confidences.
 """
 
 from __future__ import annotations
@@ -38,10 +43,16 @@ def check_arrays(y_true, probs, labels) -> tuple[np.ndarray, np.ndarray]:
     return y_true, probs
 
 
+def top_labels(probs: np.ndarray) -> np.ndarray:
+    """The top label of each image; -1 for an image with no answer (a row of zeros)."""
+    probs = np.asarray(probs)
+    return np.where(probs.any(axis=1), probs.argmax(axis=1), -1)
+
+
 def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int = ECE_BINS) -> float:
     """Top-1 ECE: sum over equal-width confidence bins of |accuracy - mean confidence| x bin share."""
     confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == y_true
+    correct = top_labels(probs) == y_true
     # Bins are (lo, hi]; a confidence of exactly 0 goes to the first bin.
     index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
     ece = 0.0
@@ -53,9 +64,10 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int 
 
 
 def coverage_table(y_true: np.ndarray, probs: np.ndarray, thresholds=COVERAGE_THRESHOLDS) -> list[dict]:
-    """Accept a prediction only when its top confidence >= t: accuracy of the accepted, share discarded."""
+    """Accept a prediction only when its top confidence >= t: accuracy of the accepted, share discarded (an image
+    with no answer has confidence 0: always discarded)."""
     confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == y_true
+    correct = top_labels(probs) == y_true
     rows = []
     for t in thresholds:
         accepted = confidence >= t
@@ -70,6 +82,32 @@ def coverage_table(y_true: np.ndarray, probs: np.ndarray, thresholds=COVERAGE_TH
     return rows
 
 
+def review_threshold_for(y_true, probs, accuracy: float) -> dict:
+    """The lowest top-confidence threshold at which the accepted images are at least `accuracy` right, chosen on
+    these (validation) arrays: {"threshold", "accepted_accuracy", "sent_to_human", "images"}. When no threshold
+    gets there (the most confident image is wrong), the threshold is just above every confidence: all to a human.
+    """
+    y_true, probs = np.asarray(y_true), np.asarray(probs, np.float64)
+    if not len(y_true):
+        raise ValueError("no validation images to choose a review threshold on")
+    confidence = probs.max(axis=1)
+    correct = top_labels(probs) == y_true
+    order = np.argsort(-confidence, kind="stable")
+    right = np.cumsum(correct[order])
+    accepted = np.arange(1, len(order) + 1)
+    # A threshold equal to a confidence accepts every image at least that confident: only the last of a run of
+    # equal confidences is a place to cut.
+    cuts = np.flatnonzero(np.r_[confidence[order][1:] < confidence[order][:-1], True])
+    good = [i for i in cuts if right[i] / accepted[i] >= accuracy and confidence[order][i] > 0]
+    if not good:
+        top = float(confidence.max())
+        return {"threshold": float(np.nextafter(top, np.inf)), "accepted_accuracy": None, "sent_to_human": 1.0,
+                "images": int(len(y_true))}
+    i = good[-1]  # the most images accepted
+    return {"threshold": float(confidence[order][i]), "accepted_accuracy": float(right[i] / accepted[i]),
+            "sent_to_human": float(1 - accepted[i] / len(order)), "images": int(len(y_true))}
+
+
 def evaluate_arrays(y_true, probs, labels: list[str], min_confidence: float = 0.5) -> dict:
     """The content of metrics.json (plain JSON types)."""
     from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, log_loss,
@@ -79,7 +117,8 @@ def evaluate_arrays(y_true, probs, labels: list[str], min_confidence: float = 0.
     if not 0 <= min_confidence <= 1:
         raise ValueError(f"min_confidence must be within 0-1, got {min_confidence}")
     n_labels = len(labels)
-    y_pred = probs.argmax(axis=1)
+    y_pred = top_labels(probs)
+    unanswered = int((y_pred < 0).sum())
     support = np.bincount(y_true, minlength=n_labels)
     present = [k for k in range(n_labels) if support[k]]
     notes = []
@@ -89,15 +128,19 @@ def evaluate_arrays(y_true, probs, labels: list[str], min_confidence: float = 0.
                      "assumed threshold are null, and macro means cover the other labels")
     if len(present) < 2:
         notes.append("only one label has test images: ROC AUC is undefined")
+    if unanswered:
+        notes.append(f"{unanswered} images got no answer (a stage found nothing to read in them): counted wrong in "
+                     "accuracy, sent to a human in the coverage table, scored 0 for every label in ROC AUC")
 
     macro = precision_recall_fscore_support(y_true, y_pred, labels=present, average="macro", zero_division=0)
     weighted = precision_recall_fscore_support(y_true, y_pred, labels=present, average="weighted", zero_division=0)
     counts = confusion_matrix(y_true, y_pred, labels=list(range(n_labels)))
 
-    sums = probs.sum(axis=1, keepdims=True)
+    answered_probs = np.where((y_pred < 0)[:, None], 1.0 / n_labels, probs)  # no answer: uniform, for log loss only
+    sums = answered_probs.sum(axis=1, keepdims=True)
     if np.abs(sums - 1).max() > 1e-3:
         notes.append("confidences do not sum to 1 per image: renormalised for log loss only")
-    loss = log_loss(y_true, probs / np.where(sums > 0, sums, 1), labels=list(range(n_labels)))
+    loss = log_loss(y_true, answered_probs / sums, labels=list(range(n_labels)))
 
     thresholds = assumed_thresholds(y_true, probs)
     at_assumed = label_metrics(y_true, probs, thresholds)
@@ -105,7 +148,7 @@ def evaluate_arrays(y_true, probs, labels: list[str], min_confidence: float = 0.
     per_label = []
     for k, name in enumerate(labels):
         tp = int(counts[k, k])
-        fn = int(counts[k].sum() - tp)
+        fn = int(support[k] - tp)  # an unanswered image is in no column of the matrix: still missed
         fp = int(counts[:, k].sum() - tp)
         tn = int(len(y_true) - tp - fn - fp)
         auc = float(roc_auc_score(y_true == k, probs[:, k])) if support[k] and len(present) > 1 else None
@@ -127,6 +170,7 @@ def evaluate_arrays(y_true, probs, labels: list[str], min_confidence: float = 0.
     return {
         "labels": list(labels),
         "number_of_images": int(len(y_true)),
+        "unanswered": unanswered,
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "balanced_accuracy": balanced_accuracy,
         "precision_macro": float(macro[0]), "recall_macro": float(macro[1]), "f1_macro": float(macro[2]),

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgelabels.evaluate.metrics import top_labels
+
 DPI = 110
 
 
@@ -115,7 +117,7 @@ def precision_recall_plot(path: Path, y_true, probs, labels, metrics: dict) -> P
 
 def confidence_histogram(path: Path, y_true, probs) -> Path:
     confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == y_true
+    correct = top_labels(probs) == y_true
     fig = _figure(5.6, 4.0)
     ax = fig.subplots()
     bins = np.linspace(0, 1, 41)
@@ -132,7 +134,7 @@ def confidence_histogram(path: Path, y_true, probs) -> Path:
 def coverage_curve(y_true, probs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(threshold, discarded fraction, accuracy of accepted) when accepting the k most confident, k = 1..N."""
     confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == y_true
+    correct = top_labels(probs) == y_true
     order = np.argsort(-confidence, kind="stable")
     accepted = np.arange(1, len(order) + 1)
     accuracy = np.cumsum(correct[order]) / accepted

@@ -28,14 +28,16 @@ EVALUATION_JOB = "edgelabels-evaluation"
 
 
 def write_predictions_csv(path: str | Path, paths, y_true, probs, labels: list[str]) -> Path:
-    """One row per image: path, true label, predicted label, its confidence, then every label's confidence."""
+    """One row per image: path, true label, predicted label, its confidence, then every label's confidence
+    (an image with no answer, a row of zeros, has an empty predicted label)."""
     probs = np.asarray(probs)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["path", "true_label", "predicted_label", "confidence", *[f"confidence:{n}" for n in labels]])
     for image, truth, row in zip(paths, y_true, probs):
         top = int(row.argmax())
-        writer.writerow([str(image), labels[int(truth)], labels[top], f"{row[top]:.6f}", *[f"{p:.6f}" for p in row]])
+        writer.writerow([str(image), labels[int(truth)], labels[top] if row.any() else "", f"{row[top]:.6f}",
+                         *[f"{p:.6f}" for p in row]])
     return atomic.write_text(path, buffer.getvalue())
 
 

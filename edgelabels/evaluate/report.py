@@ -63,8 +63,11 @@ def coverage_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
 def _review_text(review: dict | None) -> str:
     if review is None:
         return "No review queue (run with --review-threshold X to copy low-confidence images out for a person)."
+    unanswered = review.get("unanswered", 0)
     return (f"{review['count']:,} images ({review['fraction']:.2%}) have a top confidence below "
-            f"{review['threshold']:g}; {review['wrong_in_queue']:,} of them are misclassified. "
+            f"{review['threshold']:g}"
+            + (f", {unanswered:,} of them with no answer at all (no result window found)" if unanswered else "")
+            + f"; {review['wrong_in_queue']:,} answered ones are misclassified. "
             f"They are listed least confident first in {review['queue']}, with copies in review/images/.")
 
 

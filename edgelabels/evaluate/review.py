@@ -1,6 +1,7 @@
 """The review queue: images whose top confidence is below a threshold, copied out for a human.
 
-`review/queue.csv` lists them least confident first; `review/images/` holds copies named
+`review/queue.csv` lists them least confident first (first those with no answer at all: a row of zeros,
+a crop stage found no result window), each with its reason; `review/images/` holds copies named
 `0001_<predicted>_<confidence>_<original name>` so a person sorting by name sees the hardest
 first and the model's guess without opening the CSV.
 """
@@ -16,6 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from edgelabels import atomic
+
+
+NO_ANSWER = "no answer: a stage before the model found nothing to read (no result window)"
 
 
 def review_indices(probs, threshold: float) -> np.ndarray:
@@ -34,21 +38,28 @@ def write_review_queue(folder: str | Path, paths, y_true, probs, labels: list[st
     images.mkdir(parents=True, exist_ok=True)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["rank", "file", "path", "predicted_label", "confidence", "second_label", "second_confidence",
-                     "true_label"])
+    writer.writerow(["rank", "file", "path", "reason", "predicted_label", "confidence", "second_label",
+                     "second_confidence", "true_label"])
+    unanswered = 0
     for rank, i in enumerate(chosen, start=1):
-        order = np.argsort(-probs[i], kind="stable")
-        top, second = int(order[0]), int(order[1]) if len(order) > 1 else None
         source = Path(paths[i])
-        name = f"{rank:04d}_{_safe(labels[top])}_{probs[i, top]:.3f}_{_safe(source.stem)}{source.suffix.lower()}"
+        if not probs[i].any():
+            unanswered += 1
+            name = f"{rank:04d}_no-answer_{_safe(source.stem)}{source.suffix.lower()}"
+            row = [NO_ANSWER, "", "0.000000", "", ""]
+        else:
+            order = np.argsort(-probs[i], kind="stable")
+            top, second = int(order[0]), int(order[1]) if len(order) > 1 else None
+            name = f"{rank:04d}_{_safe(labels[top])}_{probs[i, top]:.3f}_{_safe(source.stem)}{source.suffix.lower()}"
+            row = [f"confidence below {threshold:g}", labels[top], f"{probs[i, top]:.6f}",
+                   labels[second] if second is not None else "",
+                   f"{probs[i, second]:.6f}" if second is not None else ""]
         shutil.copyfile(source, images / name)
-        writer.writerow([rank, f"images/{name}", str(source), labels[top], f"{probs[i, top]:.6f}",
-                         labels[second] if second is not None else "",
-                         f"{probs[i, second]:.6f}" if second is not None else "", labels[int(y_true[i])]])
+        writer.writerow([rank, f"images/{name}", str(source), *row, labels[int(y_true[i])]])
     atomic.write_text(folder / "queue.csv", buffer.getvalue())
-    wrong = int(sum(probs[i].argmax() != y_true[i] for i in chosen))
+    wrong = int(sum(probs[i].argmax() != y_true[i] for i in chosen if probs[i].any()))
     return {"threshold": float(threshold), "count": int(len(chosen)), "fraction": len(chosen) / len(probs),
-            "wrong_in_queue": wrong, "queue": f"{folder.name}/queue.csv"}
+            "wrong_in_queue": wrong, "unanswered": unanswered, "queue": f"{folder.name}/queue.csv"}
 
 
 def _safe(text: str) -> str:

@@ -19,6 +19,7 @@ the task table (tasks.py).
 
 from __future__ import annotations
 
+import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -137,13 +138,15 @@ def export_classifier(run: RunDir, out: ExportDir, *, int8: bool = False, calibr
 
     split, spec = run.split, run.spec
     model = _keras_model(run)
-    chain = run_chain(run, threads)  # the stages of a run trained behind them (a lung U-Net), else empty
-    if chain:
-        chain.precompute([s.path for s in split.val], progress=False)
+    chain = run_chain(run, threads)  # the stages of a run trained behind them (a lung U-Net, a detector), else empty
     width = model.outputs[0].shape[-1]
     if width != len(run.labels):
         raise UserError(f"{run.model_path}: {width} outputs but {run.labels_path} names {len(run.labels)} labels")
     images = split.test + split.val + split.train
+    if chain:  # parity is checked on images the chain answers (a crop stage finds nothing in some)
+        chain.precompute([s.path for s in images], progress=False)
+        missing = set(chain.missing([s.path for s in images]))
+        images = [s for s in images if str(s.path) not in missing]
     if not images:
         raise UserError(f"{run.splits_dir}: no images to check the export against")
     notes: list[str] = []
@@ -226,9 +229,15 @@ def _export_stages(out: ExportDir, run: RunDir, chain, model, samples, threads) 
     from edgelabels.runtime.predictor import Predictor
 
     described, stage_reports = run.read_stages(), []
-    for i, stage in enumerate(described):
-        stage_run = RunDir.load(stage["run"])
+    for i, (stage, stage_described) in enumerate(zip(chain.stages, described)):
         folder = out.stage_dir(i)
+        shipped = getattr(stage, "export_dir", None)
+        if shipped is not None:  # the stage ran an export in training (a detector): that very folder ships
+            shutil.copytree(shipped, folder)
+            copied = ExportDir(folder)
+            stage_reports.append(copied.read_report() if copied.report_path.is_file() else {"parity": None})
+            continue
+        stage_run = RunDir.load(stage_described["run"])
         folder.mkdir(parents=True, exist_ok=True)
         stage_reports.append(get_task(stage_run.task).piece("export")(stage_run, ExportDir(folder), threads=threads))
     out.write_stages([s.describe() for s in chain.stages])
@@ -245,11 +254,14 @@ def _export_stages(out: ExportDir, run: RunDir, chain, model, samples, threads) 
         raise UserError(f"{run.dir}: the ONNX chain ({chain.describe()} + classifier) differs from the Keras chain by "
                         f"{check['max_abs_diff']:.2e} on {check['images']} images (tolerance {PARITY_TOLERANCE}); "
                         "nothing exported")
+    report = {"stages": [{"kind": s["kind"], "run": str(s["run"]), "parity": r["parity"]}
+                         for s, r in zip(described, stage_reports)],
+              "chain_parity": {**check, "tolerance": PARITY_TOLERANCE}}
     first = chain.stages[0]
-    return {"unet_run": str(described[0]["run"]), "masking": first.masking.to_json(),
-            "stages": [{"kind": s["kind"], "run": str(s["run"]), "parity": r["parity"]}
-                       for s, r in zip(described, stage_reports)],
-            "unet_parity": stage_reports[0]["parity"], "chain_parity": {**check, "tolerance": PARITY_TOLERANCE}}
+    if first.kind == "keep-lungs":  # the lung chain's report keys, as `export` prints them
+        report.update(unet_run=str(described[0]["run"]), masking=first.masking.to_json(),
+                      unet_parity=stage_reports[0]["parity"])
+    return report
 
 
 def _chained_input(chain, path, spec) -> np.ndarray:

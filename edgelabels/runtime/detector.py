@@ -20,7 +20,7 @@ from edgelabels.data.boxes import clip_ratios
 from edgelabels.data.images import read_image
 from edgelabels.data.preprocess import normalise, to_pixels
 from edgelabels.errors import UserError
-from edgelabels.runtime.runner import OnnxModel, open_export, predict_images
+from edgelabels.runtime.runner import OnnxModel, open_export, predict_images, run_prepared
 
 ROW = 6  # left, top, width, height, score, class_id
 
@@ -57,6 +57,10 @@ class Detector:
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Already-prepared float32 (N, H, W, C) -> detections (N, K, 6)."""
         return self.model(batch)
+
+    def run_many(self, prepared: list) -> np.ndarray:
+        """prepare() results -> detections (N, K, 6); the Predictor's interface (a detector always answers)."""
+        return run_prepared(self.run, prepared)
 
     def detections(self, images, batch_size: int = 32, progress: bool = False, timer: dict | None = None) \
             -> np.ndarray:

@@ -4,7 +4,9 @@ Needs only numpy, Pillow and onnxruntime (never TensorFlow or Keras). Decoding g
 data.images.read_image (the same checks as `dataset inspect`) and preprocessing through
 data.preprocess (the one implementation the training loader uses), so the edge sees exactly the
 tensors the model was trained and exported on. An export with stages (a classifier trained on lungs
-only) runs them first: the U-Net, then everything outside the lungs blanked (runtime/stages.py).
+only, or on a detected box) runs them first: the U-Net, then everything outside the lungs blanked; or the
+detector, then the image cut to its box (runtime/stages.py). An image in which a stage finds nothing (no
+result window) gets no label: Rekognition's empty CustomLabels, never a guess.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from PIL import Image
 from edgelabels.data.images import read_image
 from edgelabels.data.preprocess import normalise, to_pixels
 from edgelabels.errors import UserError
-from edgelabels.runtime.runner import OnnxModel, open_export, predict_images
+from edgelabels.runtime.runner import OnnxModel, open_export, predict_images, run_prepared
 from edgelabels.runtime.stages import export_chain
 
 
@@ -44,8 +46,9 @@ class Predictor:
 
     # -- one image at a time: decoding errors name the image ------------------------------------
 
-    def prepare(self, image, name: str | None = None) -> np.ndarray:
-        """A path, bytes or PIL image -> float32 (H, W, C) model input. Raises ImageProblem for bad images.
+    def prepare(self, image, name: str | None = None) -> np.ndarray | None:
+        """A path, bytes or PIL image -> float32 (H, W, C) model input, or None when a stage found nothing in it
+        (no answer). Raises ImageProblem for bad images.
 
         Paths and bytes go through read_image (format checks, EXIF rotation); a PIL image is taken as
         already decoded and only converted to the spec's colour mode.
@@ -54,23 +57,30 @@ class Predictor:
             image, _notes = read_image(image, name=name)
         if self.chain:
             image = self.chain.image(image)
+            if image is None:
+                return None
         return normalise(to_pixels(image, self.spec), self.spec)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Already-prepared float32 (N, H, W, C) -> probabilities (N, K)."""
         return self.model(batch)
 
+    def run_many(self, prepared: list) -> np.ndarray:
+        """prepare() results (None: no answer) -> probabilities (N, K), a row of zeros for each None."""
+        return run_prepared(self.run, prepared, len(self.labels))
+
     # -- the contract ---------------------------------------------------------------------------
 
     def probabilities(self, images, batch_size: int = 32, progress: bool = False, timer: dict | None = None) \
             -> np.ndarray:
         """Probabilities (N, K) in `labels` order for a list of paths, bytes or PIL images (decoded on threads
-        while the model runs the batch before)."""
+        while the model runs the batch before). An image with no answer (a stage found nothing) has a row of
+        zeros."""
         images = list(images)
         if not images:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         return predict_images(images, self.prepare, self.run, batch_size=batch_size, progress=progress,
-                              desc=f"onnx {self.precision}", timer=timer)
+                              desc=f"onnx {self.precision}", timer=timer, width=len(self.labels))
 
     def custom_labels(self, probabilities: np.ndarray, min_confidence: float | None = None,
                       max_results: int | None = None) -> list[dict]:
@@ -78,12 +88,15 @@ class Predictor:
 
         Rekognition semantics: MinConfidence omitted -> each label's assumed threshold applies;
         a value (0-100) -> labels with a confidence below it are left out (0 returns every label).
+        A row of zeros (a stage found nothing to read) has no label whatever MinConfidence says.
         """
         if min_confidence is not None and not 0 <= min_confidence <= 100:
             raise UserError(f"MinConfidence must be between 0 and 100, not {min_confidence}")
         if max_results is not None and max_results < 0:
             raise UserError(f"MaxResults must be 0 or more, not {max_results}")
         found = []
+        if not np.any(probabilities):
+            return found
         for name, p in zip(self.labels, np.asarray(probabilities, dtype=np.float64)):
             confidence = float(p) * 100.0
             keep = p >= self.thresholds[name] if min_confidence is None else confidence >= min_confidence
@@ -94,7 +107,10 @@ class Predictor:
 
     def detect(self, image, min_confidence: float | None = None, max_results: int | None = None) -> dict:
         """DetectCustomLabels for one image (path, bytes or PIL image)."""
-        probabilities = self.run(self.prepare(image)[None])[0]
+        x = self.prepare(image)
+        if x is None:  # validate the request's numbers all the same
+            return {"CustomLabels": self.custom_labels(np.zeros(len(self.labels)), min_confidence, max_results)}
+        probabilities = self.run(x[None])[0]
         return {"CustomLabels": self.custom_labels(probabilities, min_confidence, max_results)}
 
     def detect_many(self, images, min_confidence: float | None = None, max_results: int | None = None,

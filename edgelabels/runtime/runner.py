@@ -53,11 +53,13 @@ def predict_array(run_batch, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
 
 
 def predict_images(images, prepare, run_batch, batch_size: int = 32, workers: int = 2, progress: bool = False,
-                   desc: str = "predict", timer: dict | None = None) -> np.ndarray:
+                   desc: str = "predict", timer: dict | None = None, width: int | None = None) -> np.ndarray:
     """Outputs for a list of images (paths, bytes or PIL images): prepare(image) -> one model input, on
     `workers` threads, while run_batch runs the batch before. timer["seconds"] accumulates model time.
 
-    A problem with an image (ImageProblem) propagates from prepare with the image's name in it.
+    prepare may return None for an image that gets no answer (a crop stage found nothing to cut): its row of
+    the output is all zeros, a row no softmax gives (width: the row's length, needed only if every image is
+    such). A problem with an image (ImageProblem) propagates from prepare with the image's name in it.
     """
     import time
 
@@ -67,26 +69,49 @@ def predict_images(images, prepare, run_batch, batch_size: int = 32, workers: in
     if not images:
         raise ValueError("no images to predict")
 
-    def run(batch: np.ndarray) -> np.ndarray:
+    def run(prepared: list) -> list:
         began = time.perf_counter()
-        out = np.asarray(run_batch(batch), np.float32)
+        rows = _run_some(run_batch, prepared)
         if timer is not None:
             timer["seconds"] = timer.get("seconds", 0.0) + time.perf_counter() - began
-        return out
+        return rows
 
     if len(images) <= batch_size and not progress:  # one batch: nothing to overlap, so no threads (per-image edge path)
-        return run(np.stack([prepare(image) for image in images]))
+        return _rows(run([prepare(image) for image in images]), width)
     rows = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
             tqdm(total=len(images), unit="img", desc=desc, file=sys.stderr, disable=not progress) as bar:
         pending = [pool.submit(prepare, image) for image in images[:batch_size]]
         for start in range(0, len(images), batch_size):
-            batch = np.stack([job.result() for job in pending])
+            prepared = [job.result() for job in pending]
             following = images[start + batch_size:start + 2 * batch_size]
             pending = [pool.submit(prepare, image) for image in following]
-            rows.append(run(batch))
-            bar.update(len(batch))
-    return np.concatenate(rows)
+            rows.extend(run(prepared))
+            bar.update(len(prepared))
+    return _rows(rows, width)
+
+
+def run_prepared(run_batch, prepared: list, width: int | None = None) -> np.ndarray:
+    """One batch of prepare() results -> outputs, a row of zeros where prepare gave None (no answer)."""
+    return _rows(_run_some(run_batch, prepared), width)
+
+
+def _run_some(run_batch, prepared: list) -> list:
+    real = [x for x in prepared if x is not None]
+    if not real:
+        return [None] * len(prepared)
+    out = iter(np.asarray(run_batch(np.stack(real)), np.float32))
+    return [None if x is None else next(out) for x in prepared]
+
+
+def _rows(rows: list, width: int | None) -> np.ndarray:
+    """Per-image outputs, None (no answer) filled with zeros of the others' shape."""
+    shape = next((row.shape for row in rows if row is not None), None)
+    if shape is None:
+        if width is None:
+            raise ValueError("no image gave the model an input, and no output width was given")
+        shape = (width,)
+    return np.stack([np.zeros(shape, np.float32) if row is None else row for row in rows])
 
 
 def input_reader(spec, chain=None):
@@ -95,15 +120,20 @@ def input_reader(spec, chain=None):
     from edgelabels.data.preprocess import preprocess
 
     if chain:
-        return lambda path: preprocess(chain(path), spec)
+        def through_chain(path):
+            image = chain(path)
+            return None if image is None else preprocess(image, spec)  # None: a stage found nothing (no answer)
+
+        return through_chain
     return lambda path: preprocess(read_image(path)[0], spec)
 
 
 def predict_files(run_batch, paths, spec, chain=None, batch_size: int = 32, progress: bool = False,
-                  desc: str = "predict", timer: dict | None = None) -> np.ndarray:
-    """Outputs of a model (OnnxModel, or models.factory.keras_runner(model)) for image files."""
+                  desc: str = "predict", timer: dict | None = None, width: int | None = None) -> np.ndarray:
+    """Outputs of a model (OnnxModel, or models.factory.keras_runner(model)) for image files; an image a stage
+    of the chain found nothing in gets a row of zeros (see predict_images)."""
     return predict_images(paths, input_reader(spec, chain), run_batch, batch_size=batch_size, progress=progress,
-                          desc=desc, timer=timer)
+                          desc=desc, timer=timer, width=width)
 
 
 PRECISIONS = ("auto", "fp32", "int8")

@@ -97,7 +97,6 @@ def run(args) -> int:
 
 
 def predict_files(predictor, args) -> int:
-    import numpy as np
     from tqdm import tqdm
 
     from edgelabels import atomic
@@ -121,7 +120,7 @@ def predict_files(predictor, args) -> int:
                     failed += 1
                     tqdm.write(f"edgelabels: {exc}", file=sys.stderr)
             if chunk:
-                for (path, relative), row in zip(chunk, predictor.run(np.stack(inputs))):
+                for (path, relative), row in zip(chunk, predictor.run_many(inputs)):
                     result = {"Image": str(path),
                               "CustomLabels": predictor.custom_labels(row, args.min_confidence, args.max_results)}
                     if args.out:

@@ -26,7 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 from edgelabels import atomic
 from edgelabels.data.images import is_image_path
@@ -173,7 +172,7 @@ class FolderWatcher:
             inputs.append(x)
         if not good:
             return count
-        probabilities = self.predictor.run(np.stack(inputs))
+        probabilities = self.predictor.run_many(inputs)
         for key, row in zip(good, probabilities):
             result = {"Image": str(self.folder / key[0]),
                       "CustomLabels": self.predictor.custom_labels(row, self.min_confidence, self.max_results)}

@@ -63,6 +63,7 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False) -> P
         # A per-step progress bar floods logs and pipes: one line per epoch when nobody is watching.
         verbose = 2 if t.verbose == 1 and not sys.stdout.isatty() else t.verbose
         chain = _stage_chain(config, run, split, resume, progress=verbose == 1)
+        split = _answerable(split, chain)
         train_batches, val_batches = _batches(config, split, labels, spec, chain)
         steps = len(train_batches)
         extra = [keras.callbacks.TensorBoard(log_dir=str(run.tensorboard_dir))] if t.tensorboard else []
@@ -186,6 +187,23 @@ def _stage_chain(config: Config, run: RunDir, split, resume: bool, progress: boo
     computed = chain.precompute(paths, progress=progress)
     log.info("stages: %d images computed, the rest cached", computed)
     return chain
+
+
+def _answerable(split, chain):
+    """The split without the training and validation images a stage found nothing in (no result window): they
+    would get no answer at the edge, so they teach nothing. Test images stay: evaluation sends them to a human."""
+    if chain is None:
+        return split
+    from edgelabels.data.splits import Split
+
+    missing = set(chain.missing([s.path for s in split.train + split.val]))
+    if not missing:
+        return split
+    names = sorted(Path(p).name for p in missing)
+    log.info("stages: found nothing in %d training/validation images, left out of training: %s%s", len(missing),
+             ", ".join(names[:20]), " ..." if len(names) > 20 else "")
+    return Split(train=[s for s in split.train if str(s.path) not in missing],
+                 val=[s for s in split.val if str(s.path) not in missing], test=split.test)
 
 
 def _batches(config: Config, split, labels: list[str], spec, chain):
