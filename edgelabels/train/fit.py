@@ -199,11 +199,14 @@ def _answerable(split, chain):
     missing = set(chain.missing([s.path for s in split.train + split.val]))
     if not missing:
         return split
+    kept = [s for s in split.train if str(s.path) not in missing]
+    if not kept:
+        raise UserError(f"{chain.describe()}: found nothing in any of the {len(split.train)} training images (is the "
+                        "detector trained, and are these the photos it was trained for?)")
     names = sorted(Path(p).name for p in missing)
     log.info("stages: found nothing in %d training/validation images, left out of training: %s%s", len(missing),
              ", ".join(names[:20]), " ..." if len(names) > 20 else "")
-    return Split(train=[s for s in split.train if str(s.path) not in missing],
-                 val=[s for s in split.val if str(s.path) not in missing], test=split.test)
+    return Split(train=kept, val=[s for s in split.val if str(s.path) not in missing], test=split.test)
 
 
 def _batches(config: Config, split, labels: list[str], spec, chain):
