@@ -28,6 +28,19 @@ RUN/export/ (ExportDir)
   export_report.json parity, latencies, sizes
   stages.json        [{"kind", "model": "stages/N", ...}]; stages/N/ is that stage's own export folder
 
+runs/NAME-tune/ (TuneDir, written by `edgelabels tune`)
+  layout.json        {"layout": "tune", "version": 2}
+  config.yaml        the resolved config the study searches around (its tune: section is the space)
+  study.db           the Optuna study (SQLite): each trial's parameters, validation value per epoch, state
+  budget.json        the budget and the time spent so far, updated every second (what --resume continues)
+  trials/NNNN/       trial NNNN's run directory, an ordinary run (evaluate, export and serve take it)
+  logs/NNNN.log      what trial NNNN's process printed
+  best.json          {"trial", "run", "value", "monitor"}: the chosen run (validation only)
+  best               a link to that run's directory; its evaluation/ and export/ are the study's final step
+  trials.csv         one row per trial: state, value, seconds, parameters, the validation value of every epoch
+  report.html        trials table, optimisation history, parameter importances, the best trial's evaluation
+  history.png        the optimisation history plot that report.html embeds
+
 Layout 1 (edgelabels 0.1, no layout.json) used the same names except for the chain: a run held
 segment.json ({"run", "masking"}) and segment-cache/, an export segment.json ({"model": "segment",
 "masking"}) and segment/, and a U-Net export was marked by segmentation.json. It is read as it is.
@@ -85,8 +98,11 @@ def _check_layout(folder: Path, expected: str) -> dict:
         raise UserError(f"{path}: not a layout description")
     kind, version = layout.get("layout"), layout.get("version")
     if kind != expected:
-        other = {"run": "a run directory", "export": "an export folder"}.get(kind, f"a {kind!r} folder")
-        wanted = {"run": "a run directory", "export": "an export folder"}[expected]
+        names = {"run": "a run directory", "export": "an export folder", "tune": "a tune directory"}
+        other = names.get(kind, f"a {kind!r} folder")
+        wanted = names[expected]
+        if kind == "tune":
+            other += f" (its chosen run is {folder / TuneDir.BEST})"
         raise UserError(f"{folder}: {other}, not {wanted}")
     if not isinstance(version, int) or version > LAYOUT_VERSION:
         raise UserError(f"{folder}: written in layout {version} by a newer edgelabels; this one reads layouts "
@@ -441,6 +457,92 @@ class ExportDir(_ModelFolder):
         atomic.write_json(self.stages_path, {"stages": [
             {**{k: v for k, v in s.items() if k not in ("run", "cache", "model")},
              "model": self.stage_dir(i).relative_to(self.dir).as_posix()} for i, s in enumerate(stages)]})
+
+
+class TuneDir:
+    """runs/NAME-tune/: what `edgelabels tune` writes; each trial is an ordinary RunDir inside it."""
+
+    CONFIG = "config.yaml"
+    STUDY = "study.db"
+    BUDGET = "budget.json"
+    TRIALS = "trials"
+    LOGS = "logs"
+    BEST_JSON = "best.json"
+    BEST = "best"
+    TRIALS_CSV = "trials.csv"
+    REPORT = "report.html"
+    HISTORY_PLOT = "history.png"
+
+    def __init__(self, path: str | Path):
+        self.dir = Path(path)
+
+    def __repr__(self) -> str:
+        return f"TuneDir({str(self.dir)!r})"
+
+    config_path = property(lambda self: self.dir / self.CONFIG)
+    study_path = property(lambda self: self.dir / self.STUDY)
+    budget_path = property(lambda self: self.dir / self.BUDGET)
+    best_json_path = property(lambda self: self.dir / self.BEST_JSON)
+    best_path = property(lambda self: self.dir / self.BEST)
+    trials_csv_path = property(lambda self: self.dir / self.TRIALS_CSV)
+    report_path = property(lambda self: self.dir / self.REPORT)
+    history_plot_path = property(lambda self: self.dir / self.HISTORY_PLOT)
+
+    @property
+    def study_url(self) -> str:
+        return f"sqlite:///{self.study_path.resolve()}"
+
+    def trial_run(self, number: int) -> RunDir:
+        return RunDir(self.dir / self.TRIALS / f"{number:04d}")
+
+    def trial_log(self, number: int) -> Path:
+        return self.dir / self.LOGS / f"{number:04d}.log"
+
+    def is_tune(self) -> bool:
+        return (self.dir / LAYOUT_FILE).is_file() and _check_layout(self.dir, "tune") != {}
+
+    def start(self, config_yaml: str, budget_s: float) -> None:
+        """A new study's folder: layout marker, resolved config, the budget with nothing spent."""
+        if self.dir.exists() and any(self.dir.iterdir()):
+            raise UserError(f"{self.dir}: already exists (use --resume to continue its study, or --out for a new one)")
+        (self.dir / self.LOGS).mkdir(parents=True, exist_ok=True)
+        (self.dir / self.TRIALS).mkdir(exist_ok=True)
+        _write_layout(self.dir, "tune")
+        atomic.write_text(self.config_path, config_yaml)
+        self.write_budget({"budget_s": budget_s, "spent_s": 0.0})
+
+    def check_resumable(self) -> None:
+        if not self.dir.is_dir() or not self.is_tune():
+            raise UserError(f"{self.dir}: no study to resume (not a folder written by `edgelabels tune`)")
+        for path in (self.config_path, self.study_path, self.budget_path):
+            if not path.is_file():
+                raise UserError(f"{self.dir}: cannot resume, {path.name} is missing")
+
+    def read_budget(self) -> dict:
+        budget = _read_json(self.budget_path, "the budget and the time spent")
+        if not isinstance(budget, dict) or not all(isinstance(budget.get(k), (int, float))
+                                                   for k in ("budget_s", "spent_s")):
+            raise UserError(f"{self.budget_path}: not a budget description")
+        return budget
+
+    def write_budget(self, budget: dict) -> None:
+        atomic.write_json(self.budget_path, budget)
+
+    def write_best(self, number: int, value: float, monitor: str) -> RunDir:
+        """best.json and the `best` link (replaced atomically) to trial `number`'s run."""
+        import os
+
+        run = self.trial_run(number)
+        atomic.write_json(self.best_json_path, {"trial": number, "run": run.dir.relative_to(self.dir).as_posix(),
+                                                "value": value, "monitor": monitor})
+        link = self.dir / f".{self.BEST}.{os.getpid()}.tmp"
+        link.unlink(missing_ok=True)
+        link.symlink_to(run.dir.relative_to(self.dir), target_is_directory=True)
+        os.replace(link, self.best_path)
+        return run
+
+    def read_best(self) -> dict | None:
+        return _read_json(self.best_json_path, "the chosen trial") if self.best_json_path.is_file() else None
 
 
 def open_model_dir(path: str | Path | RunDir | ExportDir) -> RunDir | ExportDir:

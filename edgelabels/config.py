@@ -103,6 +103,9 @@ class CropConfig:
     margin: float = 0.25  # share of the box's size added on each side (keeps the printed C and T marks in)
     size: int | list[int] = field(default_factory=lambda: [64, 32])  # the crop's [height, width] (or one number)
     orient_by: str | None = None  # a label (e.g. well) whose box centre is turned to lie below the crop's centre
+    # the lowest detector score a box may have (0-1); null: each label's assumed threshold (F1-best per box on
+    # the detector's validation split), which is stricter than "is there a window at all" needs
+    min_confidence: float | None = None
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -129,6 +132,33 @@ class StageConfig:
 
 
 @dataclass(frozen=True)
+class TuneConfig:
+    """What `edgelabels tune` searches (edgelabels/tune/space.py). A key left null takes its task's default; one
+    value is fixed; a list is searched (its choices; the config's own value is added); {low, high, log} is a range
+    searched (it must hold the config's own value). The config's own values are the first trial."""
+
+    backbone: str | list | None = None  # model.backbone (registry names whose model.weights can be had here)
+    image_size: int | list | None = None  # data.image_size choices: numbers or [height, width] pairs
+    learning_rate: float | list | dict | None = None  # train.learning_rate
+    fine_tune_learning_rate: float | list | dict | None = None  # train.fine_tune_learning_rate
+    batch_size: int | list | dict | None = None  # train.batch_size
+    dropout: float | list | dict | None = None  # model.dropout (classification)
+    fine_tune_layers: int | list | dict | None = None  # model.fine_tune_layers: stage b's depth (-1: all)
+    augment: str | list | None = None  # augment.preset
+    transforms: dict = field(default_factory=dict)  # {"Name.param": value | list | range} of augment.transforms
+    imbalance: str | list | None = None  # classification: none | class-weights | oversample | focal
+    pruner: str = "hyperband"  # hyperband | successive-halving | none: trials cut by epochs
+    min_epochs: int = 1  # epochs every trial trains before it may be pruned
+    reduction_factor: int = 3  # the pruner's: about 1 in this many trials goes on at each rung
+
+
+TUNE_SEARCHED = ("backbone", "image_size", "learning_rate", "fine_tune_learning_rate", "batch_size", "dropout",
+                 "fine_tune_layers", "augment", "imbalance")
+TUNE_RANGE_KEYS = ("low", "high", "log")
+IMBALANCE_CHOICES = ("none", "class-weights", "oversample", "focal")
+
+
+@dataclass(frozen=True)
 class Config:
     task: str = "classification"  # classification | segmentation (a U-Net on images/ + masks/) | detection (boxes)
     seed: int = 0
@@ -141,6 +171,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     crop: CropConfig = field(default_factory=CropConfig)  # with detect:
+    tune: TuneConfig = field(default_factory=TuneConfig)  # what `edgelabels tune` searches
 
     @property
     def image_hw(self) -> tuple[int, int]:
@@ -174,6 +205,7 @@ CHOICES = {
     "train.monitor": ("val_loss", "val_accuracy", "val_auc", "val_dice", "val_iou"),
     "model.implementation": ("edgelabels", "segmentation-models"),
     "augment.preset": ("none", "xray", "photo"),
+    "tune.pruner": ("hyperband", "successive-halving", "none"),
 }
 
 
@@ -198,6 +230,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise UserError(f"--set {item!r}: expected key=value, e.g. train.epochs=3")
         _set_path(raw, key.strip(), _parse_value(value))
     where = str(path) if path else "config"
+    return _build(Config, raw, "", where)
+
+
+def config_from_dict(raw: dict, where: str = "config") -> Config:
+    """A Config from a mapping shaped like the YAML file (e.g. Config.to_dict() with some keys changed), checked."""
     return _build(Config, raw, "", where)
 
 
@@ -305,6 +342,7 @@ def _check_task(config: Config, where: str) -> None:
                         "several steps, list them in order under stages:")
     _check_masking(config.masking, where)
     _check_crop(config.crop, where)
+    _check_tune(config.tune, where)
     for i, raw in enumerate(config.stages):
         if not isinstance(raw, dict):
             raise UserError(f"{where}: stages[{i}] must be a mapping like {{kind: keep-lungs, run: RUN_DIR}}")
@@ -332,6 +370,8 @@ def _check_crop(c: CropConfig, where: str) -> None:
     if not 0 <= c.margin <= 2:
         raise UserError(f"{where}: crop.margin must be in [0, 2] (a share of the box added on each side), "
                         f"not {c.margin:g}")
+    if c.min_confidence is not None and not 0 < c.min_confidence < 1:
+        raise UserError(f"{where}: crop.min_confidence must be in (0, 1) or null, not {c.min_confidence:g}")
     if not c.label or c.label == c.orient_by:
         raise UserError(f"{where}: crop.label must name a detected label, and crop.orient_by another one")
 
@@ -340,3 +380,48 @@ def _check_masking(m: MaskingConfig, where: str) -> None:
     if not 0 < m.threshold < 1 or not 0 <= m.dilate < 0.5 or not 0 <= m.fill <= 255:
         raise UserError(f"{where}: masking.threshold must be in (0, 1), masking.dilate in [0, 0.5), "
                         "masking.fill in 0-255")
+
+
+def _check_tune(tune: TuneConfig, where: str) -> None:
+    """The tune: section's shapes: ranges {low, high, log}, non-empty lists of plain values, known choices. What
+    needs the task and the registry (a backbone's weights, the config's value inside a range) is tune/space.py's."""
+    if tune.min_epochs < 1 or tune.reduction_factor < 2:
+        raise UserError(f"{where}: tune.min_epochs must be >= 1 and tune.reduction_factor >= 2")
+    searched = {f"tune.{name}": getattr(tune, name) for name in TUNE_SEARCHED}
+    for key, spec in tune.transforms.items():
+        name, dot, param = str(key).partition(".")
+        if not (name and dot and param):
+            raise UserError(f"{where}: tune.transforms keys are Name.param of augment.transforms (e.g. Rotate.limit), "
+                            f"not {key!r}")
+        searched[f"tune.transforms.{key}"] = spec
+    for key, spec in searched.items():
+        if isinstance(spec, dict):
+            _check_tune_range(spec, key, where)
+        elif isinstance(spec, list):
+            pairs = key == "tune.image_size"
+            if not spec or not all(_plain(v) or pairs and isinstance(v, list) for v in spec):
+                raise UserError(f"{where}: {key} must be one value, a non-empty list of values or "
+                                f"{{low, high, log}}, not {spec!r}")
+    for key, allowed in (("imbalance", IMBALANCE_CHOICES), ("augment", CHOICES["augment.preset"])):
+        values = getattr(tune, key)
+        for value in values if isinstance(values, list) else [] if values is None else [values]:
+            if value not in allowed:
+                raise UserError(f"{where}: tune.{key} choices must be among {', '.join(allowed)}, not {value!r}")
+
+
+def _plain(value) -> bool:
+    return isinstance(value, (str, int, float, bool))
+
+
+def _check_tune_range(spec: dict, key: str, where: str) -> None:
+    for name in spec:
+        if name not in TUNE_RANGE_KEYS:
+            near = difflib.get_close_matches(str(name), TUNE_RANGE_KEYS, n=1)
+            hint = f" (did you mean {key}.{near[0]}?)" if near else " (a range is {low, high, log})"
+            raise UserError(f"{where}: unknown key {key}.{name}{hint}")
+    low, high, log = spec.get("low"), spec.get("high"), spec.get("log", False)
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
+    if not numbers or not low < high or not isinstance(log, bool) or (log and low <= 0):
+        text = " (YAML reads 1e-4 as text: write 1.0e-4)" if any(isinstance(v, str) for v in (low, high)) else ""
+        raise UserError(f"{where}: {key} range needs numbers low < high (low > 0 with log: true), not {spec!r}"
+                        f"{text}")

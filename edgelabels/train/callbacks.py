@@ -9,10 +9,12 @@ from edgelabels import atomic
 log = logging.getLogger("edgelabels.train")
 
 
-def epoch_end(run, state, stage: str):
+def epoch_end(run, state, stage: str, on_epoch=None):
     """A Keras callback writing run.history_path, the checkpoint + state, and model.keras on improvement.
 
-    run: artifacts.RunDir; state: its TrainState; stage: "a" (frozen backbone) or "b" (fine-tuning).
+    run: artifacts.RunDir; state: its TrainState; stage: "a" (frozen backbone) or "b" (fine-tuning);
+    on_epoch(stage, epoch, logs), if given, is called last, once the epoch is safely on disk (a pruner may stop
+    the run there by raising).
     """
     import keras
 
@@ -33,6 +35,8 @@ def epoch_end(run, state, stage: str):
             state.save()
             summary = " ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items()))
             log.info("stage %s epoch %d: %s%s", stage, epoch + 1, summary, saved)
+            if on_epoch is not None:
+                on_epoch(stage, epoch + 1, logs)
 
     return EpochEnd()
 

@@ -29,8 +29,11 @@ from edgelabels.tasks import get_task
 log = logging.getLogger("edgelabels.train")
 
 
-def train(config: Config | None, run_dir: str | Path, resume: bool = False) -> Path:
-    """Train (or resume) a run into run_dir. Returns run_dir."""
+def train(config: Config | None, run_dir: str | Path, resume: bool = False, on_epoch=None) -> Path:
+    """Train (or resume) a run into run_dir. Returns run_dir.
+
+    on_epoch(stage, epoch, logs): called after each epoch's files are written (`edgelabels tune` reports the
+    monitored value to its study there); an exception it raises ends training, the run left resumable."""
     run = RunDir(run_dir)
     config, how = _start_or_resume(run, config, resume)  # before TensorFlow is loaded: a refusal comes at once
 
@@ -84,7 +87,7 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False) -> P
                      "backbone frozen" if head_only else "whole model trained (weights none: nothing to preserve)",
                      len(model.trainable_weights), t.learning_rate)
             model.fit(train_batches, validation_data=val_batches, epochs=t.epochs, initial_epoch=at[1] if at else 0,
-                      callbacks=[epoch_end(run, state, "a"), *extra], verbose=verbose)
+                      callbacks=[epoch_end(run, state, "a", on_epoch), *extra], verbose=verbose)
 
         if t.fine_tune_epochs:
             if at is None or at[0] == "a":  # stage b begins here, also when the kill came before its first epoch ended
@@ -97,7 +100,7 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False) -> P
             stage_b_start = at[1] if at and at[0] == "b" else 0
             if stage_b_start < t.fine_tune_epochs:
                 model.fit(train_batches, validation_data=val_batches, epochs=t.fine_tune_epochs,
-                          initial_epoch=stage_b_start, callbacks=[epoch_end(run, state, "b"), *extra],
+                          initial_epoch=stage_b_start, callbacks=[epoch_end(run, state, "b", on_epoch), *extra],
                           verbose=verbose)
         state.data["done"] = True
         state.save()

@@ -1,0 +1,48 @@
+"""The study in the tune directory's SQLite file, opened the same way by the study and by each trial's process
+(same sampler seed rule, same pruner: the pruner decides in the trial's process)."""
+
+from __future__ import annotations
+
+from edgelabels.artifacts import TuneDir
+from edgelabels.config import Config, load_config
+from edgelabels.tune.space import Space, build_space
+
+STUDY_NAME = "tune"
+
+
+def study_space(tune_dir: TuneDir) -> Space:
+    return build_space(load_config(tune_dir.config_path), where=str(tune_dir.config_path))
+
+
+def open_study(tune_dir: TuneDir, config: Config, create: bool = False):
+    """The study in tune_dir's SQLite file, with the config's sampler and pruner. A resumed study's sampler is
+    seeded past the trials it has, so that it does not propose the same random points again."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(tune_dir.study_url, engine_kwargs={"connect_args": {"timeout": 60}})
+    pruner = _pruner(config)
+    if create:
+        return optuna.create_study(study_name=STUDY_NAME, storage=storage, pruner=pruner,
+                                   sampler=optuna.samplers.TPESampler(seed=config.seed),
+                                   direction="minimize" if config.train.monitor == "val_loss" else "maximize")
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage, pruner=pruner)
+    study.sampler = optuna.samplers.TPESampler(seed=config.seed + len(study.get_trials(deepcopy=False)))
+    return study
+
+
+def _pruner(config: Config):
+    import optuna
+
+    t = config.tune
+    epochs = config.train.epochs + config.train.fine_tune_epochs
+    if t.pruner == "none":
+        return optuna.pruners.NopPruner()
+    if t.pruner == "successive-halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=t.min_epochs, reduction_factor=t.reduction_factor)
+    return optuna.pruners.HyperbandPruner(min_resource=t.min_epochs, max_resource=max(epochs, t.min_epochs),
+                                          reduction_factor=t.reduction_factor)
+
+
+def study_monitor(tune_dir: TuneDir) -> str:
+    return load_config(tune_dir.config_path).train.monitor
