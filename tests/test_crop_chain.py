@@ -70,7 +70,11 @@ def test_crop_is_the_detected_box_of_the_image(chained):
     expected = np.asarray(photo.crop(BOX).resize((18, 16), Image.Resampling.BILINEAR), np.float32)
     assert crop.size == (18, 16)
     assert np.abs(np.asarray(crop, np.float32) - expected).mean() < 8  # same pixels, resampled two ways
-    assert stage.apply([_photo("one", False, np.random.default_rng(7))]) == [None]
+    bluish = _photo("one", False, np.random.default_rng(7))  # mean red about 0.26: under red's 0.7 threshold
+    assert stage.apply([bluish]) == [None]
+    lower = CropBox.load(chained["detector"], {"crop": {"label": "red", "margin": 0, "size": [16, 18],
+                                                        "min_confidence": 0.1}})
+    assert lower.apply([bluish])[0].size == (18, 16)
 
 
 def test_training_leaves_out_the_images_without_a_box(chained):

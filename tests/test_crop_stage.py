@@ -59,7 +59,7 @@ def _stub_detector(boxes: dict):
         labels = list(BOX_LABELS)
         dir = model_path = "stub"
 
-        def custom_labels(self, rows):
+        def custom_labels(self, rows, min_confidence=None):
             return [{"Name": name, "Confidence": 99.0, "Geometry": {"BoundingBox": dict(
                 Left=b[0], Top=b[1], Width=b[2], Height=b[3])}} for name, b in rows]
 

@@ -203,7 +203,22 @@ def test_regenerating_replaces_an_earlier_generator_output(tmp_path):
     generate_cassettes(tmp_path / "out", 8, seed=0, size=SMALL, progress=False)
     counts = generate_cassettes(tmp_path / "out", 3, seed=1, mix={"positive": 1.0}, size=SMALL, progress=False)
     assert counts == {"positive": 3, "negative": 0, "invalid": 0}
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [synthetic.MARKER_FILE, "positive"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([synthetic.MARKER_FILE, synthetic.PHOTOS_FILE,
+                                                                           "positive"])
+
+
+def test_photos_csv_says_what_each_photo_shows(tmp_path):
+    import csv
+
+    generate_cassettes(tmp_path / "out", 6, seed=4, mix={"positive": 0.5, "invalid": 0.5}, size=SMALL, progress=False)
+    with open(tmp_path / "out" / synthetic.PHOTOS_FILE) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and all((tmp_path / "out" / r["photo"]).is_file() for r in rows)
+    for r in rows:
+        _, geometry = synthetic.cassette_jpeg_with_geometry(r["result"], 4, int(r["photo"][-9:-4]), SMALL)
+        assert (float(r["c_strength"]), float(r["t_strength"]), float(r["rotation"])) == \
+            (geometry.c_strength, geometry.t_strength, geometry.rotation)
+        assert (float(r["c_strength"]) == 0) == (r["result"] == "invalid")
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -80,6 +80,7 @@ FAINT_T = 0.13  # faintest test-line density: still visible to a careful eye at 
 MARKER_FILE = "cassettes.json"  # written beside the label folders: what was generated, with which seed
 BOX_LABELS = ("cassette", "window", "well")  # the detection labels; class_id = index
 BOXES_FILE = "boxes.manifest"  # the Ground Truth object-detection manifest written with boxes=True
+PHOTOS_FILE = "photos.csv"  # one row per photo: result, C and T line densities, rotation (degrees)
 # creation-date of every manifest line: fixed (the day this format was written), not the clock, so that the
 # same seed gives the same manifest bytes, as it gives the same JPEG bytes
 BOXES_CREATION_DATE = "2026-12-02T00:00:00"
@@ -759,6 +760,10 @@ def generate_cassettes(out_dir, n: int, seed: int = 0, mix: dict[str, float] | N
                 bar.update()
         bar.close()
         written = {label: counts.get(label, 0) for label in LABELS}
+        # What each photo shows, for scoring by case (faint positives, upside-down cassettes)
+        atomic.write_text(tmp / PHOTOS_FILE, "photo,result,c_strength,t_strength,rotation\n" + "".join(
+            f"{_photo_name(str(labels[i]), i)},{labels[i]},{geometries[i].c_strength},{geometries[i].t_strength},"
+            f"{geometries[i].rotation}\n" for i in range(n)))
         if boxes:  # every photo is on disk by now
             job_name = f"edgelabels-synth-cassettes-seed-{seed}"
             atomic.write_text(tmp / BOXES_FILE, "".join(
@@ -770,6 +775,6 @@ def generate_cassettes(out_dir, n: int, seed: int = 0, mix: dict[str, float] | N
     return written
 
 
-__all__ = ["LABELS", "DEFAULT_MIX", "FAINT_T", "BOX_LABELS", "BOXES_FILE", "CassetteGeometry", "render_cassette",
+__all__ = ["LABELS", "DEFAULT_MIX", "FAINT_T", "BOX_LABELS", "BOXES_FILE", "PHOTOS_FILE", "CassetteGeometry", "render_cassette",
            "render_cassette_with_geometry", "cassette_jpeg", "cassette_jpeg_with_geometry", "generate_cassettes",
            "label_counts"]

@@ -1,6 +1,7 @@
 """The review queue: images whose top confidence is below a threshold, copied out for a human.
 
-`review/queue.csv` lists them least confident first (first those with no answer at all: a row of zeros,
+`review/summary.json` holds the queue's figures (count, accuracy of the accepted); `review/queue.csv` lists them
+least confident first (first those with no answer at all: a row of zeros,
 a crop stage found no result window), each with its reason; `review/images/` holds copies named
 `0001_<predicted>_<confidence>_<original name>` so a person sorting by name sees the hardest
 first and the model's guess without opening the CSV.
@@ -19,6 +20,7 @@ import numpy as np
 from edgelabels import atomic
 
 
+SUMMARY = "summary.json"  # review/summary.json: the queue's figures (what the report and the demo show)
 NO_ANSWER = "no answer: a stage before the model found nothing to read (no result window)"
 
 
@@ -58,8 +60,14 @@ def write_review_queue(folder: str | Path, paths, y_true, probs, labels: list[st
         writer.writerow([rank, f"images/{name}", str(source), *row, labels[int(y_true[i])]])
     atomic.write_text(folder / "queue.csv", buffer.getvalue())
     wrong = int(sum(probs[i].argmax() != y_true[i] for i in chosen if probs[i].any()))
-    return {"threshold": float(threshold), "count": int(len(chosen)), "fraction": len(chosen) / len(probs),
-            "wrong_in_queue": wrong, "unanswered": unanswered, "queue": f"{folder.name}/queue.csv"}
+    accepted = np.setdiff1d(np.arange(len(probs)), chosen)
+    right = probs[accepted].argmax(axis=1) == np.asarray(y_true)[accepted] if len(accepted) else np.zeros(0, bool)
+    summary = {"threshold": float(threshold), "count": int(len(chosen)), "fraction": len(chosen) / len(probs),
+               "wrong_in_queue": wrong, "unanswered": unanswered, "queue": f"{folder.name}/queue.csv",
+               "accepted": int(len(accepted)), "accepted_right": int(right.sum()),
+               "accepted_accuracy": float(right.mean()) if len(accepted) else None}
+    atomic.write_json(folder / SUMMARY, summary)
+    return summary
 
 
 def _safe(text: str) -> str:

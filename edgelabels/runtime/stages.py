@@ -198,7 +198,8 @@ def crop_affine(box, image_size: tuple[int, int], crop: CropConfig, toward=None)
 
 
 class CropBox:
-    """The crop-box stage: a detector's most confident box of crop.label (above that label's assumed threshold)
+    """The crop-box stage: a detector's most confident box of crop.label (above crop.min_confidence, else that
+    label's assumed threshold)
     -> the image cut to it, turned upright by crop.orient_by's box, resampled to crop.size; None when no box of
     the label is found."""
 
@@ -245,7 +246,8 @@ class CropBox:
 
     def geometry(self, rows: np.ndarray, image_size: tuple[int, int]) -> dict:
         """One image's detections (K, 6) -> {"affine": coefficients or None, "box", "toward"}."""
-        found = self.detector.custom_labels(rows)
+        bar = None if self.crop.min_confidence is None else self.crop.min_confidence * 100
+        found = self.detector.custom_labels(rows, min_confidence=bar)
         box = _best_box(found, self.crop.label)
         toward = _best_box(found, self.crop.orient_by) if self.crop.orient_by else None
         affine = None if box is None else crop_affine(box, image_size, self.crop, toward)
