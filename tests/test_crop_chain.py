@@ -98,6 +98,9 @@ def test_evaluation_sends_images_without_a_box_to_a_human(chained):
     no_answer = [row for row in queue if row["reason"] == NO_ANSWER]
     assert sorted(Path(row["path"]).name for row in no_answer) == ["one-03.png", "two-03.png"]
     assert all((out / "review" / row["file"]).is_file() for row in no_answer)
+    shown = json.loads((out / "review" / "summary.json").read_text())["no_answer_thumbnails"]
+    assert len(shown) == 2 and all((out / t).is_file() for t in shown)
+    assert "Photos with no answer" in (out / "report.html").read_text()
     with open(out / "predictions.csv") as f:
         predicted = {Path(row["path"]).name: row["predicted_label"] for row in csv.DictReader(f)}
     assert predicted["one-03.png"] == predicted["two-03.png"] == ""

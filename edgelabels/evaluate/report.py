@@ -90,6 +90,10 @@ def write_report(folder: str | Path, *, metrics: dict, summary: dict, plots: dic
     page.table(*coverage_rows(metrics))
     page.heading("Review queue")
     page.paragraph(_review_text(review))
+    if review is not None and review.get("no_answer_thumbnails"):
+        page.note("Photos with no answer: a stage before the model (the window detector) found nothing to read. "
+                  "They go to a person whatever the threshold.")
+        page.figures([(folder / t, Path(t).name.split("_", 1)[1], "wrong") for t in review["no_answer_thumbnails"]])
     page.heading("Plots")
     page.figures([(path, PLOT_TITLES.get(name, name), "wide" if name == "confusion_matrix" else "")
                   for name, path in plots.items()], grid="plots")

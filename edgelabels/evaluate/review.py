@@ -20,6 +20,7 @@ import numpy as np
 from edgelabels import atomic
 
 
+THUMBNAILS, THUMBNAIL_SIDE = 12, 240  # images with no answer shown in the report, and their size
 SUMMARY = "summary.json"  # review/summary.json: the queue's figures (what the report and the demo show)
 NO_ANSWER = "no answer: a stage before the model found nothing to read (no result window)"
 
@@ -42,13 +43,15 @@ def write_review_queue(folder: str | Path, paths, y_true, probs, labels: list[st
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["rank", "file", "path", "reason", "predicted_label", "confidence", "second_label",
                      "second_confidence", "true_label"])
-    unanswered = 0
+    unanswered, thumbnails = 0, []
     for rank, i in enumerate(chosen, start=1):
         source = Path(paths[i])
         if not probs[i].any():
             unanswered += 1
             name = f"{rank:04d}_no-answer_{_safe(source.stem)}{source.suffix.lower()}"
             row = [NO_ANSWER, "", "0.000000", "", ""]
+            if len(thumbnails) < THUMBNAILS:
+                thumbnails.append(_thumbnail(source, folder / "no-answer" / f"{rank:04d}_{_safe(source.stem)}.jpg"))
         else:
             order = np.argsort(-probs[i], kind="stable")
             top, second = int(order[0]), int(order[1]) if len(order) > 1 else None
@@ -65,9 +68,21 @@ def write_review_queue(folder: str | Path, paths, y_true, probs, labels: list[st
     summary = {"threshold": float(threshold), "count": int(len(chosen)), "fraction": len(chosen) / len(probs),
                "wrong_in_queue": wrong, "unanswered": unanswered, "queue": f"{folder.name}/queue.csv",
                "accepted": int(len(accepted)), "accepted_right": int(right.sum()),
-               "accepted_accuracy": float(right.mean()) if len(accepted) else None}
+               "accepted_accuracy": float(right.mean()) if len(accepted) else None,
+               "no_answer_thumbnails": [f"{folder.name}/no-answer/{t.name}" for t in thumbnails]}
     atomic.write_json(folder / SUMMARY, summary)
     return summary
+
+
+def _thumbnail(source: Path, out: Path) -> Path:
+    """A small JPEG of an image with no answer, for the report (the full copy is in images/)."""
+    from edgelabels.data.images import read_image
+
+    image = read_image(source)[0].convert("RGB")
+    image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.save(out, "JPEG", quality=85)
+    return out
 
 
 def _safe(text: str) -> str:
