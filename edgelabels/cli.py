@@ -25,7 +25,7 @@ from edgelabels.errors import UserError
 VERBS = {
     "dataset": ("edgelabels.data.command", "inspect, validate and augment a labelled image dataset"),
     "train": ("edgelabels.train.command", "train a classifier (or U-Net) by transfer learning from a YAML config"),
-    "tune": ("edgelabels.tune.command", "search backbones and hyperparameters within a wall-clock budget; the best run is evaluated and exported"),
+    "tune": ("edgelabels.tune.command", "search models and hyperparameters within a wall-clock budget; export the best"),
     "evaluate": ("edgelabels.evaluate.command", "evaluate a run or an exported model: Rekognition summary, metrics, plots, report"),
     "export": ("edgelabels.export.command", "export a run to ONNX (optionally INT8) for the edge runtime"),
     "predict": ("edgelabels.serve.predict_command", "run an exported model on images or a watched folder (no TensorFlow)"),

@@ -147,8 +147,10 @@ class TuneConfig:
     augment: str | list | None = None  # augment.preset
     transforms: dict = field(default_factory=dict)  # {"Name.param": value | list | range} of augment.transforms
     imbalance: str | list | None = None  # classification: none | class-weights | oversample | focal
-    pruner: str = "hyperband"  # hyperband | successive-halving | none: trials cut by epochs
-    min_epochs: int = 1  # epochs every trial trains before it may be pruned
+    # successive-halving | hyperband | none: trials cut by epochs. Successive halving by default: a budgeted study
+    # here has a handful of trials, and Hyperband's brackets would leave each one almost nothing to compare with.
+    pruner: str = "successive-halving"
+    min_epochs: int | None = None  # epochs every trial trains before it may be pruned (null: a tenth, at least 1)
     reduction_factor: int = 3  # the pruner's: about 1 in this many trials goes on at each rung
 
 
@@ -205,7 +207,7 @@ CHOICES = {
     "train.monitor": ("val_loss", "val_accuracy", "val_auc", "val_dice", "val_iou"),
     "model.implementation": ("edgelabels", "segmentation-models"),
     "augment.preset": ("none", "xray", "photo"),
-    "tune.pruner": ("hyperband", "successive-halving", "none"),
+    "tune.pruner": ("successive-halving", "hyperband", "none"),
 }
 
 
@@ -385,7 +387,7 @@ def _check_masking(m: MaskingConfig, where: str) -> None:
 def _check_tune(tune: TuneConfig, where: str) -> None:
     """The tune: section's shapes: ranges {low, high, log}, non-empty lists of plain values, known choices. What
     needs the task and the registry (a backbone's weights, the config's value inside a range) is tune/space.py's."""
-    if tune.min_epochs < 1 or tune.reduction_factor < 2:
+    if tune.min_epochs is not None and tune.min_epochs < 1 or tune.reduction_factor < 2:
         raise UserError(f"{where}: tune.min_epochs must be >= 1 and tune.reduction_factor >= 2")
     searched = {f"tune.{name}": getattr(tune, name) for name in TUNE_SEARCHED}
     for key, spec in tune.transforms.items():

@@ -24,7 +24,7 @@ The search space is the config's tune: section; a key left out takes its task's 
     backbone: smallcnn                  # one value: fixed
     imbalance: [none, class-weights, oversample, focal]   # classification
     transforms: {Rotate.limit: [5, 15]} # a parameter of augment.transforms
-    pruner: hyperband                   # or successive-halving, none; min_epochs, reduction_factor
+    pruner: successive-halving          # or hyperband, none; min_epochs, reduction_factor
 Searchable: backbone, image_size, learning_rate, fine_tune_learning_rate, batch_size, dropout,
 fine_tune_layers, augment (the preset), transforms, imbalance."""
 
@@ -37,7 +37,7 @@ def add_arguments(parser) -> None:
                              "--resume, the time to add: by default what is left of the study's budget)")
     parser.add_argument("--out", type=Path, default=None, help="tune directory (default: runs/<config name>-tune)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set tune.pruner=successive-halving (repeatable)")
+                        help="override a config key, e.g. --set tune.pruner=hyperband (repeatable)")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted study in --out with its saved config (no completed trial runs "
                              "again; CONFIG is not read; --set is refused)")

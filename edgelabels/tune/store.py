@@ -34,14 +34,23 @@ def open_study(tune_dir: TuneDir, config: Config, create: bool = False):
 def _pruner(config: Config):
     import optuna
 
-    t = config.tune
-    epochs = config.train.epochs + config.train.fine_tune_epochs
+    t, first = config.tune, min_epochs(config)
     if t.pruner == "none":
         return optuna.pruners.NopPruner()
     if t.pruner == "successive-halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=t.min_epochs, reduction_factor=t.reduction_factor)
-    return optuna.pruners.HyperbandPruner(min_resource=t.min_epochs, max_resource=max(epochs, t.min_epochs),
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=t.reduction_factor)
+    return optuna.pruners.HyperbandPruner(min_resource=first, max_resource=max(trial_epochs(config), first),
                                           reduction_factor=t.reduction_factor)
+
+
+def trial_epochs(config: Config) -> int:
+    """Epochs of both stages: the pruners' resource, counted on across stage a and stage b."""
+    return config.train.epochs + config.train.fine_tune_epochs
+
+
+def min_epochs(config: Config) -> int:
+    """Epochs before a trial may be pruned: tune.min_epochs, or a tenth of a trial's (one epoch says little)."""
+    return config.tune.min_epochs or max(1, trial_epochs(config) // 10)
 
 
 def study_monitor(tune_dir: TuneDir) -> str:

@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
 def _train_trial(tune_path: str, number: int, started: float) -> int:
     from edgelabels.artifacts import TuneDir
     from edgelabels.train.fit import train
-    from edgelabels.tune.store import open_study, study_space
+    from edgelabels.tune.store import min_epochs, open_study, study_space
 
     tune = TuneDir(tune_path)
     space = study_space(tune)
@@ -52,7 +52,7 @@ def _train_trial(tune_path: str, number: int, started: float) -> int:
     trial = optuna.Trial(study, frozen._trial_id)
     config = space.trial_config(frozen.params, where=f"trial {number}")
     run = tune.trial_run(number)
-    stage_a_epochs, min_epochs = config.train.epochs, space.base.tune.min_epochs
+    stage_a_epochs, first = config.train.epochs, min_epochs(space.base)
     reported = set(frozen.intermediate_values)
 
     def on_epoch(stage: str, epoch: int, logs: dict) -> None:
@@ -62,7 +62,7 @@ def _train_trial(tune_path: str, number: int, started: float) -> int:
         if step not in reported:
             trial.report(float(logs.get(config.train.monitor, float("nan"))), step)
             reported.add(step)
-        if step >= min_epochs and trial.should_prune():
+        if step >= first and trial.should_prune():
             raise Pruned
 
     resume = run.is_run()
