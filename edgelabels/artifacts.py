@@ -35,6 +35,7 @@ runs/NAME-tune/ (TuneDir, written by `edgelabels tune`)
   budget.json        the budget and the time spent so far, updated every second (what --resume continues)
   trials/NNNN/       trial NNNN's run directory, an ordinary run (evaluate, export and serve take it)
   logs/NNNN.log      what trial NNNN's process printed
+  logs/final.log     what the final step (the chosen run's evaluation and export) printed
   best.json          {"trial", "run", "value", "monitor"}: the chosen run (validation only)
   best               a link to that run's directory; its evaluation/ and export/ are the study's final step
   trials.csv         one row per trial: state, value, seconds, parameters, the validation value of every epoch
@@ -497,6 +498,10 @@ class TuneDir:
 
     def trial_log(self, number: int) -> Path:
         return self.dir / self.LOGS / f"{number:04d}.log"
+
+    @property
+    def final_log(self) -> Path:
+        return self.dir / self.LOGS / "final.log"
 
     def is_tune(self) -> bool:
         return (self.dir / LAYOUT_FILE).is_file() and _check_layout(self.dir, "tune") != {}

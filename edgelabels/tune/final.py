@@ -2,7 +2,8 @@
 
 The chosen run (chosen on validation) is evaluated on its test split, the only time a study touches it, then
 exported, exactly as `edgelabels evaluate RUN` and `edgelabels export RUN` would; what they print goes to this
-process's output. A child, so that the study can stop it at the budget's end like any trial.
+process's output (the study sends it to OUT/logs/final.log and prints the headline). A child, so that the study
+can stop it at the budget's end like any trial.
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ from edgelabels.tune.trial import _die_with
 def main(argv: list[str]) -> int:
     run, parent = argv[0], int(argv[1])
     _die_with(parent)
-    from edgelabels.cli import quiet_tensorflow_start_up
     from edgelabels.errors import UserError
 
-    quiet_tensorflow_start_up()
     try:
         _evaluate_and_export(run)
     except UserError as exc:

@@ -17,6 +17,8 @@ from edgelabels.evaluate.page import Page, format_value
 from edgelabels.tune.budget import show_duration
 
 METRICS_FILE = "metrics.json"  # what `evaluate` writes into RUN/evaluation/
+# The headline test metrics of each task's metrics.json, in the order shown (those present are shown).
+HEADLINE = ("accuracy", "balanced_accuracy", "roc_auc_macro", "f1_macro", "dice", "iou", "map_50", "map_50_95")
 
 
 def write_reports(tune_dir: TuneDir, study, best) -> None:
@@ -82,16 +84,27 @@ def _best_section(page: Page, tune_dir: TuneDir, best) -> None:
         return
     run = tune_dir.trial_run(best.number)
     page.table(["parameter", "value"], [[k, str(v)] for k, v in best.params.items()] or [["(none searched)", ""]])
-    metrics_path = run.evaluation_dir / METRICS_FILE
-    if not metrics_path.is_file():
+    metrics = read_test_metrics(run)
+    if metrics is None:
         page.note(f"Its test evaluation is not written yet ({run.dir.relative_to(tune_dir.dir)}).")
         return
-    metrics = json.loads(metrics_path.read_text())
     scalars = [[k, format_value(v)] for k, v in metrics.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
     page.paragraph(f"Evaluated once on its test split ({run.dir.relative_to(tune_dir.dir)}/evaluation/report.html "
                    f"has the full evaluation; its export is in {run.dir.relative_to(tune_dir.dir)}/export/):")
     page.table(["test metric", "value"], scalars)
+
+
+def read_test_metrics(run) -> dict | None:
+    path = run.evaluation_dir / METRICS_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def chosen_run_headline(run) -> str:
+    """The chosen run's headline test metrics in one line (from its evaluation)."""
+    metrics = read_test_metrics(run) or {}
+    shown = [f"{k} {metrics[k]:.4f}" for k in HEADLINE if isinstance(metrics.get(k), (int, float))]
+    return ", ".join(shown) or "no headline metric"
 
 
 def _importances(study) -> tuple[dict, str]:

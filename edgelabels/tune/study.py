@@ -27,13 +27,15 @@ from edgelabels.artifacts import TuneDir
 from edgelabels.config import Config, load_config
 from edgelabels.errors import UserError
 from edgelabels.tune.budget import Clock, show_duration
+from edgelabels.tune.report import chosen_run_headline
 from edgelabels.tune.space import Space, build_space, space_summary, trial_label
 from edgelabels.tune.store import open_study, study_monitor, study_space
 from edgelabels.tune.trial import PRUNED_EXIT
 
 # The final step (a process start, evaluation, export) costs about what a trial takes to its first epoch's end
-# (imports, data, model, one epoch: each trial measures it as first_epoch_s; measured here: 12 s against 12.5 s
-# for tinycnn, a quarter more kept for the export's conversion); before any trial has shown it, this many seconds.
+# (imports, data, model, one epoch: each trial measures it as first_epoch_s). Measured on 2 cores: 12 s against
+# 12.5 s for tinycnn at 32 px, 23 s against 16 s for the bees detector; FINAL_STARTUPS times the slowest trial's is
+# kept, and before any trial has shown it, FINAL_RESERVE_MIN_S.
 FINAL_STARTUPS = 1.25
 FINAL_RESERVE_MIN_S = 10.0
 DEADLINE = "killed at the deadline"  # a failure that says nothing about the parameters: they may be tried again
@@ -259,14 +261,17 @@ def _final(tune_dir: TuneDir, study, space: Space, clock: Clock) -> int:
          f"evaluating it on its test split and exporting it")
     code = 0
     if not (run.export_dir.is_dir() and run.evaluation_dir.is_dir()):  # a resumed study may have done this
-        child = subprocess.Popen(final_command(run.dir), stdin=subprocess.DEVNULL, start_new_session=True)
-        code = _wait(child, max(1.0, clock.hard_left()), clock)
+        with open(tune_dir.final_log, "ab") as log:
+            child = subprocess.Popen(final_command(run.dir), stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+            code = _wait(child, max(1.0, clock.hard_left()), clock)
     _report(tune_dir, study)
     if code is None or code != 0:
-        what = "did not finish within the budget" if code is None else f"failed (exit code {code})"
-        print(f"edgelabels: error: the chosen run's evaluation and export {what}; the run is {run.dir}: "
+        what = "did not finish within the budget" if code is None else _why(code, tune_dir.final_log)
+        print(f"edgelabels: error: the chosen run's evaluation and export: {what} (see {tune_dir.final_log}); "
               f"`edgelabels evaluate {run.dir}` and `edgelabels export {run.dir}` finish it", file=sys.stderr)
         return 1
+    _say(f"test split, evaluated once: {chosen_run_headline(run)}; exported to {run.export_dir}")
     _say(f"study done in {show_duration(clock.elapsed)} of {show_duration(clock.total_s - clock.spent_before_s)} "
          f"this session: {_counts(study)}")
     _say(f"the chosen run: {tune_dir.best_path} -> {run.dir} (evaluation/, export/); report: {tune_dir.report_path}")

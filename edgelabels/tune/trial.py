@@ -4,7 +4,9 @@ It trains trial NUMBER's run (the study's parameters applied to the tune directo
 already has a config is resumed from its own checkpoint), reports the monitored validation value after every
 epoch to the study, and stops when the pruner says so. Exit codes: 0 finished, PRUNED_EXIT pruned, 2 a
 UserError (one line on stderr), anything else a crash. It dies with its parent (a study killed with kill -9
-leaves no trial training on), so the trial stays RUNNING in the study for --resume to find.
+leaves no trial training on), so the trial stays RUNNING in the study for --resume to find. Its output goes to
+OUT/logs/NNNN.log; TensorFlow's start-up logging is quiet there through TF_CPP_MIN_LOG_LEVEL, which the
+`edgelabels` process sets and this one inherits.
 """
 
 from __future__ import annotations
@@ -25,10 +27,8 @@ def main(argv: list[str]) -> int:
     started = time.time()
     tune_path, number, parent = argv[0], int(argv[1]), int(argv[2])
     _die_with(parent)
-    from edgelabels.cli import quiet_tensorflow_start_up
     from edgelabels.errors import UserError
 
-    quiet_tensorflow_start_up()
     try:
         return _train_trial(tune_path, number, started)
     except Pruned:
