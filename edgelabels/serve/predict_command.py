@@ -9,6 +9,9 @@ arriving in DIR exactly once (see watch.py).
 The export's task picks the edge runtime (the task table's `edge`): a classifier answers labels, a
 detector (runtime/detector.py) answers one entry per box with Geometry.BoundingBox; `--draw DIR`
 writes each image with its boxes drawn.
+
+`--engine ray` runs the same models on Ray Data instead (serve/ray_predict.py): `--input FOLDER|GLOB|FILE_LIST`,
+Parquet and JSONL shards in --out, a rerun resumes where a killed job stopped. Ray is an optional extra.
 """
 
 from __future__ import annotations
@@ -39,6 +42,21 @@ def add_arguments(parser) -> None:
                         help="process each image that arrives in DIR exactly once, until interrupted")
     parser.add_argument("--settle", type=float, default=1.0, metavar="SECONDS",
                         help="with --watch: a file is read once unchanged this long (default 1)")
+    parser.add_argument("--input", metavar="FOLDER|GLOB|FILE_LIST",
+                        help="the images: a folder (recursively), a quoted glob ('photos/**/*.jpg') or a text file "
+                        "with one path a line (relative to the current folder); with the local engine, like PATH")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local (default): in this process; ray: on Ray Data (`pip install 'edgelabels[ray]'`), "
+                        "--input and --out needed, one row per image in Parquet and JSONL shards in --out, "
+                        "a rerun with the same --out skips the shards already written")
+    parser.add_argument("--address", metavar="ADDRESS",
+                        help="--engine ray: the Ray cluster to join (auto: the one RAY_ADDRESS or `ray start` names; "
+                        "host:port; ray://host:10001); omitted: start a local Ray on this machine")
+    parser.add_argument("--actors", type=int, metavar="N",
+                        help="--engine ray: model actors, each with its own onnxruntime session (default: one per "
+                        "CPU of the cluster); they share the CPUs, and onnxruntime's threads are each one's share")
+    parser.add_argument("--shard-size", type=int, metavar="N",
+                        help="--engine ray: images per output shard, the unit a rerun skips (default 1000)")
 
 
 def image_files(paths: list[Path]) -> tuple[list[tuple[Path, Path]], list[str], bool]:
@@ -81,6 +99,12 @@ def run(args) -> int:
         raise UserError(f"--max-results must be 0 or more, not {args.max_results}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, not {args.batch_size}")
+    if args.engine == "ray":
+        return ray_engine(args)
+    if args.address or args.actors or args.shard_size:
+        raise UserError("--address, --actors and --shard-size are for --engine ray")
+    if args.input:
+        args.paths = [*args.paths, *input_paths(args.input)]
     if not args.paths and not args.watch:
         raise UserError("predict: give images or folders, or --watch DIR")
     if args.paths and args.watch:
@@ -94,6 +118,35 @@ def run(args) -> int:
     if args.watch:
         return watch(predictor, args)
     return predict_files(predictor, args)
+
+
+def input_paths(spec: str) -> list[Path]:
+    """--input for the local engine: a folder stays a folder (its layout is kept under --out), a glob or a file
+    list becomes its files."""
+    from edgelabels.serve.ray_predict import input_files
+
+    return [Path(spec)] if Path(spec).is_dir() else [Path(p) for p in input_files(spec)]
+
+
+def ray_engine(args) -> int:
+    """--engine ray: its options checked here, before anything imports Ray."""
+    import importlib.util
+
+    from edgelabels.errors import UserError
+
+    if args.paths or args.watch or args.json_beside or args.draw:
+        raise UserError("--engine ray takes its images from --input and writes only into --out "
+                        "(no PATH, --watch, --json-beside or --draw)")
+    if not args.input or not args.out:
+        raise UserError("--engine ray needs --input FOLDER|GLOB|FILE_LIST and --out DIR")
+    for option, value in (("--actors", args.actors), ("--shard-size", args.shard_size)):
+        if value is not None and value < 1:
+            raise UserError(f"{option} must be at least 1, not {value}")
+    if importlib.util.find_spec("ray") is None or importlib.util.find_spec("pyarrow") is None:
+        raise UserError("--engine ray needs Ray Data and pyarrow: pip install 'edgelabels[ray]'")
+    from edgelabels.serve import ray_predict
+
+    return ray_predict.predict_on_ray(args, answering_model)
 
 
 def predict_files(predictor, args) -> int:

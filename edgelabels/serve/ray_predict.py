@@ -1,0 +1,287 @@
+"""`edgelabels predict MODEL --input FOLDER|GLOB|FILE_LIST --out DIR --engine ray`: batch inference on Ray Data.
+
+Ray Data reads the images (`read_binary_files`, with their paths) and streams them through a pool of
+actors, each holding one edge model (`answering_model`: a classifier, a detector or a chained export)
+whose onnxruntime uses as many threads as the actor has CPUs (onnxruntime otherwise sizes its pool from
+the host's cores, ray#28044). Each image becomes one row: its path, its DetectCustomLabels `CustomLabels`
+as JSON (boxes included for a detector), or the error that made it unusable. A bad image is a row, never
+a failed job.
+
+The layout of --out (the driver alone writes it, so only the driver needs to see it):
+
+    DIR/ray-predict.json           the job: model, options, how many files, a hash of their sorted list
+    DIR/parquet/part-00000.parquet one file per shard: columns path, labels (JSON text), error
+    DIR/jsonl/part-00000.jsonl     the same rows, one JSON object a line ({"path", "labels", "error"})
+
+The sorted file list is cut into fixed shards of --shard-size images; a shard is written atomically (both
+files, Parquet first) as soon as its last row arrives, and a shard whose two files exist is skipped by the
+next run. So a killed job run again with the same --out resumes: it predicts only the shards not yet
+written, and no image is written twice. A rerun with another file list or other options is refused
+(ray-predict.json would not match) rather than mixing two jobs in one folder.
+
+Ray is imported inside functions only: `edgelabels predict --help` and the in-process engine never load it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from edgelabels.errors import ImageProblem, UserError
+
+JOB_FILE = "ray-predict.json"
+PARQUET_DIR, JSONL_DIR = "parquet", "jsonl"
+DEFAULT_SHARD_SIZE = 1000
+# Ray Data's read tasks ask for 1 CPU by default; actors with all the CPUs would then starve them on a
+# small machine. Each read task gets this much, and the actors share what is left after one of them.
+READ_TASK_CPUS = 0.25
+
+
+# -- which images ------------------------------------------------------------------------------------
+
+def input_files(spec: str) -> list[str]:
+    """FOLDER (its images, recursively), GLOB (`photos/**/*.jpg`, matched recursively), FILE_LIST (a text
+    file, one path a line, relative to the current folder; blank lines and lines starting with # skipped)
+    or one image -> sorted, de-duplicated absolute paths. Files in a list need not exist (those become
+    error rows); a folder or glob with no image in it is a UserError."""
+    import glob
+
+    from edgelabels.data.images import is_image_path
+
+    path = Path(spec)
+    if path.is_dir():
+        found = [p for p in path.rglob("*") if p.is_file() and is_image_path(p) and not p.name.startswith(".")]
+    elif any(c in spec for c in "*?["):
+        found = [Path(p) for p in glob.glob(spec, recursive=True)]
+        found = [p for p in found if p.is_file() and is_image_path(p)]
+    elif path.is_file() and is_image_path(path):
+        found = [path]
+    elif path.is_file():
+        found = [Path(line.strip()) for line in _text(path).splitlines()
+                 if line.strip() and not line.strip().startswith("#")]
+    else:
+        raise UserError(f"--input {spec}: no such folder, file list or image, and no glob matches it")
+    files = sorted({str(p.absolute()) for p in found})
+    if not files:
+        raise UserError(f"--input {spec}: no PNG or JPEG images in it")
+    return files
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"--input {path}: neither an image nor a UTF-8 file list (one path a line)") from None
+
+
+# -- the model, on each actor --------------------------------------------------------------------
+
+def answer_batch(model, paths, blobs, min_confidence=None, max_results=None) -> dict[str, list]:
+    """One batch of (path, file bytes) -> columns path, labels (CustomLabels as JSON text, None for a bad
+    image), error (None, or what is wrong with the image). Images are prepared as Predictor.prepare does
+    from bytes; one a crop stage finds nothing in gets an empty CustomLabels, as in-process predict does."""
+    prepared, errors = [], []
+    for path, blob in zip(paths, blobs):
+        try:
+            prepared.append(model.prepare(bytes(blob), name=str(path)))
+            errors.append(None)
+        except ImageProblem as exc:
+            prepared.append(None)
+            errors.append(exc.problem)
+    good = [i for i, error in enumerate(errors) if error is None]
+    labels = [None] * len(errors)
+    if good:
+        for i, row in zip(good, model.run_many([prepared[i] for i in good])):
+            labels[i] = json.dumps(model.custom_labels(row, min_confidence, max_results))
+    return {"path": [str(p) for p in paths], "labels": labels, "error": errors}
+
+
+class EdgeModelActor:
+    """The callable class Ray Data's map_batches runs on each actor: one edge model, loaded once.
+
+    open_model is predict_command.answering_model, passed in (pickled by name) rather than imported, since
+    predict_command imports this module to dispatch to it."""
+
+    def __init__(self, open_model, model_dir: str, precision: str, threads: int, min_confidence, max_results):
+        self.model = open_model(model_dir, precision=precision, threads=threads)
+        self.min_confidence, self.max_results = min_confidence, max_results
+
+    def __call__(self, batch: dict):
+        import pyarrow as pa
+
+        columns = answer_batch(self.model, batch["path"], batch["bytes"], self.min_confidence, self.max_results)
+        # Typed columns: through numpy, a batch with no error would turn its all-None error column into floats.
+        return pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
+
+
+# -- the output folder ------------------------------------------------------------------------------
+
+class ShardedOut:
+    """--out as the Ray engine lays it out (see the module docstring)."""
+
+    def __init__(self, out: Path, job: dict):
+        self.out = Path(out)
+        self.job = job
+        self.count = -(-job["files"] // job["shard_size"])
+
+    def claim(self) -> None:
+        """Check that --out is empty or holds this same job, sweep what killed writers left, record the job."""
+        from edgelabels import atomic
+
+        job_path = self.out / JOB_FILE
+        if job_path.is_file():
+            earlier = json.loads(job_path.read_text())
+            changed = sorted(key for key in set(earlier) | set(self.job) if earlier.get(key) != self.job.get(key))
+            if changed:
+                raise UserError(f"{self.out}: holds the results of another job ({', '.join(changed)} differ); "
+                                "choose another --out, or remove it to start again")
+        elif self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
+            raise UserError(f"{self.out}: exists and is not a `predict --engine ray` output (no {JOB_FILE}); "
+                            "choose another --out")
+        if self.out.is_dir():
+            atomic.sweep(self.out)
+        atomic.write_json(job_path, self.job)
+
+    def name(self, index: int) -> str:
+        return f"part-{index:05d}"
+
+    def done(self, index: int) -> bool:
+        return all(path.is_file() for path in self.paths(index))
+
+    def paths(self, index: int) -> tuple[Path, Path]:
+        return (self.out / PARQUET_DIR / f"{self.name(index)}.parquet",
+                self.out / JSONL_DIR / f"{self.name(index)}.jsonl")
+
+    def write(self, index: int, rows: list[dict]) -> None:
+        """Both files of one shard, each atomically; Parquet first, so a shard is done once its JSONL exists."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from edgelabels import atomic
+
+        parquet, jsonl = self.paths(index)
+        table = pa.table({name: pa.array([row[name] for row in rows], pa.string())
+                          for name in ("path", "labels", "error")})
+        with atomic.temp_path(parquet) as tmp:
+            pq.write_table(table, tmp)
+        atomic.write_text(jsonl, "".join(json.dumps({"path": row["path"], "error": row["error"],
+                                                     "labels": None if row["labels"] is None else
+                                                     json.loads(row["labels"])}) + "\n" for row in rows))
+
+
+def job_description(args, files: list[str], shard_size: int) -> dict:
+    """What a rerun must share with the run that wrote --out for its shards to be the same shards."""
+    return {"model": str(Path(args.model_dir).absolute()), "precision": args.precision,
+            "min_confidence": args.min_confidence, "max_results": args.max_results,
+            "shard_size": shard_size, "files": len(files),
+            "files_sha256": hashlib.sha256("\n".join(files).encode("utf-8")).hexdigest()}
+
+
+# -- the job ----------------------------------------------------------------------------------------
+
+def predict_on_ray(args, open_model) -> int:
+    """Predict every image of --input into --out's shards on Ray, each actor's model opened by
+    open_model(model_dir, precision=, threads=); 0 when every shard is written (bad images are rows with their
+    error, counted on stderr)."""
+    from tqdm import tqdm
+
+    shard_size = args.shard_size or DEFAULT_SHARD_SIZE
+    files = input_files(args.input)
+    out = ShardedOut(args.out, job_description(args, files, shard_size))
+    open_model(args.model_dir, precision=args.precision, threads=1)  # a bad export fails before Ray starts
+    out.claim()
+    shards = [files[i:i + shard_size] for i in range(0, len(files), shard_size)]
+    pending = {i: shard for i, shard in enumerate(shards) if not out.done(i)}
+    print(f"edgelabels: {len(files)} images in {len(shards)} shards; {len(shards) - len(pending)} already in "
+          f"{args.out}", file=sys.stderr, flush=True)
+    errors = 0
+    if pending:
+        with tqdm(total=sum(map(len, pending.values())), unit="img", file=sys.stderr) as bar:
+            errors = _run_pending(args, open_model, out, pending, bar.update)
+    print(f"edgelabels: {len(pending)} shards written, {errors} bad images (rows with an error) -> {args.out}",
+          file=sys.stderr)
+    return 0
+
+
+def _run_pending(args, open_model, out: ShardedOut, pending: dict[int, list[str]], progress) -> int:
+    """Stream the pending shards' images through the actors; write each shard as soon as it is complete."""
+    import os
+
+    started = _connect(args.address)
+    try:
+        collecting = {i: {} for i in pending}
+        shard_of = {path: i for i, shard in pending.items() for path in shard}
+        errors = 0
+
+        def keep(i: int, row: dict) -> None:
+            nonlocal errors
+            collecting[i][row["path"]] = row
+            errors += row["error"] is not None
+            if len(collecting[i]) == len(pending[i]):
+                rows = collecting.pop(i)
+                out.write(i, [rows[path] for path in pending[i]])
+
+        # A missing file would fail Ray's read of every file: it is a row here, before Ray reads the rest.
+        readable = []
+        for path in shard_of:
+            if os.path.isfile(path):
+                readable.append(path)
+            else:
+                keep(shard_of[path], {"path": path, "labels": None, "error": "file not found"})
+        for batch in _dataset(args, open_model, readable).iter_batches(batch_size=None, batch_format="pyarrow"):
+            for row in batch.to_pylist():
+                keep(shard_of[row["path"]], row)
+            progress(batch.num_rows)
+        for i in list(collecting):  # a file deleted after it was listed: Ray skipped it (ignore_missing_paths)
+            for path in pending[i]:
+                if path not in collecting.get(i, {}):
+                    keep(i, {"path": path, "labels": None, "error": "file not found (removed while running)"})
+        return errors
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def _connect(address: str | None) -> bool:
+    """Join the Ray cluster at --address ("auto": the one RAY_ADDRESS or `ray start` names), or start a local
+    one; a Ray already initialised in this process (a test's) is used as it is. True if this call started it."""
+    import logging
+
+    import ray
+
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.ERROR)
+    except ConnectionError as exc:
+        raise UserError(f"--address {address}: no Ray cluster there ({exc})") from None
+    return True
+
+
+def _dataset(args, open_model, paths: list[str]):
+    """Ray Data: read the files, then map_batches through a fixed pool of EdgeModelActor, fractional CPUs each."""
+    import logging
+
+    import ray
+    import ray.data
+    from ray.data import ActorPoolStrategy
+
+    # Our own bar counts images; Ray's per-operator bars and its INFO lines about the plan would interleave.
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    cpus = float(ray.cluster_resources().get("CPU", 1))
+    actors = args.actors or max(1, int(cpus))
+    actor_cpus = max(0.1, (cpus - READ_TASK_CPUS) / actors)
+    # onnxruntime's pool is the actor's share of the CPUs (--threads if given), not the host's cores
+    threads = args.threads or max(1, int(actor_cpus))
+    ds = ray.data.read_binary_files(paths, include_paths=True, ignore_missing_paths=True, num_cpus=READ_TASK_CPUS)
+    return ds.map_batches(
+        EdgeModelActor, batch_size=args.batch_size, batch_format="numpy",
+        compute=ActorPoolStrategy(size=actors), num_cpus=actor_cpus,
+        fn_constructor_kwargs={"open_model": open_model, "model_dir": str(Path(args.model_dir).absolute()),
+                               "precision": args.precision, "threads": threads,
+                               "min_confidence": args.min_confidence, "max_results": args.max_results})
