@@ -34,7 +34,7 @@ PUBLISHED_ACCURACY, PUBLISHED_SENT = 0.996, 0.05
 def add_arguments(parser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="where everything goes (default: %(default)s)")
     parser.add_argument("--train-images", type=int, default=2400, help="synthetic photos the reader trains on (default: %(default)s)")
-    parser.add_argument("--detector-images", type=int, default=400,
+    parser.add_argument("--detector-images", type=int, default=800,
                         help="synthetic photos with boxes the window detector trains on (default: %(default)s)")
     parser.add_argument("--test-images", type=int, default=1000, help="fresh test photos, another seed (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
