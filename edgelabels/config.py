@@ -74,6 +74,9 @@ class TrainConfig:
 class AugmentConfig:
     preset: str = "none"  # none | xray | photo
     transforms: list = field(default_factory=list)  # extra albumentations transforms: [{Name: {param: value}}]
+    # detection: chance of a vertical flip of image and boxes together, for objects seen from any side (a cassette
+    # upside down, bees from above); classification flips through augment.transforms (VerticalFlip)
+    vertical_flip: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -344,6 +347,11 @@ def _check_task(config: Config, where: str) -> None:
                         "several steps, list them in order under stages:")
     _check_masking(config.masking, where)
     _check_crop(config.crop, where)
+    if not 0 <= config.augment.vertical_flip <= 1:
+        raise UserError(f"{where}: augment.vertical_flip is a probability in [0, 1], not {config.augment.vertical_flip:g}")
+    if config.augment.vertical_flip and config.task != "detection":
+        raise UserError(f"{where}: augment.vertical_flip is for detection (boxes flip with the image); a "
+                        f"{config.task} run flips with augment.transforms: [{{VerticalFlip: {{p: 0.5}}}}]")
     _check_tune(config.tune, where)
     for i, raw in enumerate(config.stages):
         if not isinstance(raw, dict):

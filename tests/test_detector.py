@@ -303,6 +303,22 @@ def test_augmentation_keeps_boxes_on_the_square():
     assert 3 <= flipped <= 27
 
 
+def test_vertical_flip_moves_boxes_to_the_other_half_only_when_asked():
+    from edgelabels.train.detection_loader import box_augmenter
+
+    pixels = np.zeros((64, 64, 3), np.uint8)
+    pixels[8:24, 12:36] = 255  # upper part: a vertical flip moves it to the lower half
+    box = np.array([[12 / 64, 8 / 64, 24 / 64, 16 / 64]], np.float32)
+    for chance, low, high in ((0.0, 0, 0), (0.5, 3, 27)):
+        augment, lower = box_augmenter(seed=5, vertical_flip=chance), 0
+        for _ in range(30):
+            image, boxes, _ = augment(pixels, box, np.array([0]))
+            if len(boxes):  # the box still sits on the square (resampled by the scale and shift: a looser bound)
+                assert iou_matrix(boxes, white_square_box(image)[None])[0, 0] > 0.75
+                lower += boxes[0, 1] + boxes[0, 3] / 2 > 0.5
+        assert low <= lower <= high
+
+
 # ---------------------------------------------------------------- training and export
 
 

@@ -25,13 +25,14 @@ log = logging.getLogger("edgelabels.train")
 MIN_OVERLAP = 0.7  # CenterNet's: a box shifted by the radius still overlaps the true one at IoU >= 0.7
 
 
-def box_augmenter(seed: int | None = None):
-    """(uint8 pixels, (M, 4) ratio boxes [left, top, width, height], (M,) class ids) -> the same, augmented."""
+def box_augmenter(seed: int | None = None, vertical_flip: float = 0.0):
+    """(uint8 pixels, (M, 4) ratio boxes [left, top, width, height], (M,) class ids) -> the same, augmented.
+    vertical_flip: its chance (with the horizontal flip, a half turn: an upside-down cassette)."""
     import albumentations as A
     import cv2
 
     compose = A.Compose(
-        [A.HorizontalFlip(p=0.5),
+        [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=vertical_flip),
          A.Affine(scale=(0.75, 1.25), translate_percent=(-0.1, 0.1), border_mode=cv2.BORDER_CONSTANT, fill=0, p=0.7),
          A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),
          A.Blur(blur_limit=(3, 3), p=0.1)],
@@ -159,6 +160,7 @@ def detection_batches(config, split, labels: list[str], caches, augment):
     log.info("labels %s; train %d images (%d boxes, %d without boxes), val %d, test %d", labels, len(split.train),
              boxes, negatives, len(split.val), len(split.test))
     stride = config.model.stride
-    return (DetectionBatches(train_cache, split.train, labels, stride, t.batch_size, augment=box_augmenter(config.seed),
+    augment = box_augmenter(config.seed, config.augment.vertical_flip)
+    return (DetectionBatches(train_cache, split.train, labels, stride, t.batch_size, augment=augment,
                              shuffle=True, seed=config.seed, workers=t.workers),
             DetectionBatches(val_cache, split.val, labels, stride, t.batch_size, workers=t.workers))
