@@ -34,7 +34,7 @@ def add_arguments(parser) -> None:
                         help="0-100; omitted: each label's assumed threshold applies; 0: every label is returned")
     parser.add_argument("--max-results", type=int, metavar="N",
                         help="at most N labels (a detector: boxes) per image, most confident first")
-    parser.add_argument("--threads", type=int, metavar="N", help="onnxruntime threads (default: one per core)")
+    parser.add_argument("--threads", type=int, metavar="N", help="onnxruntime threads (default: one per core; --engine ray: each actor's share of the CPUs)")
     parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per model call (default 32)")
     parser.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
                         help="auto (default): INT8 when the export has model.int8.onnx")
