@@ -129,7 +129,6 @@ class ShardedOut:
     def __init__(self, out: Path, job: dict):
         self.out = Path(out)
         self.job = job
-        self.count = -(-job["files"] // job["shard_size"])
 
     def claim(self) -> None:
         """Check that --out is empty or holds this same job, sweep what killed writers left, record the job."""
@@ -201,11 +200,9 @@ def predict_on_ray(args, open_model) -> int:
     pending = {i: shard for i, shard in enumerate(shards) if not out.done(i)}
     print(f"edgelabels: {len(files)} images in {len(shards)} shards; {len(shards) - len(pending)} already in "
           f"{args.out}", file=sys.stderr, flush=True)
-    errors = 0
     if pending:
         with tqdm(total=sum(map(len, pending.values())), unit="img", file=sys.stderr) as bar:
             errors = _run_pending(args, open_model, out, pending, bar.update)
-    if pending:
         print(f"edgelabels: {len(pending)} shards written, {errors} bad images (rows with an error) -> {args.out}",
               file=sys.stderr)
     return 0
