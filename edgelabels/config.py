@@ -68,6 +68,7 @@ class TrainConfig:
     workers: int = 2  # loader threads
     tensorboard: bool = False
     verbose: int = 1  # Keras progress bar (0 silent, 1 bar, 2 one line per epoch)
+    distribute: str = "none"  # none | data_parallel: every JAX device (and host: train --coordinator), train/distribute.py
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,7 @@ CHOICES = {
     "train.loss": ("crossentropy", "focal"),
     "train.stage_a_trains": ("auto", "head", "all"),
     "train.lr_schedule": ("constant", "cosine"),
+    "train.distribute": ("none", "data_parallel"),
     "model.pooling": ("avg", "max"),
     "train.monitor": ("val_loss", "val_accuracy", "val_auc", "val_dice", "val_iou"),
     "model.implementation": ("edgelabels", "segmentation-models"),

@@ -35,6 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("train", ("edgelabels.train",)),
     ("evaluate", ("edgelabels.evaluate",)),
     ("export", ("edgelabels.export",)),  # the only TensorFlow-side layer besides evaluate/gradients.py
+    ("tune", ("edgelabels.tune",)),  # studies of runs: trains, evaluates and exports them
     ("serve", ("edgelabels.serve", "edgelabels.benchmark")),
     ("cli", ("edgelabels.cli", "edgelabels.demo")),
 ]

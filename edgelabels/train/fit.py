@@ -29,11 +29,19 @@ from edgelabels.tasks import get_task
 log = logging.getLogger("edgelabels.train")
 
 
-def train(config: Config | None, run_dir: str | Path, resume: bool = False, on_epoch=None) -> Path:
+def train(config: Config | None, run_dir: str | Path, resume: bool = False, on_epoch=None,
+          cluster: dict | None = None) -> Path:
     """Train (or resume) a run into run_dir. Returns run_dir.
+
+    cluster: this process's place in a multi-process data-parallel run (train/distribute.py cluster_from);
+    a process other than the first trains into a scratch copy of the run, removed at the end.
 
     on_epoch(stage, epoch, logs): called after each epoch's files are written (`edgelabels tune` reports the
     monitored value to its study there); an exception it raises ends training, the run left resumable."""
+    from edgelabels.train import distribute
+
+    cluster = cluster or {}
+    real_dir, run_dir = Path(run_dir), distribute.scratch_run(Path(run_dir), cluster, resume)
     run = RunDir(run_dir)
     config, how = _start_or_resume(run, config, resume)  # before TensorFlow is loaded: a refusal comes at once
 
@@ -46,11 +54,16 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, on_e
     from edgelabels.train.callbacks import attach_log, detach_log, epoch_end
 
     handler = attach_log(run)
+    processes = distribute.Processes()
     try:
+        processes = distribute.start(config, cluster)  # before any model is built
+        if processes.devices > 1:
+            log.info("data parallel over %d devices in %d processes (this one %d)", processes.devices,
+                     processes.count, processes.index)
         state = run.train_state(config.train.monitor)
         if state.data["done"]:
             log.info("run already finished; nothing to resume")
-            return run.dir
+            return real_dir
         keras.utils.set_random_seed(config.seed)
         log.info("%s run %s (keras %s, backend %s)", how, run.dir, keras.__version__, keras.backend.backend())
         if how == "restarting":
@@ -67,7 +80,8 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, on_e
         verbose = 2 if t.verbose == 1 and not sys.stdout.isatty() else t.verbose
         chain = _stage_chain(config, run, split, resume, progress=verbose == 1)
         split = _answerable(split, chain)
-        train_batches, val_batches = _batches(config, split, labels, spec, chain)
+        train_batches, val_batches = (distribute.for_devices(b, processes)
+                                      for b in _batches(config, split, labels, spec, chain))
         steps = len(train_batches)
         extra = [keras.callbacks.TensorBoard(log_dir=str(run.tensorboard_dir))] if t.tensorboard else []
 
@@ -107,9 +121,10 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, on_e
         log.info("finished: best %s = %.4f at epoch %s; %s holds that epoch", t.monitor,
                  state.data["best"] if state.data["best"] is not None else float("nan"), state.data["best_epoch"],
                  run.model_path.name)
-        return run.dir
+        return real_dir
     finally:
         detach_log(handler)
+        distribute.finish(run.dir, cluster)
 
 
 def _start_or_resume(run: RunDir, config: Config | None, resume: bool) -> tuple[Config, str]:

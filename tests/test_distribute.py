@@ -1,0 +1,123 @@
+"""Data-parallel training (issue 17): Keras' DataParallel on JAX over 4 fake CPU devices, and over 2 processes on
+localhost that write one run directory. JAX runs in child processes (the suite's backend is TensorFlow)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgelabels.config import load_config
+from edgelabels.errors import UserError
+from edgelabels.train.distribute import Processes, cluster_from, rows_of
+from helpers.runs import write_images
+
+TINY = ["model.backbone=tinycnn", "model.weights=none", "data.image_size=32", "train.epochs=2",
+        "train.fine_tune_epochs=0", "train.batch_size=8", "train.verbose=0", "train.workers=1",
+        "data.test_fraction=0.2", "data.val_fraction=0.25", "model.dropout=0", "train.distribute=data_parallel"]
+
+
+def _jax_env(devices: int = 1) -> dict:
+    pytest.importorskip("jax")
+    return {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3",
+            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+
+
+def _train(args: list[str], env: dict, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "edgelabels.cli", "train", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("distribute") / "images"
+    write_images(folder, per_label=12)  # 24 training images: 3 whole batches of 8, none padded
+    (folder.parent / "tiny.yaml").write_text(f"data:\n  source: {folder}\n")
+    return folder
+
+
+def test_rows_of_a_global_batch_pad_the_short_last_batch_and_split_it_over_processes():
+    import numpy as np
+
+    batch = np.arange(6)
+    # 4 devices in 2 processes: 6 rows padded with the first 2 to 8, 4 each
+    assert rows_of(batch, Processes(count=2, index=0, devices=4)).tolist() == [0, 1, 2, 3]
+    assert rows_of(batch, Processes(count=2, index=1, devices=4)).tolist() == [4, 5, 0, 1]
+    x, y = rows_of((np.arange(8), np.arange(8) * 10), Processes(count=2, index=1, devices=2))
+    assert x.tolist() == [4, 5, 6, 7] and y.tolist() == [40, 50, 60, 70]
+
+
+def test_several_processes_need_all_three_settings_and_a_valid_id(monkeypatch):
+    for name in ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
+                 "KERAS_DISTRIBUTION_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    assert cluster_from() == {}
+    with pytest.raises(UserError, match="need all three"):
+        cluster_from("127.0.0.1:1234", 2, None)
+    with pytest.raises(UserError, match="must be in 0..1"):
+        cluster_from("127.0.0.1:1234", 2, 2)
+    monkeypatch.setenv("KERAS_DISTRIBUTION_JOB_ADDRESSES", "h:1")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "3")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "2")
+    assert cluster_from() == {"coordinator": "h:1", "count": 3, "index": 2}
+
+
+def test_data_parallel_under_tensorflow_is_refused(images, tmp_path):
+    from edgelabels.train.fit import train
+
+    config = load_config(None, [f"data.source={images}", *TINY])
+    with pytest.raises(UserError, match="runs on the JAX backend"):
+        train(config, tmp_path / "run")
+    with pytest.raises(UserError, match="did you mean|must be one of"):
+        load_config(None, [f"data.source={images}", "train.distribute=model_parallel"])
+
+
+@pytest.mark.slow
+def test_a_batch_that_does_not_split_over_the_devices_is_refused(images, tmp_path):
+    result = _train([str(images.parent / "tiny.yaml"), "--out", str(tmp_path / "run"),
+                     *[a for t in TINY for a in ("--set", t)], "--set", "train.batch_size=6"], _jax_env(4))
+    out, err = result.communicate(timeout=240)
+    assert result.returncode == 2, err
+    assert "train.batch_size 6 must divide by the 4 devices" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_four_devices_train_with_the_same_losses_as_one(images, tmp_path):
+    runs = {}
+    for devices in (1, 4):
+        run = tmp_path / f"run{devices}"
+        result = _train([str(images.parent / "tiny.yaml"), "--out", str(run),
+                         *[a for t in TINY for a in ("--set", t)]], _jax_env(devices))
+        _, err = result.communicate(timeout=300)
+        assert result.returncode == 0, err
+        runs[devices] = [line.split(",") for line in (run / "history.csv").read_text().splitlines()]
+    assert "data parallel over 4 devices in 1 processes" in (tmp_path / "run4" / "train.log").read_text()
+    header = runs[1][0]
+    loss = header.index("loss")
+    one, four = ([float(row[loss]) for row in runs[d][1:]] for d in (1, 4))
+    assert len(one) == len(four) == 2
+    # same global batch, same seed, no dropout: the same curve up to float summation order
+    assert max(abs(a - b) / abs(a) for a, b in zip(one, four)) < 1e-3
+
+
+@pytest.mark.slow
+def test_two_processes_on_localhost_write_one_run_directory(images, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = tmp_path / "run"
+    before = {p.name for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("edgelabels-process1-*")}
+    procs = [_train([str(images.parent / "tiny.yaml"), "--out", str(run),
+                     *[a for t in TINY for a in ("--set", t)], "--coordinator", f"127.0.0.1:{port}",
+                     "--num-processes", "2", "--process-id", str(i)], _jax_env(1)) for i in (0, 1)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    assert (run / "model.keras").is_file() and len((run / "history.csv").read_text().splitlines()) == 3
+    assert "data parallel over 2 devices in 2 processes (this one 0)" in (run / "train.log").read_text()
+    after = {p.name for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("edgelabels-process1-*")}
+    assert after <= before  # process 1's scratch copy is gone
