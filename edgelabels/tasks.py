@@ -14,6 +14,7 @@ Pieces (signatures):
   export(run, out, **options) -> report dict              writes the export folder `out`
   edge                                                    the edge runtime class for its exports
   show_evaluation(result), show_export(report, folder)    what the evaluate and export verbs print
+  deal(blocks, fraction, rng) -> (kept, held)             how the split shares out blocks of images
 STAGES lists the kinds of steps that may run before a model (`stages:` in a config).
 """
 
@@ -43,6 +44,7 @@ class Task:
     show_evaluation: str  # result -> the lines `edgelabels evaluate` prints
     show_export: str  # (report, folder) -> the lines `edgelabels export` prints
     reads_manifests: bool = True  # data.manifest and data.test_source apply
+    deal: str = "edgelabels.data.splits:deal_by_first_label"
 
     def piece(self, name: str):
         """The named piece, imported now: e.g. task.piece("export")(run, out)."""
@@ -63,6 +65,21 @@ TASKS: dict[str, Task] = {
         edge="edgelabels.runtime.predictor:Predictor",
         show_evaluation="edgelabels.evaluate.command:show_classification",
         show_export="edgelabels.export.command:show_classification",
+    ),
+    "multilabel": Task(
+        name="multilabel", noun="multi-label classifier",
+        summary="any number of labels per image, each at its own threshold (a Ground Truth manifest)",
+        monitors=("val_loss", "val_accuracy", "val_auc"), edge_verb="predict", takes_stages=True,
+        dataset="edgelabels.data.multilabel:multilabel_dataset",
+        model="edgelabels.models.factory:multilabel_classifier",
+        objectives="edgelabels.models.multilabel:multilabel_objectives",
+        batches="edgelabels.train.multilabel_loader:multilabel_batches",
+        evaluate="edgelabels.evaluate.multilabel:evaluate_multilabel",
+        export="edgelabels.export.multilabel:export_multilabel",
+        edge="edgelabels.runtime.predictor:Predictor",
+        show_evaluation="edgelabels.evaluate.multilabel:show_multilabel",
+        show_export="edgelabels.export.multilabel:show_multilabel",
+        deal="edgelabels.data.multilabel:iterative_stratification",
     ),
     "segmentation": Task(
         name="segmentation", noun="lung U-Net", summary="a lung U-Net on images/ + masks/ (255 lung, 0 background, 127 ignored)",

@@ -32,7 +32,7 @@ def prepare_split(config, run):
         if d.limit_per_label:
             dataset.samples = limit_per_label(dataset.samples, d.limit_per_label, config.seed)
         split = make_split(dataset, test_fraction=d.test_fraction, val_fraction=d.val_fraction, seed=config.seed,
-                           test_dataset=test_dataset)
+                           test_dataset=test_dataset, deal=get_task(config.task).piece("deal"))
     if not split.train or not split.val:
         raise UserError(f"{d.source}: too few images for a train and a validation split "
                         f"({len(split.train)} train, {len(split.val)} val)")
@@ -66,12 +66,12 @@ def classification_dataset(config):
     from edgelabels.data.sources import load_dataset
 
     d = config.data
-    dataset = _usable(load_dataset(d.source, manifest=d.manifest, s3_root=d.s3_root, group_by=d.group_by))
+    dataset = usable_only(load_dataset(d.source, manifest=d.manifest, s3_root=d.s3_root, group_by=d.group_by))
     multi = [s for s in dataset.samples if len(s.labels) != 1]
     if multi:
         raise UserError(f"{multi[0].path}: {len(multi)} images have several labels; "
-                        "classification training needs exactly one label per image")
-    test = _usable(load_dataset(d.test_source, s3_root=d.s3_root, group_by=d.group_by)) if d.test_source else None
+                        "classification training needs exactly one label per image (task: multilabel trains them)")
+    test = usable_only(load_dataset(d.test_source, s3_root=d.s3_root, group_by=d.group_by)) if d.test_source else None
     return dataset, test
 
 
@@ -85,7 +85,7 @@ def segmentation_dataset(config):
     return dataset, None
 
 
-def _usable(dataset):
+def usable_only(dataset):
     from edgelabels.data.validate import usable_samples
 
     samples, problems = usable_samples(dataset)

@@ -6,6 +6,8 @@ order; each block goes to the held-out side when that brings the held-out share 
 the wanted fraction of what has been dealt so far (error diffusion). Every label thus ends near its
 fraction, a label with one image stays in train, and no block is ever cut in two.
 Defaults follow Rekognition: 20% test, then 10% of the rest for validation.
+A task may deal blocks its own way (`deal`): multi-label runs use iterative stratification over every label
+(data/multilabel.py), with the same blocks, so groups and duplicates still never straddle.
 """
 
 from __future__ import annotations
@@ -38,18 +40,21 @@ class Split:
 
 
 def make_split(dataset: Dataset, *, test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 0,
-               test_dataset: Dataset | None = None) -> Split:
-    """Carve test (unless test_dataset is given) then val from dataset; groups and duplicates never straddle."""
+               test_dataset: Dataset | None = None, deal=None) -> Split:
+    """Carve test (unless test_dataset is given) then val from dataset; groups and duplicates never straddle.
+
+    deal(blocks, fraction, rng) -> (kept, held): how blocks are shared out (default: deal_by_first_label)."""
     check_fractions(test_fraction, val_fraction)
+    deal = deal or deal_by_first_label
     rng = np.random.default_rng(seed)
     everything = dataset.samples + (test_dataset.samples if test_dataset is not None else [])
     hashes = dict(zip((s.path for s in everything), _sha256_all([s.path for s in everything])))
     blocks = _blocks(dataset.samples, hashes)
     if test_dataset is None:
-        rest, test = _deal(blocks, test_fraction, rng)
+        rest, test = deal(blocks, test_fraction, rng)
     else:
         rest, test = blocks, [[s] for s in test_dataset.samples]
-    train, val = _deal(rest, val_fraction, rng)
+    train, val = deal(rest, val_fraction, rng)
     split = Split(*(sorted((s for block in part for s in block), key=lambda s: str(s.path))
                     for part in (train, val, test)))
     check_no_leak(split, source=dataset.source, hashes=hashes)
@@ -91,7 +96,7 @@ def _blocks(samples: list[Sample], hashes: dict[Path, str | None]) -> list[list[
     return sorted(blocks, key=lambda b: str(b[0].path))  # independent of input order: same seed, same split
 
 
-def _deal(blocks: list[list[Sample]], fraction: float, rng: np.random.Generator):
+def deal_by_first_label(blocks: list[list[Sample]], fraction: float, rng: np.random.Generator):
     """Split blocks into (kept, held) so that about `fraction` of every label is held out."""
     labels = sorted({_stratum(s) for block in blocks for s in block})
     index = {label: i for i, label in enumerate(labels)}

@@ -11,7 +11,8 @@ from edgelabels.models.backbones import build_backbone, get_backbone
 
 
 def build_classifier(backbone: str, num_classes: int, height: int, width: int, *, weights=None,
-                     dropout: float = 0.3, dense_units: int = 0, pooling: str = "avg"):
+                     dropout: float = 0.3, dense_units: int = 0, pooling: str = "avg", activation: str = "softmax"):
+    """activation: softmax (one label per image) or sigmoid (each label on its own: task multilabel)."""
     import keras
     from keras import layers
 
@@ -25,7 +26,7 @@ def build_classifier(backbone: str, num_classes: int, height: int, width: int, *
         x = layers.Dense(dense_units, activation="relu", name="head_dense")(x)
     if dropout:
         x = layers.Dropout(dropout, name="head_dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    outputs = layers.Dense(num_classes, activation=activation, name="probabilities")(x)
     return keras.Model(inputs, outputs, name=f"{backbone}_classifier")
 
 

@@ -37,6 +37,15 @@ def classifier(config, num_classes: int, weights):
                             dense_units=m.dense_units, pooling=m.pooling)
 
 
+def multilabel_classifier(config, num_classes: int, weights):
+    """The classifier with a sigmoid head: one independent confidence per label (task multilabel)."""
+    from edgelabels.models.classifier import build_classifier
+
+    m = config.model
+    return build_classifier(m.backbone, num_classes, *config.image_hw, weights=weights, dropout=m.dropout,
+                            dense_units=m.dense_units, pooling=m.pooling, activation="sigmoid")
+
+
 def unet(config, num_classes: int, weights):
     """A U-Net from the chosen provider: ours (backend-agnostic) or segmentation-models (TensorFlow only)."""
     if config.model.implementation == "segmentation-models":
@@ -60,12 +69,13 @@ def load_model(path: str | Path, compile: bool = False):
     """A model.keras (or checkpoint) of any run: classifier, our U-Net, a segmentation-models U-Net or a detector."""
     import keras
 
-    from edgelabels.models import detection_losses, detector
+    from edgelabels.models import detection_losses, detector, multilabel
     from edgelabels.models.losses import keras_objects
     from edgelabels.models.sm_unet import custom_objects  # keras-only stand-ins; sm itself is not imported
 
     return keras.saving.load_model(path, compile=compile, custom_objects={
-        **keras_objects(), **custom_objects(), **detection_losses.keras_objects(), **detector.keras_objects()})
+        **keras_objects(), **custom_objects(), **detection_losses.keras_objects(), **detector.keras_objects(),
+        **multilabel.keras_objects()})
 
 
 def keras_runner(model):

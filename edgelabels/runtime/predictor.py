@@ -22,6 +22,9 @@ from edgelabels.errors import UserError
 from edgelabels.runtime.runner import OnnxModel, open_export, predict_images, run_prepared
 from edgelabels.runtime.stages import export_chain
 
+# A multi-label export is answered the same way: every label at or above its own threshold (custom_labels), so
+# an image may get several labels, or none; a single-label (softmax) model rarely passes two thresholds at once.
+ANSWERS = ("classification", "multilabel")
 
 
 class Predictor:
@@ -32,7 +35,7 @@ class Predictor:
     """
 
     def __init__(self, model_dir: str | Path, precision: str = "auto", threads: int | None = None):
-        export, self.precision, self.model_path = open_export(model_dir, "classification", "classifier", precision)
+        export, self.precision, self.model_path = open_export(model_dir, ANSWERS, "classifier", precision)
         self.dir = export.dir
         self.labels: list[str] = list(export.labels)
         self.spec = export.spec

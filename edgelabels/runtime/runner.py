@@ -139,15 +139,15 @@ def predict_files(run_batch, paths, spec, chain=None, batch_size: int = 32, prog
 PRECISIONS = ("auto", "fp32", "int8")
 
 
-def open_export(model_dir, task: str, noun: str, precision: str):
-    """(ExportDir, precision, ONNX path) of an export of `task` (`noun`: what its model is called), with
-    "auto" resolved to INT8 when model.int8.onnx exists; a one-line UserError for another task's export, an
-    unknown precision or a missing model. Shared by the edge classes (Predictor, Detector)."""
+def open_export(model_dir, task: str | tuple[str, ...], noun: str, precision: str):
+    """(ExportDir, precision, ONNX path) of an export of `task` (one name, or the several an edge class answers
+    for; `noun`: what its model is called), with "auto" resolved to INT8 when model.int8.onnx exists; a one-line
+    UserError for another task's export, an unknown precision or a missing model. Shared by the edge classes (Predictor, Detector)."""
     from edgelabels.artifacts import ExportDir
     from edgelabels.tasks import get_task
 
     export = ExportDir.load(model_dir)
-    if export.task != task:
+    if export.task not in ((task,) if isinstance(task, str) else task):
         other = get_task(export.task)
         raise UserError(f"{export.dir}: a {other.noun} export, not a {noun}; run it with "
                         f"`edgelabels {other.edge_verb} {export.dir} IMAGE...`")

@@ -1,0 +1,289 @@
+"""Evaluate a multi-label classifier: a truth matrix (N, K) of 0/1 and independent confidences (N, K).
+
+Each label is judged one-vs-rest at its own threshold, as Rekognition Custom Labels evaluates every model: its
+assumed threshold is the confidence that maximises that label's F1 on these images (evaluate/thresholds.py's
+rule, applied to the label's yes/no question). A label is predicted when its confidence >= its threshold, so an
+image gets every label at or above its threshold (possibly none, possibly all). Beside Rekognition's summary
+(per-label precision, recall and F1, their unweighted means): subset accuracy (the whole label set right),
+Hamming loss (the share of image-label answers wrong), micro and macro F1, and per-label ROC AUC, all from
+scikit-learn.
+
+Coverage and review, multi-label: an image's certainty is the smallest distance between a label's confidence
+and that label's threshold, min_k |p_k - t_k|. It is accepted at margin m when its certainty >= m, i.e. when
+every one of its labels is clearly in or clearly out; otherwise a person looks at it. The coverage table gives,
+per margin, how many are accepted and the subset accuracy of those; `--review-threshold M` sends the images
+with certainty below M to review/queue.csv.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgelabels import atomic
+from edgelabels.errors import UserError
+
+COVERAGE_MARGINS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.45)
+
+
+def check_matrices(truth, probs, labels) -> tuple[np.ndarray, np.ndarray]:
+    """(bool truth (N, K), float64 confidences (N, K)); ValueError when they do not fit together."""
+    truth, probs = np.asarray(truth), np.asarray(probs, np.float64)
+    if truth.ndim != 2 or truth.shape != probs.shape or truth.shape[1] != len(labels):
+        raise ValueError(f"truth {truth.shape} and confidences {probs.shape} must both be (N, {len(labels)})")
+    if not len(truth):
+        raise ValueError("nothing to evaluate: no images")
+    if not np.isin(truth, (0, 1)).all():
+        raise ValueError("truth must hold 0 or 1 per image and label")
+    if not np.isfinite(probs).all() or probs.min() < 0 or probs.max() > 1:
+        raise ValueError("confidences must be finite and within 0-1")
+    return truth.astype(bool), probs
+
+
+def assumed_thresholds(truth, probs) -> list[float | None]:
+    """Per label, the F1-maximising confidence (ties: the highest); None for a label with no positive image."""
+    from edgelabels.evaluate.thresholds import assumed_thresholds as one_vs_rest
+
+    chosen = []
+    for k in range(probs.shape[1]):
+        # The label's yes/no question as a two-label problem: column 1 is "has it", its threshold is the label's.
+        chosen.append(one_vs_rest(truth[:, k].astype(np.int64), np.stack([1 - probs[:, k], probs[:, k]], 1))[1])
+    return chosen
+
+
+def predicted_sets(probs, thresholds) -> np.ndarray:
+    """(N, K) bool: confidence >= threshold (None: the label is never predicted)."""
+    cut = np.array([np.inf if t is None else t for t in thresholds], np.float64)
+    return np.asarray(probs) >= cut[None, :]
+
+
+def certainty(probs, thresholds) -> np.ndarray:
+    """Per image, min over labels of |confidence - threshold| (a label with no threshold does not count)."""
+    cut = np.array([np.nan if t is None else t for t in thresholds], np.float64)
+    distance = np.abs(np.asarray(probs) - cut[None, :])
+    return np.nanmin(np.where(np.isnan(distance), np.inf, distance), axis=1)
+
+
+def set_metrics(truth, predicted) -> dict:
+    """Per label precision/recall/F1/counts and the set-level scores for one (N, K) prediction."""
+    from sklearn.metrics import (accuracy_score, f1_score, hamming_loss, multilabel_confusion_matrix,
+                                 precision_recall_fscore_support)
+
+    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, average=None,
+                                                                     zero_division=np.nan)
+    rows = []
+    for k, ((tn, fp), (fn, tp)) in enumerate(multilabel_confusion_matrix(truth, predicted)):
+        rows.append({"precision": _number(precision[k]), "recall": _number(recall[k]),
+                     "f1": _number(f1[k]) if support[k] else None,
+                     "tp": int(tp), "fp": int(fp), "fn": int(fn), "tn": int(tn)})
+    return {
+        "per_label": rows,
+        # Rekognition's aggregate: unweighted means over the labels where the value is defined
+        "precision": _mean(r["precision"] for r in rows), "recall": _mean(r["recall"] for r in rows),
+        "f1": _mean(r["f1"] for r in rows),
+        "micro_f1": float(f1_score(truth, predicted, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(truth, predicted, average="macro", zero_division=0)),
+        "subset_accuracy": float(accuracy_score(truth, predicted)),
+        "hamming_loss": float(hamming_loss(truth, predicted)),
+        "exact_label_count": float(np.mean(truth.sum(1) == predicted.sum(1))),
+    }
+
+
+def coverage_table(truth, probs, thresholds, margins=COVERAGE_MARGINS) -> list[dict]:
+    """Per margin m: images with certainty >= m accepted; their subset accuracy (whole label set right)."""
+    sure = certainty(probs, thresholds)
+    right = (predicted_sets(probs, thresholds) == truth).all(axis=1)
+    rows = []
+    for m in margins:
+        accepted = sure >= m
+        n = int(accepted.sum())
+        rows.append({"margin": float(m), "accepted": n, "discarded": int(len(truth) - n),
+                     "discarded_fraction": float(1 - n / len(truth)),
+                     "subset_accuracy": float(right[accepted].mean()) if n else None})
+    return rows
+
+
+def evaluate_matrices(truth, probs, labels: list[str], *, min_confidence: float = 0.5,
+                      thresholds: list[float | None] | None = None) -> dict:
+    """metrics.json for multi-label arrays: at the assumed thresholds (chosen on these images, Rekognition's), at
+    `min_confidence` for every label, and at given `thresholds` (an export's thresholds.json) when passed."""
+    from sklearn.metrics import roc_auc_score
+
+    truth, probs = check_matrices(truth, probs, labels)
+    assumed = assumed_thresholds(truth, probs)
+    got = predicted_sets(probs, assumed)
+    at_assumed = set_metrics(truth, got)
+    at_min = set_metrics(truth, predicted_sets(probs, [min_confidence] * len(labels)))
+    notes = []
+    per_label = []
+    for k, name in enumerate(labels):
+        both = 0 < truth[:, k].sum() < len(truth)
+        if not truth[:, k].any():
+            notes.append(f"label {name!r} has no test image: no threshold, F1 or ROC AUC")
+        per_label.append({
+            "label": name, "support": int(truth[:, k].sum()),
+            "at_assumed_threshold": {"threshold": assumed[k], **at_assumed["per_label"][k]},
+            "at_min_confidence": {"threshold": min_confidence, **at_min["per_label"][k]},
+            "roc_auc": float(roc_auc_score(truth[:, k], probs[:, k])) if both else None,
+        })
+    metrics = {
+        "task": "multilabel", "labels": list(labels), "number_of_images": int(len(truth)),
+        "labels_per_image": float(truth.sum(1).mean()),
+        "per_label": per_label,
+        "at_assumed_thresholds": _aggregate(at_assumed),
+        "at_min_confidence": {"threshold": min_confidence, **_aggregate(at_min)},
+        "roc_auc_macro": _mean(row["roc_auc"] for row in per_label),
+        "coverage": coverage_table(truth, probs, assumed),
+        "coverage_rule": "accepted when every label's confidence is at least the margin away from its assumed "
+                         "threshold; subset accuracy of the accepted",
+        # Rekognition's ConfusionMatrix, multi-label: row = a true label's images, column = the labels they got
+        "confusion_matrix": {"labels": list(labels), "counts": _label_cross_counts(truth, got)},
+        "notes": notes,
+    }
+    if thresholds is not None:
+        shipped = set_metrics(truth, predicted_sets(probs, thresholds))
+        metrics["at_given_thresholds"] = {"thresholds": dict(zip(labels, thresholds)), **_aggregate(shipped),
+                                          "per_label_f1": dict(zip(labels, (r["f1"] for r in shipped["per_label"])))}
+    return metrics
+
+
+def _aggregate(scores: dict) -> dict:
+    return {key: value for key, value in scores.items() if key != "per_label"}
+
+
+def _label_cross_counts(truth, predicted) -> list[list[int]]:
+    return (truth.astype(np.int64).T @ predicted.astype(np.int64)).tolist()
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _number(value) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+# ---------------------------------------------------------------- the evaluate verb's piece
+
+
+def evaluate_multilabel(found, *, data=None, out: Path, min_confidence: float = 0.5,
+                        review_threshold: float | None = None, batch_size: int = 32, precision: str = "auto",
+                        gradcam_per_kind: int = 4, progress: bool = True) -> dict:
+    """Predict the run's test split (or `data`, a manifest) with a run (Keras) or an export (ONNX, with its
+    thresholds.json also scored); write summary.json, metrics.json, predictions.csv (and review/queue.csv)."""
+    from edgelabels.artifacts import RunDir
+    from edgelabels.evaluate.classification import _external_samples, _keras_run, _onnx_export
+    from edgelabels.evaluate.evaluation import METRICS_FILE, SUMMARY_FILE, check_output_folder
+    from edgelabels.evaluate.summary import build_summary
+    from edgelabels.data.multilabel import multi_hot
+
+    check_output_folder(out)
+    for name, value in (("--min-confidence", min_confidence), ("--review-threshold", review_threshold)):
+        if value is not None and not 0 <= value <= 1:
+            raise UserError(f"{name} must be within 0-1, got {value:g}")
+    shipped = None
+    if isinstance(found, RunDir):
+        kind, predict, labels, _spec, split, _model, _chain = _keras_run(found, batch_size, progress)
+        run = found
+    else:
+        kind, predict, labels, _spec, _model, _chain = _onnx_export(found, precision, batch_size, progress)
+        run = found.run
+        split = run.split if run is not None and run.has_split() else None
+        thresholds = found.read_thresholds()
+        shipped = [thresholds.get(name) for name in labels]
+    if data is not None:
+        samples, described = _external_samples(data), str(data)
+    elif split is not None and split.test:
+        samples, described = split.test, f"test split of {run.dir}"
+    else:
+        raise UserError(f"{found.dir}: no test images (an empty test split, or no run beside this export); "
+                        "pass --data MANIFEST")
+    truth = multi_hot(samples, labels)
+    paths = [s.path for s in samples]
+    start = time.perf_counter()
+    probs = predict(paths)
+    seconds = time.perf_counter() - start
+    metrics = evaluate_matrices(truth, probs, labels, min_confidence=min_confidence, thresholds=shipped)
+    metrics["model"], metrics["data"] = kind, described
+    summary = build_summary(metrics, run_id=str(found.dir),
+                            number_of_training_images=len(split.train) if split is not None else 0)
+    assumed = [row["at_assumed_threshold"]["threshold"] for row in metrics["per_label"]]
+    review = None
+    with atomic.directory(check_output_folder(out)) as folder:
+        atomic.write_json(folder / SUMMARY_FILE, summary)
+        atomic.write_json(folder / METRICS_FILE, metrics)
+        atomic.write_text(folder / "predictions.csv", _predictions_csv(paths, truth, probs, labels, assumed))
+        if review_threshold is not None:
+            review = write_review_queue(folder / "review", paths, truth, probs, labels, assumed, review_threshold)
+    speed = {"images": len(paths), "seconds": seconds, "images_per_second": len(paths) / seconds if seconds else 0.0}
+    return {"metrics": metrics, "summary": summary, "review": review, "out": Path(out), "speed": speed}
+
+
+def _predictions_csv(paths, truth, probs, labels, thresholds) -> str:
+    got = predicted_sets(probs, thresholds)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["path", "true_labels", "predicted_labels", *(f"confidence_{name}" for name in labels)])
+    for path, t, g, p in zip(paths, truth, got, probs):
+        writer.writerow([str(path), ";".join(n for n, x in zip(labels, t) if x),
+                         ";".join(n for n, x in zip(labels, g) if x), *(f"{v:.6f}" for v in p)])
+    return buffer.getvalue()
+
+
+def write_review_queue(folder, paths, truth, probs, labels, thresholds, margin: float) -> dict:
+    """review/queue.csv: the images with certainty below `margin` (some label too near its threshold), least sure
+    first, with the label nearest its threshold."""
+    sure = certainty(probs, thresholds)
+    cut = np.array([np.nan if t is None else t for t in thresholds], np.float64)
+    nearest = np.nanargmin(np.where(np.isnan(cut)[None, :], np.inf, np.abs(probs - cut[None, :])), axis=1)
+    chosen = [i for i in np.argsort(sure, kind="stable") if sure[i] < margin]
+    got = predicted_sets(probs, thresholds)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["path", "certainty", "nearest_label", "true_labels", "predicted_labels"])
+    for i in chosen:
+        writer.writerow([str(paths[i]), f"{sure[i]:.4f}", labels[nearest[i]],
+                         ";".join(n for n, x in zip(labels, truth[i]) if x),
+                         ";".join(n for n, x in zip(labels, got[i]) if x)])
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    atomic.write_text(Path(folder) / "queue.csv", buffer.getvalue())
+    return {"count": len(chosen), "threshold": margin, "folder": str(folder)}
+
+
+def show_multilabel(result: dict) -> list[str]:
+    """The lines `edgelabels evaluate` prints for a multi-label model."""
+    m, speed = result["metrics"], result["speed"]
+    at = m["at_assumed_thresholds"]
+    lines = [f"evaluated {m['number_of_images']} images, {m['labels_per_image']:.2f} labels per image "
+             f"({speed['images_per_second']:.1f} images/s)",
+             f"at assumed thresholds: Rekognition F1 {_show(at['f1'])} (precision {_show(at['precision'])}, recall "
+             f"{_show(at['recall'])}), micro F1 {at['micro_f1']:.4f}, macro F1 {at['macro_f1']:.4f}, subset accuracy "
+             f"{at['subset_accuracy']:.2%}, Hamming loss {at['hamming_loss']:.4f}, ROC AUC {_show(m['roc_auc_macro'])}"]
+    for row in m["per_label"]:
+        a = row["at_assumed_threshold"]
+        lines.append(f"  {row['label']}: {row['support']} images, threshold {_show(a['threshold'])}, precision "
+                     f"{_show(a['precision'])}, recall {_show(a['recall'])}, F1 {_show(a['f1'])}")
+    given = m.get("at_given_thresholds")
+    if given:
+        per = ", ".join(f"{name} {_show(f1)}" for name, f1 in given["per_label_f1"].items())
+        lines.append(f"at the export's thresholds.json: F1 per label {per}; subset accuracy "
+                     f"{given['subset_accuracy']:.2%}")
+    lines.append("accept if every label is >= m from its threshold  accepted  subset accuracy of accepted")
+    for row in m["coverage"]:
+        accuracy = "-" if row["subset_accuracy"] is None else f"{row['subset_accuracy']:.2%}"
+        lines.append(f"{row['margin']:>48g}  {row['accepted']:>8}  {accuracy:>26}")
+    if result["review"] is not None:
+        lines.append(f"review queue: {result['review']['count']} images with a label within "
+                     f"{result['review']['threshold']:g} of its threshold in {result['out'] / 'review'}/queue.csv")
+    lines += [f"note: {note}" for note in m["notes"]]
+    lines.append(f"wrote {result['out']}/ (summary.json, metrics.json, predictions.csv)")
+    return lines
+
+
+def _show(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
