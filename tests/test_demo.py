@@ -21,11 +21,13 @@ def recorded(monkeypatch):
 
     calls = []
 
-    def generate(folder, n, seed, workers, boxes):
+    def generate(folder, n, seed, workers, boxes, mix=None):
+        from edgelabels.data.synthetic import DEFAULT_MIX
+
         calls.append(("generate", folder.name, n, seed))
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "boxes.manifest").write_text("")
-        (folder / "cassettes.json").write_text(json.dumps({"n": n, "seed": seed}))
+        (folder / "cassettes.json").write_text(json.dumps({"n": n, "seed": seed, "mix": mix or DEFAULT_MIX}))
         return {}
 
     def train(config, run_dir, resume=False):

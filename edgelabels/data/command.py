@@ -101,6 +101,9 @@ def add_arguments(parser) -> None:
                        help="random seed: the same seed gives the same bytes (default 0)")
     synth.add_argument("--size", metavar="WxH", help="fixed photo size, at least 64x64, e.g. --size 640x480 (default: phone sizes)")
     synth.add_argument("--workers", type=int, default=1, help="processes rendering in parallel (default 1)")
+    synth.add_argument("--mix", metavar="LABEL=SHARE,...", type=_mix,
+                       help="shares of the results, e.g. --mix negative=0.4,positive=0.3,invalid=0.3 "
+                            "(default negative=0.9,positive=0.07,invalid=0.03, as in the real problem)")
     synth.add_argument("--boxes", action="store_true",
                        help="also write OUT/boxes.manifest, a Ground Truth object-detection manifest (cassette, "
                             "window, well boxes), for `task: detection`")
@@ -380,12 +383,23 @@ def _augment(args) -> int:
     return 0
 
 
+def _mix(text: str) -> dict[str, float]:
+    """--mix negative=0.4,positive=0.3 -> {"negative": 0.4, "positive": 0.3} (the generator checks the labels)."""
+    import argparse
+
+    try:
+        return {k.strip(): float(v) for k, v in (part.split("=") for part in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LABEL=SHARE,... e.g. negative=0.4,positive=0.3,invalid=0.3, "
+                                         f"not {text!r}") from None
+
+
 def _synth(args) -> int:
     from edgelabels.data.synthetic import generate_cassettes
 
     size = _parse_size(args.size) if args.size else None
     counts = generate_cassettes(args.out, args.n, args.seed, size=size, progress=_progress(), workers=args.workers,
-                                boxes=args.boxes)
+                                boxes=args.boxes, mix=args.mix)
     print(f"{sum(counts.values())} cassette photos written to {args.out}: "
           + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if args.boxes:
