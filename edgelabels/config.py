@@ -166,7 +166,9 @@ IMBALANCE_CHOICES = ("none", "class-weights", "oversample", "focal")
 
 @dataclass(frozen=True)
 class Config:
-    task: str = "classification"  # classification | segmentation (a U-Net on images/ + masks/) | detection (boxes)
+    # classification | multilabel (several labels per image, from a manifest) | segmentation (a U-Net on images/ +
+    # masks/) | detection (boxes)
+    task: str = "classification"
     seed: int = 0
     segment: str | None = None  # classification: a U-Net run directory; images keep only the lungs (a keep-lungs stage)
     detect: str | None = None  # classification: an exported detection run; images are cut to a box (a crop-box stage)

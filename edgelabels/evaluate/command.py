@@ -32,7 +32,8 @@ def add_arguments(parser) -> None:
                         help="also report label metrics at this confidence, 0-1 (default 0.5); for a U-Net, the "
                              "lung probability above which a pixel is lung")
     parser.add_argument("--review-threshold", type=float, default=None, metavar="X",
-                        help="copy images whose top confidence is below X (0-1) into review/ for a person")
+                        help="copy images whose top confidence is below X (0-1) into review/ for a person; multi-label: "
+                             "list in review/queue.csv the images with a label within X of its threshold")
     parser.add_argument("--review-accuracy", type=float, default=None, metavar="A",
                         help="classifiers: choose the review threshold on the run's validation split, before the "
                              "test images are seen: the lowest top confidence at which at least A of the accepted "
