@@ -99,3 +99,9 @@ def test_generated_set_is_independent_labels_at_their_stated_rates(tmp_path):
                      if not label.endswith("-metadata") and label != "source-ref")
     # disc 0.5, square 0.4, stripes 0.25, plus the images drawn with none that get one (about 0.225 / 3 each)
     assert 95 <= counts["disc"] <= 135 and 75 <= counts["square"] <= 115 and 45 <= counts["stripes"] <= 80
+
+
+def test_limit_per_label_is_refused_for_multilabel(tmp_path):
+    manifest = generate_shapes(tmp_path, 4, seed=1)
+    with pytest.raises(UserError, match="limit_per_label"):
+        multilabel_dataset(load_config(None, [f"data.source={manifest}", "task=multilabel", "data.limit_per_label=2"]))

@@ -1,4 +1,4 @@
-"""A tiny multi-label run trains, evaluates, exports and answers with several labels (tinycnn, 32 px)."""
+"""A tiny multi-label run trains, evaluates, exports and answers with several labels (tinycnn, 32 px, ~12 s)."""
 
 import json
 
@@ -7,9 +7,6 @@ import pytest
 
 from edgelabels.config import load_config
 from edgelabels.data.multilabel import generate_shapes
-
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):

@@ -80,3 +80,21 @@ def test_loss_is_binary_cross_entropy_per_label_weighted_per_element():
     assert float(multilabel_loss()(y, p, sample_weight=w)) == pytest.approx((3 * 0.2231436 + 0.5108256) / 2, 1e-5)
     # focal, gamma 2: -log 0.8 * 0.2^2 and -log 0.6 * 0.4^2, averaged
     assert float(multilabel_loss(2.0)(y, p)) == pytest.approx((0.2231436 * 0.04 + 0.5108256 * 0.16) / 2, 1e-5)
+
+
+def test_batches_weigh_each_positive_by_its_labels_weight_and_every_negative_by_one():
+    from edgelabels.data.preprocess import PreprocessSpec
+    from edgelabels.train.multilabel_loader import MultiHotBatches
+
+    class Cache:  # two 2x2 black images
+        paths = ["a.png", "b.png"]
+        spec = PreprocessSpec(height=2, width=2, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+
+        def __getitem__(self, index):
+            return np.zeros((2, 2, 3), np.uint8)
+
+    y = np.array([[1, 0, 1], [0, 1, 0]], np.float32)
+    x, target, weight = MultiHotBatches(Cache(), y, batch_size=2, pos_weight=[3.0, 0.5, 2.0], workers=1)[0]
+    assert target.tolist() == y.tolist()
+    assert weight.tolist() == [[3.0, 1.0, 2.0], [1.0, 0.5, 1.0]]
+    assert x.shape == (2, 2, 2, 3)

@@ -36,6 +36,9 @@ def multilabel_dataset(config):
     from edgelabels.data.sources import load_dataset
 
     d = config.data
+    if d.limit_per_label:
+        raise UserError("data.limit_per_label draws images per label, which a multi-label image does not have one "
+                        "of; leave it null for task multilabel")
     for source, manifest in ((d.source, d.manifest), (d.test_source, None)):
         if source and manifest is None and Path(source).is_dir():
             raise UserError(f"{source}: task multilabel reads a Ground Truth manifest (several labels per line), "
