@@ -61,12 +61,24 @@ def test_generated_manifest_parses_with_the_labels_its_file_names_state(tmp_path
     assert any(len(s.labels) > 1 for s in dataset.samples) and any(len(s.labels) == 1 for s in dataset.samples)
 
 
-def test_multilabel_task_reads_the_manifest_and_refuses_a_folder(tmp_path):
+def test_multilabel_task_reads_the_manifest(tmp_path):
     manifest = generate_shapes(tmp_path / "set", 12, seed=1)
     dataset, test = multilabel_dataset(load_config(None, [f"data.source={manifest}", "task=multilabel"]))
     assert len(dataset.samples) == 12 and test is None
-    with pytest.raises(UserError, match="not a folder per label"):
-        multilabel_dataset(load_config(None, [f"data.source={tmp_path / 'set'}", "task=multilabel"]))
+
+
+def test_a_folder_copy_in_two_label_folders_is_one_image_with_both_labels(tmp_path):
+    from helpers.runs import make_image
+
+    rng = np.random.default_rng(0)
+    for label in ("cat", "dog"):
+        (tmp_path / label).mkdir()
+    make_image(0, rng).save(tmp_path / "cat" / "p1_both.png")
+    (tmp_path / "dog" / "p1_both.png").write_bytes((tmp_path / "cat" / "p1_both.png").read_bytes())
+    make_image(1, rng).save(tmp_path / "dog" / "p2_dog.png")
+    dataset, _ = multilabel_dataset(load_config(None, [f"data.source={tmp_path}", "task=multilabel"]))
+    assert sorted((s.path.relative_to(tmp_path).as_posix(), s.labels) for s in dataset.samples) == [
+        ("cat/p1_both.png", ("cat", "dog")), ("dog/p2_dog.png", ("dog",))]
 
 
 def test_classification_refuses_several_labels_and_names_the_multilabel_task(tmp_path):

@@ -1,10 +1,10 @@
 """Multi-label data: the dataset reader, iterative stratification of blocks, and a generated multi-label set.
 
-Sources: Ground Truth manifests only. A manifest line carries any number of image-level labels (several
-`groundtruth/image-classification` attributes, or one `...-multilabel` attribute with a class-map), and lines
-for the same image add up (data/sources.py). A folder per label cannot say that an image has two labels unless
-the same photo is copied into both folders; that is left out (convert with `edgelabels dataset to-manifest`
-and merge the lines instead), so a folder source is refused here rather than trained as single-label data.
+Sources: a Ground Truth manifest, where a line carries any number of image-level labels (several
+`groundtruth/image-classification` attributes, or one `...-multilabel` attribute with a class-map) and lines for
+the same image add up (data/sources.py); or a folder per label, where an image with several labels is a copy of
+the same file (the same bytes, SHA-256) in each of its label folders: the copies become one image carrying
+every folder's label (the first path in sorted order stands for it, with that path's group).
 
 Splitting: iterative stratification (Sechidis, Tsoumakas and Vlahavas, "On the stratification of multi-label
 data", ECML PKDD 2011), applied to blocks instead of images. Blocks are data/splits.py's: the images of one
@@ -39,12 +39,11 @@ def multilabel_dataset(config):
     if d.limit_per_label:
         raise UserError("data.limit_per_label draws images per label, which a multi-label image does not have one "
                         "of; leave it null for task multilabel")
-    for source, manifest in ((d.source, d.manifest), (d.test_source, None)):
-        if source and manifest is None and Path(source).is_dir():
-            raise UserError(f"{source}: task multilabel reads a Ground Truth manifest (several labels per line), "
-                            "not a folder per label (one label per image); give data.manifest or a .jsonl source")
-    dataset = usable_only(load_dataset(d.source, manifest=d.manifest, s3_root=d.s3_root, group_by=d.group_by))
-    test = usable_only(load_dataset(d.test_source, s3_root=d.s3_root, group_by=d.group_by)) if d.test_source else None
+    dataset = _with_copies_merged(usable_only(load_dataset(d.source, manifest=d.manifest, s3_root=d.s3_root,
+                                                            group_by=d.group_by)))
+    test = None
+    if d.test_source:
+        test = _with_copies_merged(usable_only(load_dataset(d.test_source, s3_root=d.s3_root, group_by=d.group_by)))
     for part in (dataset, test):
         if part is None:
             continue
@@ -56,6 +55,29 @@ def multilabel_dataset(config):
     log.info("multilabel: %d images, %d with several labels; images per label %s", len(dataset.samples), several,
              counts)
     return dataset, test
+
+
+def _with_copies_merged(dataset):
+    """One sample per distinct file content, labelled with the union of its copies' labels (a folder source)."""
+    import hashlib
+
+    from edgelabels.data.dataset import Sample
+
+    merged: dict[str, Sample] = {}
+    for sample in sorted(dataset.samples, key=lambda s: str(s.path)):
+        digest = hashlib.sha256(Path(sample.path).read_bytes()).hexdigest()
+        first = merged.get(digest)
+        if first is None:
+            merged[digest] = sample
+        else:
+            labels = first.labels + tuple(x for x in sample.labels if x not in first.labels)
+            merged[digest] = Sample(first.path, labels, first.group, first.boxes)
+    copies = len(dataset.samples) - len(merged)
+    if copies:
+        log.info("multilabel: %d copies of the same bytes in several label folders merged into %d images with "
+                 "several labels", copies, sum(len(s.labels) > 1 for s in merged.values()))
+    dataset.samples = sorted(merged.values(), key=lambda s: str(s.path))
+    return dataset
 
 
 def multi_hot(samples, labels: list[str]) -> np.ndarray:
