@@ -117,3 +117,17 @@ def test_limit_per_label_is_refused_for_multilabel(tmp_path):
     manifest = generate_shapes(tmp_path, 4, seed=1)
     with pytest.raises(UserError, match="limit_per_label"):
         multilabel_dataset(load_config(None, [f"data.source={manifest}", "task=multilabel", "data.limit_per_label=2"]))
+
+
+def test_dataset_split_deals_multi_label_images_by_iterative_stratification(tmp_path, monkeypatch):
+    from edgelabels.cli import main
+    from edgelabels.data import multilabel
+
+    manifest = multilabel.generate_shapes(tmp_path / "shapes", 60, seed=3)
+    calls = []
+    real = multilabel.iterative_stratification
+    monkeypatch.setattr(multilabel, "iterative_stratification", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert main(["dataset", "split", str(manifest), "--out", str(tmp_path / "split")]) == 0
+    assert calls  # the multi-label dealer, as `train` uses for task: multilabel
+    parts = {name: (tmp_path / "split" / f"{name}.txt").read_text().splitlines() for name in ("train", "val", "test")}
+    assert all(parts.values()) and sum(map(len, parts.values())) == 60

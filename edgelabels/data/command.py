@@ -335,8 +335,14 @@ def _split(args) -> int:
         split = keep_given_split(dataset, given, test_dataset, test_fraction=args.test_fraction,
                                  val_fraction=args.val_fraction, seed=args.seed)
     else:
+        # Images with several labels are dealt out the way `task: multilabel` trains them: iterative stratification
+        deal = None
+        if any(len(sample.labels) > 1 for sample in dataset.samples):
+            from edgelabels.tasks import get_task
+
+            deal = get_task("multilabel").piece("deal")
         split = make_split(dataset, test_fraction=args.test_fraction, val_fraction=args.val_fraction, seed=args.seed,
-                           test_dataset=test_dataset)
+                           test_dataset=test_dataset, deal=deal)
     write_split(split, args.out)
     labels = dataset.label_names
     columns = labels + (["no boxes"] if detection else [])
