@@ -15,23 +15,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 BEES = REPO.parent / "shared" / "data" / "bees-yolo" / "images" / "val"
-
-
-def timed(fn, repeats: int) -> np.ndarray:
-    fn()  # warm-up (graph tracing, allocation)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return np.array(times) * 1000
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from edge_latency import timed  # noqa: E402  (one timing loop for every latency benchmark)
 
 
 def main() -> int:

@@ -193,15 +193,24 @@ def _predict_samples(onnx: OnnxModel, samples, spec, chain=None) -> np.ndarray:
     return predict_files(onnx, [s.path for s in samples], spec, chain, batch_size=BATCH)
 
 
-def _int8(out: ExportDir, fp32, run, split, spec, calibration, threads, x, val_fp32, val_truth, report,
-          chain=None) -> dict:
+def _int8_plan(run: RunDir, split, calibration: int):
+    """(the backbone's quantization scheme, the images to calibrate on), with None for the images when INT8 does
+    not pay for this backbone; shared by the classifier's and the detector's INT8 step."""
     scheme = q.scheme_for(run.backbone)
     if not scheme.pays:
+        return scheme, None
+    samples = spread(split.train or split.val, calibration)
+    if not samples:
+        raise UserError(f"{run.splits_dir}: no training images to calibrate INT8 on")
+    return scheme, samples
+
+
+def _int8(out: ExportDir, fp32, run, split, spec, calibration, threads, x, val_fp32, val_truth, report,
+          chain=None) -> dict:
+    scheme, calibration_samples = _int8_plan(run, split, calibration)
+    if calibration_samples is None:
         return {"shipped": False, "attempted": False, "scheme": scheme.to_json(),
                 "reason": f"INT8 not attempted for {run.backbone}: {scheme.note}"}
-    calibration_samples = spread(split.train or split.val, calibration)
-    if not calibration_samples:
-        raise UserError(f"{run.splits_dir}: no training images to calibrate INT8 on")
     q.quantize(out.model_path, out.int8_path, load_inputs(calibration_samples, spec, chain), scheme)
     int8 = OnnxModel(out.int8_path, threads)
     val_int8 = _predict_samples(int8, split.val, spec, chain)
@@ -446,28 +455,18 @@ def detection_int8_verdict(fp32_ms: float, int8_ms: float, map_fp32: float | Non
                            map_int8: float | None) -> tuple[bool, str]:
     """Ship INT8 only if it is faster than fp32 at batch 1 and loses at most MAX_MAP_DROP_POINTS of validation
     mAP@0.5 (0-1, so points are hundredths)."""
-    if int8_ms >= fp32_ms:
-        return False, f"INT8 not shipped: slower than fp32 ({int8_ms:.3g} ms vs {fp32_ms:.3g} ms at batch 1)"
-    if map_fp32 is None or map_int8 is None:
-        return False, "INT8 not shipped: no validation boxes to check its mAP@0.5"
-    drop = (map_fp32 - map_int8) * 100
-    if drop > MAX_MAP_DROP_POINTS:
-        return False, (f"INT8 not shipped: validation mAP@0.5 {map_int8:.3f} vs {map_fp32:.3f} for fp32 "
-                       f"(-{drop:.1f} points, more than {MAX_MAP_DROP_POINTS:g})")
-    return True, (f"INT8 shipped: {fp32_ms / int8_ms:.1f}x faster than fp32 ({int8_ms:.3g} vs {fp32_ms:.3g} ms at "
-                  f"batch 1), validation mAP@0.5 {map_int8:.3f} vs {map_fp32:.3f}")
+    return q.speed_and_quality_verdict(fp32_ms, int8_ms, map_fp32, map_int8, measure="validation mAP@0.5",
+                                       missing="boxes to check its mAP@0.5", show="{:.3f}",
+                                       max_drop_points=MAX_MAP_DROP_POINTS)
 
 
 def _detection_int8(out: ExportDir, fp32, run, split, calibration, threads, x, truth, sizes, report) -> dict:
     """model.int8.onnx, kept only if measured faster than fp32 at batch 1 with validation mAP@0.5 within
     MAX_MAP_DROP_POINTS of fp32's. The decoding (max-pool, top-K) stays float: only Conv/MatMul are quantized."""
-    scheme = q.scheme_for(run.backbone)
-    if not scheme.pays:
+    scheme, calibration_samples = _int8_plan(run, split, calibration)
+    if calibration_samples is None:
         return {"shipped": False, "attempted": False, "scheme": scheme.to_json(),
                 "reason": f"INT8 not attempted for {run.backbone}: {scheme.note}"}
-    calibration_samples = spread(split.train or split.val, calibration)
-    if not calibration_samples:
-        raise UserError(f"{run.splits_dir}: no training images to calibrate INT8 on")
     q.quantize(out.model_path, out.int8_path, load_inputs(calibration_samples, run.spec), scheme,
                symbolic_shapes=False)
     int8 = OnnxModel(out.int8_path, threads)

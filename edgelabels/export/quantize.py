@@ -111,13 +111,22 @@ def batch1_latencies(sessions: dict, x: np.ndarray, seconds: float = 3.0, min_ru
 def int8_verdict(fp32_ms: float, int8_ms: float, fp32_accuracy: float | None,
                  int8_accuracy: float | None) -> tuple[bool, str]:
     """Ship INT8 only if it is faster than fp32 and loses at most 0.5 points of validation accuracy."""
+    return speed_and_quality_verdict(fp32_ms, int8_ms, fp32_accuracy, int8_accuracy, measure="validation accuracy",
+                                     missing="images to check its accuracy", show="{:.1%}",
+                                     max_drop_points=MAX_ACCURACY_DROP_POINTS)
+
+
+def speed_and_quality_verdict(fp32_ms: float, int8_ms: float, fp32_value: float | None, int8_value: float | None,
+                              *, measure: str, missing: str, show: str, max_drop_points: float) -> tuple[bool, str]:
+    """(ship INT8?, why): only if it is faster than fp32 at batch 1 and its `measure` (0-1, higher is better;
+    points are hundredths) is at most max_drop_points below fp32's. `show` formats a value of the measure."""
     if int8_ms >= fp32_ms:
         return False, f"INT8 not shipped: slower than fp32 ({int8_ms:.3g} ms vs {fp32_ms:.3g} ms at batch 1)"
-    if fp32_accuracy is None or int8_accuracy is None:
-        return False, "INT8 not shipped: no validation images to check its accuracy"
-    drop = (fp32_accuracy - int8_accuracy) * 100
-    if drop > MAX_ACCURACY_DROP_POINTS:
-        return False, (f"INT8 not shipped: validation accuracy {int8_accuracy:.1%} vs {fp32_accuracy:.1%} "
-                       f"for fp32 (-{drop:.1f} points, more than {MAX_ACCURACY_DROP_POINTS})")
-    return True, (f"INT8 shipped: {fp32_ms / int8_ms:.1f}x faster than fp32 ({int8_ms:.3g} vs {fp32_ms:.3g} ms at batch 1), "
-                  f"validation accuracy {int8_accuracy:.1%} vs {fp32_accuracy:.1%}")
+    if fp32_value is None or int8_value is None:
+        return False, f"INT8 not shipped: no validation {missing}"
+    drop = (fp32_value - int8_value) * 100
+    if drop > max_drop_points:
+        return False, (f"INT8 not shipped: {measure} {show.format(int8_value)} vs {show.format(fp32_value)} "
+                       f"for fp32 (-{drop:.1f} points, more than {max_drop_points:g})")
+    return True, (f"INT8 shipped: {fp32_ms / int8_ms:.1f}x faster than fp32 ({int8_ms:.3g} vs {fp32_ms:.3g} ms at "
+                  f"batch 1), {measure} {show.format(int8_value)} vs {show.format(fp32_value)}")
