@@ -67,11 +67,14 @@ def spread(samples, n: int, seed: int = 0) -> list:
 
 
 def assumed_thresholds(run: RunDir, val_probabilities: np.ndarray, val_truth: np.ndarray,
-                       notes: list[str]) -> tuple[dict, str]:
-    """label -> threshold: the evaluation's when there is one, else computed on the validation split."""
+                       notes: list[str], f1_maximising=None) -> tuple[dict, str]:
+    """label -> threshold: the evaluation's when there is one, else computed on the validation split by
+    f1_maximising(truth, probabilities) -> a threshold per label (default: one label per image, one-vs-rest)."""
     from edgelabels.evaluate.evaluation import SUMMARY_FILE
     from edgelabels.evaluate.summary import read_summary
-    from edgelabels.evaluate.thresholds import assumed_thresholds as f1_maximising
+
+    if f1_maximising is None:
+        from edgelabels.evaluate.thresholds import assumed_thresholds as f1_maximising
 
     summary_path = run.evaluation_dir / SUMMARY_FILE
     found: dict[str, float | None] = {}

@@ -43,29 +43,12 @@ def export_multilabel(run: RunDir, out: ExportDir, *, int8: bool = False, calibr
 
 
 def label_thresholds(run: RunDir, truth: np.ndarray, probs: np.ndarray, notes: list[str]) -> tuple[dict, str]:
-    """label -> threshold: the evaluation's when there is one, else chosen per label on the validation split."""
-    from edgelabels.evaluate.evaluation import SUMMARY_FILE
-    from edgelabels.evaluate.multilabel import assumed_thresholds
-    from edgelabels.evaluate.summary import read_summary
+    """label -> threshold: the evaluation's when there is one, else chosen per label on the validation split
+    (export_run.assumed_thresholds with the multi-label F1 maximiser)."""
+    from edgelabels.evaluate.multilabel import assumed_thresholds as per_label
+    from edgelabels.export.export_run import assumed_thresholds
 
-    summary_path = run.evaluation_dir / SUMMARY_FILE
-    found: dict[str, float | None] = {}
-    source = "validation split (F1-maximising confidence per label)"
-    if summary_path.is_file():
-        found = read_summary(summary_path).thresholds
-        source = f"{summary_path} (LabelEvaluationResults[].Metrics.Threshold)"
-    missing = [name for name in run.labels if found.get(name) is None]
-    if missing and len(truth):
-        found.update({name: value for name, value in zip(run.labels, assumed_thresholds(truth.astype(bool), probs))
-                      if name in missing})
-    thresholds = {}
-    for name in run.labels:
-        if found.get(name) is None:
-            notes.append(f"label {name!r}: no validation image carries it; its threshold is 0.5")
-            thresholds[name] = 0.5
-        else:
-            thresholds[name] = float(found[name])
-    return thresholds, source
+    return assumed_thresholds(run, probs, truth, notes, f1_maximising=lambda y, p: per_label(y.astype(bool), p))
 
 
 def validation_scores(truth: np.ndarray, probs: np.ndarray, labels: list[str], thresholds: dict) -> dict:
