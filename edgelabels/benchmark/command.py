@@ -241,16 +241,10 @@ def run_benchmark(*, test, local, out, rekognition_arn=None, region=None, endpoi
                      f"(e.g. {dataset.problems[0].path}: {dataset.problems[0].problem})")
 
     # -- the Rekognition side: recorded answers, or live calls (recorded as they arrive) ----------
-    stop_hint = None
-    if responses is not None:
-        records, recorded, arn = replayed_answers(responses, samples, keys, notes)
-        mode = f"recorded answers replayed from {responses}"
-    else:
-        recorded, arn, stop_hint = live_answers(
-            samples, keys, notes, out=out / FILE_NAME, arn=rekognition_arn, region=region, endpoint=endpoint,
-            summary=summary, concurrency=concurrency, price_inference_unit_hour=price_inference_unit_hour,
-            client=client, live_options=live_options, progress=progress)
-        mode = f"live, {endpoint}" if endpoint else f"live, Amazon Rekognition in {parse_region(arn)}"
+    recorded, arn, mode, stop_hint, write_responses = rekognition_answers(
+        samples, keys, notes, responses=responses, out=out, arn=rekognition_arn, region=region, endpoint=endpoint,
+        summary=summary, concurrency=concurrency, price_inference_unit_hour=price_inference_unit_hour,
+        client=client, live_options=live_options, progress=progress)
 
     used = [recorded[key] for key in keys]
     unique = list({r["sha256"]: r for r in used}.values())  # a duplicated test image was asked once
@@ -264,21 +258,7 @@ def run_benchmark(*, test, local, out, rekognition_arn=None, region=None, endpoi
     # -- the local side: one image per call, as a request would be ------------------------------
     local_probs, local_latencies, local_problems = predict_locally(predictor, [s.path for s in samples], progress)
 
-    excluded, scored = [], []
-    for i, (sample, record) in enumerate(zip(samples, used)):
-        if record.get("error"):
-            excluded.append({"path": str(sample.path), "side": "rekognition",
-                             "problem": f"{record['error'].get('Code')}: {record['error'].get('Message', '')}"})
-        elif i in local_problems:
-            excluded.append({"path": str(sample.path), "side": "local", "problem": local_problems[i]})
-        else:
-            scored.append(i)
-    if not scored:
-        raise UserError(f"{test}: no test image was answered by both models (e.g. {excluded[0]['path']}: "
-                        f"{excluded[0]['problem']})")
-    if excluded:
-        notes.append(f"{len(excluded)} images left out of both sides' scores because one side refused them "
-                     "(listed under Left out)")
+    scored, excluded = compare.answered_by_both(samples, used, local_problems, test, notes)
     remote_probs = np.array([remote_row[i] for i in scored])
 
     index = {label: k for k, label in enumerate(labels)}
@@ -322,10 +302,7 @@ def run_benchmark(*, test, local, out, rekognition_arn=None, region=None, endpoi
         atomic.write_json(folder / "comparison.json", comparison)
         report.write_markdown(folder / "comparison.md", comparison)
         report.write_html(folder / "comparison.html", comparison, gallery=gallery)
-        if responses is None:
-            shutil.copyfile(out / FILE_NAME, folder / FILE_NAME)
-        else:  # a self-contained folder: its comparison can be replayed from it
-            atomic.write_bytes(folder / FILE_NAME, b"".join(json_line(r) for r in records))
+        write_responses(folder)
     return {"comparison": comparison, "out": out, "stop_hint": stop_hint}
 
 
@@ -346,22 +323,10 @@ def detection_benchmark(*, test, local, out, rekognition_arn, region, endpoint, 
     averages = detection.summary_averages(summary) if summary is not None else None
     samples = dataset.samples
     keys = read_keys(samples)
-    stop_hint, records = None, None
-    if responses is not None:
-        records, recorded, arn = replayed_answers(responses, samples, keys, notes)
-        mode = f"recorded answers replayed from {responses}"
-    else:
-        recorded, arn, stop_hint = live_answers(
-            samples, keys, notes, out=out / FILE_NAME, arn=rekognition_arn, region=region, endpoint=endpoint,
-            summary=summary, concurrency=concurrency, price_inference_unit_hour=price_inference_unit_hour,
-            client=client, live_options=live_options, progress=progress)
-        mode = f"live, {endpoint}" if endpoint else f"live, Amazon Rekognition in {parse_region(arn)}"
-
-    def write_responses(folder: Path) -> None:
-        if responses is None:
-            shutil.copyfile(out / FILE_NAME, folder / FILE_NAME)
-        else:  # a self-contained folder: its comparison can be replayed from it
-            atomic.write_bytes(folder / FILE_NAME, b"".join(json_line(r) for r in records))
+    recorded, arn, mode, stop_hint, write_responses = rekognition_answers(
+        samples, keys, notes, responses=responses, out=out, arn=rekognition_arn, region=region, endpoint=endpoint,
+        summary=summary, concurrency=concurrency, price_inference_unit_hour=price_inference_unit_hour,
+        client=client, live_options=live_options, progress=progress)
 
     comparison = detection.score_and_write(
         detector=detector, samples=samples, used=[recorded[key] for key in keys],
@@ -382,6 +347,34 @@ def rekognition_summary(path: Path, labels: list[str]):
         raise UserError(f"{path}: its labels {summary.labels} are not the local model's {labels}; "
                         "is it the summary of a model trained on other labels?")
     return summary
+
+
+def rekognition_answers(samples, keys, notes: list, *, responses, out: Path, arn, region, endpoint, summary,
+                        concurrency: int, price_inference_unit_hour, client, live_options, progress: bool):
+    """The Rekognition side, for either task: recorded answers replayed, or live calls (recorded as they arrive
+    into out/FILE_NAME). Returns (sha256 -> record, the model's ARN, how they were had, the live model's stop hint
+    or None, write_responses(folder): the answers copied into the finished benchmark folder)."""
+    from edgelabels import atomic
+    from edgelabels.benchmark.responses import FILE_NAME
+
+    stop_hint, records = None, None
+    if responses is not None:
+        records, recorded, arn = replayed_answers(responses, samples, keys, notes)
+        mode = f"recorded answers replayed from {responses}"
+    else:
+        recorded, arn, stop_hint = live_answers(
+            samples, keys, notes, out=out / FILE_NAME, arn=arn, region=region, endpoint=endpoint, summary=summary,
+            concurrency=concurrency, price_inference_unit_hour=price_inference_unit_hour, client=client,
+            live_options=live_options, progress=progress)
+        mode = f"live, {endpoint}" if endpoint else f"live, Amazon Rekognition in {parse_region(arn)}"
+
+    def write_responses(folder: Path) -> None:
+        if responses is None:
+            shutil.copyfile(out / FILE_NAME, folder / FILE_NAME)
+        else:  # a self-contained folder: its comparison can be replayed from it
+            atomic.write_bytes(folder / FILE_NAME, b"".join(json_line(r) for r in records))
+
+    return recorded, arn, mode, stop_hint, write_responses
 
 
 def replayed_answers(responses: Path, samples, keys, notes: list) -> tuple[list[dict], dict, str]:

@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from edgelabels.artifacts import ExportDir
+from edgelabels.errors import UserError
 from edgelabels.evaluate.metrics import evaluate_arrays
 from edgelabels.evaluate.thresholds import label_metrics, macro_mean
 
@@ -195,3 +196,24 @@ def build_comparison(*, y_true, labels: list[str], paths: list, local_probs, rem
 
 def _finite(value) -> float | None:
     return float(value) if np.isfinite(value) else None
+
+
+def answered_by_both(samples, used: list[dict], local_problems: dict, test, notes: list) -> tuple[list, list]:
+    """(indices of the test images both sides answered, [{"path", "side", "problem"}] for the rest): an image
+    one side refused is left out of both sides' scores, so they are scored on the same images."""
+    excluded, scored = [], []
+    for i, (sample, record) in enumerate(zip(samples, used)):
+        if record.get("error"):
+            excluded.append({"path": str(sample.path), "side": "rekognition",
+                             "problem": f"{record['error'].get('Code')}: {record['error'].get('Message', '')}"})
+        elif i in local_problems:
+            excluded.append({"path": str(sample.path), "side": "local", "problem": local_problems[i]})
+        else:
+            scored.append(i)
+    if not scored:
+        raise UserError(f"{test}: no test image was answered by both models (e.g. {excluded[0]['path']}: "
+                        f"{excluded[0]['problem']})")
+    if excluded:
+        notes.append(f"{len(excluded)} images left out of both sides' scores because one side refused them "
+                     "(listed under Left out)")
+    return scored, excluded

@@ -276,21 +276,7 @@ def score_and_write(*, detector, samples, used: list[dict], name: str, notes: li
                      f"have ({', '.join(f'{k}: {v}' for k, v in sorted(unknown.items()))}); they are not scored")
 
     local_answers, local_latencies, local_problems = detect_locally(detector, [s.path for s in samples], progress)
-    excluded, scored = [], []
-    for i, (sample, record) in enumerate(zip(samples, used)):
-        if record.get("error"):
-            excluded.append({"path": str(sample.path), "side": "rekognition",
-                             "problem": f"{record['error'].get('Code')}: {record['error'].get('Message', '')}"})
-        elif i in local_problems:
-            excluded.append({"path": str(sample.path), "side": "local", "problem": local_problems[i]})
-        else:
-            scored.append(i)
-    if not scored:
-        raise UserError(f"{test}: no test image was answered by both models (e.g. {excluded[0]['path']}: "
-                        f"{excluded[0]['problem']})")
-    if excluded:
-        notes.append(f"{len(excluded)} images left out of both sides' scores because one side refused them "
-                     "(listed under Left out)")
+    scored, excluded = compare.answered_by_both(samples, used, local_problems, test, notes)
     local_rows, _ = to_rows([local_answers[i] for i in scored], labels, str(local))  # its own labels only
     remote_rows = [remote_row[i] for i in scored]
     kept_samples = [samples[i] for i in scored]
