@@ -60,11 +60,12 @@ def _get(side: dict, path: tuple):
     return side
 
 
-def metric_table(comparison: dict) -> tuple[list[str], list[list[str]], list[int | None]]:
-    """Header, rows and, per row, which column (1 or 2) holds the better value."""
+def metric_table(comparison: dict, metric_rows=None) -> tuple[list[str], list[list[str]], list[int | None]]:
+    """Header, rows and, per row, which column (1 or 2) holds the better value; metric_rows: METRIC_ROWS (a
+    classifier's comparison) or DETECTION_ROWS."""
     local, remote = comparison["sides"]["local"], comparison["sides"]["rekognition"]
     rows, better = [], []
-    for name, path, kind, direction in METRIC_ROWS:
+    for name, path, kind, direction in metric_rows or METRIC_ROWS:
         a, b = _get(local, path), _get(remote, path)
         rows.append([name, format_value(a, kind), format_value(b, kind), _diff(a, b, kind)])
         if direction and a is not None and b is not None and a != b:
@@ -344,16 +345,7 @@ DETECTION_ROWS = [
 
 
 def detection_metric_table(comparison: dict) -> tuple[list[str], list[list[str]], list[int | None]]:
-    local, remote = comparison["sides"]["local"], comparison["sides"]["rekognition"]
-    rows, better = [], []
-    for name, path, kind, direction in DETECTION_ROWS:
-        a, b = _get(local, path), _get(remote, path)
-        rows.append([name, format_value(a, kind), format_value(b, kind), _diff(a, b, kind)])
-        if direction and a is not None and b is not None and a != b:
-            better.append(1 if (a > b) == (direction == "high") else 2)
-        else:
-            better.append(None)
-    return ["Metric", "edgelabels (local)", "Rekognition", "Difference (local - Rekognition)"], rows, better
+    return metric_table(comparison, DETECTION_ROWS)
 
 
 def detection_label_table(comparison: dict) -> tuple[list[str], list[list[str]]]:
