@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from edgelabels.cli import main
-from edgelabels.serve.ray_predict import JOB_FILE, answer_batch, input_files
+from edgelabels.serve.ray_predict import JOB_FILE, answer_batch, input_files, read_blobs
 from helpers.detection import write_detector_dir
 from helpers.server import EDGELABELS, REPO, image_bytes, write_model_dir
 
@@ -164,6 +164,29 @@ def test_an_image_a_crop_stage_finds_nothing_in_is_an_empty_answer_not_an_error(
     columns = answer_batch(NoWindowHere(), ["a.png", "b.png"], [b"fine", b"broken"])
     assert columns == {"path": ["a.png", "b.png"], "labels": ["[]", None], "error": [None, "unrecognised content"]}
 
+
+
+def test_an_actor_that_cannot_read_a_file_makes_it_an_error_row(tmp_path):
+    (tmp_path / "here.png").write_bytes(b"fine")
+    (tmp_path / "a-folder.png").mkdir()
+    blobs = read_blobs([tmp_path / "here.png", tmp_path / "gone.png", tmp_path / "a-folder.png"])
+    assert blobs[0] == b"fine"
+
+    class Echo:
+        def prepare(self, blob, name=None):
+            return blob
+
+        def run_many(self, prepared):
+            return [[1.0] for _ in prepared]
+
+        def custom_labels(self, row, min_confidence=None, max_results=None):
+            return [{"Name": "x", "Confidence": 1.0}]
+
+    columns = answer_batch(Echo(), ["here.png", "gone.png", "a-folder.png"], blobs)
+    assert columns["labels"][0] is not None and columns["labels"][1:] == [None, None]
+    assert columns["error"][0] is None
+    assert columns["error"][1] == "file not found (removed while running)"
+    assert columns["error"][2].startswith("cannot be read")
 
 # -- on a local Ray cluster -----------------------------------------------------------------------
 

@@ -1,11 +1,16 @@
 """`edgelabels predict MODEL --input FOLDER|GLOB|FILE_LIST --out DIR --engine ray`: batch inference on Ray Data.
 
-Ray Data reads the images (`read_binary_files`, with their paths) and streams them through a pool of
-actors, each holding one edge model (`answering_model`: a classifier, a detector or a chained export)
+Ray Data splits the sorted file list into blocks (`from_items`) and streams them through a pool of
+actors, each reading its images from disk and holding one edge model (`answering_model`: a classifier, a detector or a chained export)
 whose onnxruntime uses as many threads as the actor has CPUs (onnxruntime otherwise sizes its pool from
 the host's cores, ray#28044). Each image becomes one row: its path, its DetectCustomLabels `CustomLabels`
 as JSON (boxes included for a detector), or the error that made it unusable. A bad image is a row, never
 a failed job.
+
+Why the actors read the files rather than `read_binary_files`: that puts every file's bytes into Ray's object
+store, and its read tasks compete with the actors for the CPUs; on 2 cores the copies and the extra tasks cost
+more than the reading itself (benchmarks/ray_predict.py). The paths must be readable where the actors run:
+the same folder on one machine, a shared file system (NFS, EFS, a mounted bucket) on a cluster.
 
 The layout of --out (the driver alone writes it, so only the driver needs to see it):
 
@@ -34,14 +39,9 @@ from edgelabels.errors import ImageProblem, UserError
 JOB_FILE = "ray-predict.json"
 PARQUET_DIR, JSONL_DIR = "parquet", "jsonl"
 DEFAULT_SHARD_SIZE = 1000
-# Ray Data's read tasks ask for 1 CPU by default; actors with all the CPUs would then starve them on a
-# small machine. Reading is mostly waiting on the disk: each read task gets this much, and the actors share
-# what is left after one of them.
-READ_TASK_CPUS = 0.1
-# Ray Data's default of about 200 read tasks costs more in task start-ups than the reads themselves on a small
-# machine (2,000 photos on 2 cores: 17.7 s with the default, 10.6 s with 16 tasks): one task per this many files,
-# at least two per actor so that none waits for its next batch.
-FILES_PER_READ_TASK = 250
+# Ray Data's default of about 200 blocks costs more in task start-ups than the work itself on a small machine:
+# one block per this many files, at least two per actor so that none waits for its next batch.
+FILES_PER_BLOCK = 250
 
 
 # -- which images ------------------------------------------------------------------------------------
@@ -83,13 +83,28 @@ def _text(path: Path) -> str:
 
 # -- the model, on each actor --------------------------------------------------------------------
 
+def read_blobs(paths) -> list:
+    """Each path's bytes, or an ImageProblem saying why it could not be read."""
+    blobs = []
+    for path in paths:
+        try:
+            blobs.append(Path(str(path)).read_bytes())
+        except FileNotFoundError:
+            blobs.append(ImageProblem(str(path), "file not found (removed while running)"))
+        except OSError as exc:
+            blobs.append(ImageProblem(str(path), f"cannot be read ({exc.strerror or exc})"))
+    return blobs
+
+
 def answer_batch(model, paths, blobs, min_confidence=None, max_results=None) -> dict[str, list]:
-    """One batch of (path, file bytes) -> columns path, labels (CustomLabels as JSON text, None for a bad
+    """One batch of (path, file bytes or the ImageProblem reading it raised) -> columns path, labels (CustomLabels as JSON text, None for a bad
     image), error (None, or what is wrong with the image). Images are prepared as Predictor.prepare does
     from bytes; one a crop stage finds nothing in gets an empty CustomLabels, as in-process predict does."""
     prepared, errors = [], []
     for path, blob in zip(paths, blobs):
         try:
+            if isinstance(blob, ImageProblem):
+                raise blob
             prepared.append(model.prepare(bytes(blob), name=str(path)))
             errors.append(None)
         except ImageProblem as exc:
@@ -116,7 +131,8 @@ class EdgeModelActor:
     def __call__(self, batch: dict):
         import pyarrow as pa
 
-        columns = answer_batch(self.model, batch["path"], batch["bytes"], self.min_confidence, self.max_results)
+        paths = [str(p) for p in batch["path"]]
+        columns = answer_batch(self.model, paths, read_blobs(paths), self.min_confidence, self.max_results)
         # Typed columns: through numpy, a batch with no error would turn its all-None error column into floats.
         return pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
 
@@ -224,7 +240,7 @@ def _run_pending(args, open_model, out: ShardedOut, pending: dict[int, list[str]
             rows = collecting.pop(i)
             out.write(i, [rows[path] for path in pending[i]])
 
-    # A missing file would fail Ray's read of every file: it is a row here, before Ray reads the rest.
+    # A file missing already is a row here, without a trip through Ray.
     readable = []
     for path in shard_of:
         if os.path.isfile(path):
@@ -244,7 +260,7 @@ def _run_pending(args, open_model, out: ShardedOut, pending: dict[int, list[str]
                 import ray
 
                 ray.shutdown()
-    for i in list(collecting):  # a file deleted after it was listed: Ray skipped it (ignore_missing_paths)
+    for i in list(collecting):  # a row Ray never returned (should not happen: an actor answers every path)
         for path in pending[i]:
             if path not in collecting.get(i, {}):
                 keep(i, {"path": path, "labels": None, "error": "file not found (removed while running)"})
@@ -268,7 +284,7 @@ def _connect(address: str | None) -> bool:
 
 
 def _dataset(args, open_model, paths: list[str]):
-    """Ray Data: read the files, then map_batches through a fixed pool of EdgeModelActor, fractional CPUs each."""
+    """Ray Data: the paths in blocks, map_batches through a fixed pool of EdgeModelActor, fractional CPUs each."""
     import logging
 
     import ray
@@ -280,12 +296,11 @@ def _dataset(args, open_model, paths: list[str]):
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     cpus = float(ray.cluster_resources().get("CPU", 1))
     actors = args.actors or max(1, int(cpus))
-    actor_cpus = max(0.1, (cpus - READ_TASK_CPUS) / actors)
+    actor_cpus = max(0.1, cpus / actors)
     # onnxruntime's pool is the actor's share of the CPUs (--threads if given), not the host's cores
     threads = args.threads or max(1, int(actor_cpus))
-    blocks = max(2 * actors, -(-len(paths) // FILES_PER_READ_TASK))
-    ds = ray.data.read_binary_files(paths, include_paths=True, ignore_missing_paths=True, num_cpus=READ_TASK_CPUS,
-                                    override_num_blocks=blocks)
+    blocks = max(2 * actors, -(-len(paths) // FILES_PER_BLOCK))
+    ds = ray.data.from_items([{"path": path} for path in paths], override_num_blocks=blocks)
     return ds.map_batches(
         EdgeModelActor, batch_size=args.batch_size, batch_format="numpy",
         compute=ActorPoolStrategy(size=actors), num_cpus=actor_cpus,
