@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from edgelabels.cli import main
-from edgelabels.serve.ray_predict import JOB_FILE, answer_batch, input_files, read_blobs
+from edgelabels.serve.ray_predict import JOB_FILE, answer_batch, input_files
 from helpers.detection import write_detector_dir
 from helpers.server import EDGELABELS, REPO, image_bytes, write_model_dir
 
@@ -165,16 +165,16 @@ def test_an_image_a_crop_stage_finds_nothing_in_is_an_empty_answer_not_an_error(
     assert columns == {"path": ["a.png", "b.png"], "labels": ["[]", None], "error": [None, "unrecognised content"]}
 
 
+def test_an_actor_given_paths_makes_a_missing_or_unreadable_file_an_error_row(tmp_path):
+    from edgelabels.data.images import read_image
 
-def test_an_actor_that_cannot_read_a_file_makes_it_an_error_row(tmp_path):
-    (tmp_path / "here.png").write_bytes(b"fine")
+    (tmp_path / "here.png").write_bytes(image_bytes())
     (tmp_path / "a-folder.png").mkdir()
-    blobs = read_blobs([tmp_path / "here.png", tmp_path / "gone.png", tmp_path / "a-folder.png"])
-    assert blobs[0] == b"fine"
+    paths = [str(tmp_path / name) for name in ("here.png", "gone.png", "a-folder.png")]
 
-    class Echo:
-        def prepare(self, blob, name=None):
-            return blob
+    class ReadsLikeTheEdgeModels:
+        def prepare(self, image, name=None):
+            return read_image(image, name=name)[0]
 
         def run_many(self, prepared):
             return [[1.0] for _ in prepared]
@@ -182,11 +182,13 @@ def test_an_actor_that_cannot_read_a_file_makes_it_an_error_row(tmp_path):
         def custom_labels(self, row, min_confidence=None, max_results=None):
             return [{"Name": "x", "Confidence": 1.0}]
 
-    columns = answer_batch(Echo(), ["here.png", "gone.png", "a-folder.png"], blobs)
+    columns = answer_batch(ReadsLikeTheEdgeModels(), paths, paths)
+    assert columns["path"] == paths
     assert columns["labels"][0] is not None and columns["labels"][1:] == [None, None]
     assert columns["error"][0] is None
-    assert columns["error"][1] == "file not found (removed while running)"
-    assert columns["error"][2].startswith("cannot be read")
+    assert columns["error"][1] == "file not found"
+    assert columns["error"][2].startswith("cannot read file")
+
 
 # -- on a local Ray cluster -----------------------------------------------------------------------
 

@@ -1,11 +1,11 @@
 """`edgelabels predict MODEL --input FOLDER|GLOB|FILE_LIST --out DIR --engine ray`: batch inference on Ray Data.
 
-Ray Data splits the sorted file list into blocks (`from_items`) and streams them through a pool of
-actors, each reading its images from disk and holding one edge model (`answering_model`: a classifier, a detector or a chained export)
-whose onnxruntime uses as many threads as the actor has CPUs (onnxruntime otherwise sizes its pool from
-the host's cores, ray#28044). Each image becomes one row: its path, its DetectCustomLabels `CustomLabels`
-as JSON (boxes included for a detector), or the error that made it unusable. A bad image is a row, never
-a failed job.
+Ray Data splits the sorted file list into blocks (`from_items`) and streams them through a pool of actors,
+each reading its images from disk and holding one edge model (`answering_model`: a classifier, a detector or
+a chained export) whose onnxruntime uses as many threads as the actor has CPUs (onnxruntime otherwise sizes
+its pool from the host's cores, ray#28044). Each image becomes one row: its path, its DetectCustomLabels
+`CustomLabels` as JSON (boxes included for a detector), or the error that made it unusable (missing,
+unreadable, not an image). A bad image is a row, never a failed job.
 
 Why the actors read the files rather than `read_binary_files`: that puts every file's bytes into Ray's object
 store, and its read tasks compete with the actors for the CPUs; on 2 cores the copies and the extra tasks cost
@@ -83,29 +83,15 @@ def _text(path: Path) -> str:
 
 # -- the model, on each actor --------------------------------------------------------------------
 
-def read_blobs(paths) -> list:
-    """Each path's bytes, or an ImageProblem saying why it could not be read."""
-    blobs = []
-    for path in paths:
-        try:
-            blobs.append(Path(str(path)).read_bytes())
-        except FileNotFoundError:
-            blobs.append(ImageProblem(str(path), "file not found (removed while running)"))
-        except OSError as exc:
-            blobs.append(ImageProblem(str(path), f"cannot be read ({exc.strerror or exc})"))
-    return blobs
-
-
-def answer_batch(model, paths, blobs, min_confidence=None, max_results=None) -> dict[str, list]:
-    """One batch of (path, file bytes or the ImageProblem reading it raised) -> columns path, labels (CustomLabels as JSON text, None for a bad
-    image), error (None, or what is wrong with the image). Images are prepared as Predictor.prepare does
-    from bytes; one a crop stage finds nothing in gets an empty CustomLabels, as in-process predict does."""
+def answer_batch(model, paths, images, min_confidence=None, max_results=None) -> dict[str, list]:
+    """One batch of (path, image: the path itself or its bytes) -> columns path, labels (CustomLabels as JSON
+    text, None for a bad image), error (None, or what is wrong with the image: missing, unreadable, not an
+    image). Images are prepared by the model's own prepare, as in-process predict does; one a crop stage finds
+    nothing in gets an empty CustomLabels."""
     prepared, errors = [], []
-    for path, blob in zip(paths, blobs):
+    for path, image in zip(paths, images):
         try:
-            if isinstance(blob, ImageProblem):
-                raise blob
-            prepared.append(model.prepare(bytes(blob), name=str(path)))
+            prepared.append(model.prepare(image, name=str(path)))
             errors.append(None)
         except ImageProblem as exc:
             prepared.append(None)
@@ -132,7 +118,7 @@ class EdgeModelActor:
         import pyarrow as pa
 
         paths = [str(p) for p in batch["path"]]
-        columns = answer_batch(self.model, paths, read_blobs(paths), self.min_confidence, self.max_results)
+        columns = answer_batch(self.model, paths, paths, self.min_confidence, self.max_results)
         # Typed columns: through numpy, a batch with no error would turn its all-None error column into floats.
         return pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
 
@@ -225,9 +211,8 @@ def predict_on_ray(args, open_model) -> int:
 
 
 def _run_pending(args, open_model, out: ShardedOut, pending: dict[int, list[str]], progress) -> int:
-    """Stream the pending shards' images through the actors; write each shard as soon as it is complete."""
-    import os
-
+    """Stream the pending shards' images through the actors (each reads its own files: a missing or unreadable
+    one is a row with its error); write each shard as soon as it is complete."""
     collecting = {i: {} for i in pending}
     shard_of = {path: i for i, shard in pending.items() for path in shard}
     errors = 0
@@ -240,30 +225,17 @@ def _run_pending(args, open_model, out: ShardedOut, pending: dict[int, list[str]
             rows = collecting.pop(i)
             out.write(i, [rows[path] for path in pending[i]])
 
-    # A file missing already is a row here, without a trip through Ray.
-    readable = []
-    for path in shard_of:
-        if os.path.isfile(path):
-            readable.append(path)
-        else:
-            keep(shard_of[path], {"path": path, "labels": None, "error": "file not found"})
-            progress(1)
-    if readable:
-        started = _connect(args.address)
-        try:
-            for batch in _dataset(args, open_model, readable).iter_batches(batch_size=None, batch_format="pyarrow"):
-                for row in batch.to_pylist():
-                    keep(shard_of[row["path"]], row)
-                progress(batch.num_rows)
-        finally:
-            if started:
-                import ray
+    started = _connect(args.address)
+    try:
+        for batch in _dataset(args, open_model, list(shard_of)).iter_batches(batch_size=None, batch_format="pyarrow"):
+            for row in batch.to_pylist():
+                keep(shard_of[row["path"]], row)
+            progress(batch.num_rows)
+    finally:
+        if started:
+            import ray
 
-                ray.shutdown()
-    for i in list(collecting):  # a row Ray never returned (should not happen: an actor answers every path)
-        for path in pending[i]:
-            if path not in collecting.get(i, {}):
-                keep(i, {"path": path, "labels": None, "error": "file not found (removed while running)"})
+            ray.shutdown()
     return errors
 
 
