@@ -280,3 +280,47 @@ def test_a_killed_job_resumes_without_duplicates(ray_cluster, models, tmp_path, 
     assert len(_parquet_rows(out)) == 160
     assert {p: p.stat().st_ino for p in before} == before  # the shards written before the kill were kept
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # temp files of the killed writer swept
+
+
+@pytest.mark.slow
+def test_an_actor_that_dies_stops_the_job_with_one_line_and_a_rerun_finishes_it(ray_cluster, models, tmp_path,
+                                                                                capsys, monkeypatch):
+    # A model whose process dies on one image (as a native crash in a decoder would): Ray Data's default would
+    # restart the actor and retry that batch forever; the job must stop instead, keep what it wrote, and say so.
+    from edgelabels.serve import predict_command
+
+    real = predict_command.answering_model
+
+    def crashing_model(model_dir, **options):  # a local function: Ray pickles it by value for the actors
+        model = real(model_dir, **options)
+
+        class Crashing(type(model)):
+            def prepare(self, image, name=None):
+                if "crash" in str(name):
+                    os._exit(3)
+                return super().prepare(image, name=name)
+
+        model.__class__ = Crashing
+        return model
+
+    photos = _photos(tmp_path / "photos")
+    (tmp_path / "photos" / "zz-crash.png").write_bytes(image_bytes(COLOURS["red"]))
+    out = tmp_path / "out"
+    command = ["predict", str(models["classifier"]), "--input", str(tmp_path / "photos"), "--out", str(out),
+               "--engine", "ray", "--shard-size", "4", "--actors", "1"]
+    monkeypatch.setattr(predict_command, "answering_model", crashing_model)
+    capsys.readouterr()
+    started = time.monotonic()
+    assert main(command) == 1
+    assert time.monotonic() - started < 60
+    err = capsys.readouterr().err
+    failure = [line for line in err.splitlines() if line.startswith("edgelabels: error:")]
+    assert len(failure) == 1 and "the Ray job stopped" in failure[0] and "resumes" in failure[0], err
+    assert "Traceback" not in err
+    written = {Path(row["path"]).name for row in _rows(out)}
+    assert "zz-crash.png" not in written  # its shard (the last) was not written
+    monkeypatch.setattr(predict_command, "answering_model", real)
+    assert main(command) == 0
+    rows = _rows(out)
+    assert [row["path"] for row in rows] == sorted([*photos, str(tmp_path / "photos" / "zz-crash.png")])
+    assert all(row["error"] is None for row in rows)

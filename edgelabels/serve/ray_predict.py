@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from edgelabels.errors import ImageProblem, UserError
@@ -203,8 +204,12 @@ def predict_on_ray(args, open_model) -> int:
     print(f"edgelabels: {len(files)} images in {len(shards)} shards; {len(shards) - len(pending)} already in "
           f"{args.out}", file=sys.stderr, flush=True)
     if pending:
-        with tqdm(total=sum(map(len, pending.values())), unit="img", file=sys.stderr) as bar:
-            errors = _run_pending(args, open_model, out, pending, bar.update)
+        try:
+            with tqdm(total=sum(map(len, pending.values())), unit="img", file=sys.stderr) as bar:
+                errors = _run_pending(args, open_model, out, pending, bar.update)
+        except JobFailed as exc:
+            print(f"edgelabels: error: {exc}", file=sys.stderr)
+            return 1
         print(f"edgelabels: {len(pending)} shards written, {errors} bad images (rows with an error) -> {args.out}",
               file=sys.stderr)
     return 0
@@ -226,17 +231,41 @@ def _run_pending(args, open_model, out: ShardedOut, pending: dict[int, list[str]
             out.write(i, [rows[path] for path in pending[i]])
 
     started = _connect(args.address)
+    import ray.exceptions
+
     try:
         for batch in _dataset(args, open_model, list(shard_of)).iter_batches(batch_size=None, batch_format="pyarrow"):
             for row in batch.to_pylist():
                 keep(shard_of[row["path"]], row)
             progress(batch.num_rows)
+    except ray.exceptions.RayError as exc:
+        done = len(pending) - len(collecting)
+        raise JobFailed(f"the Ray job stopped: {_first_line(exc)}; {done} shards were written to {out.out} and "
+                        "are kept: the same command again resumes after them") from None
     finally:
         if started:
             import ray
 
             ray.shutdown()
     return errors
+
+
+class JobFailed(Exception):
+    """The Ray job itself failed (an actor died, the cluster went away): not the input's fault."""
+
+
+def _first_line(exc: Exception) -> str:
+    """The cause's own message, without Ray's tracebacks: the last non-blank line of the innermost error (for a
+    dead actor, what usually kills one)."""
+    import ray.exceptions
+
+    if isinstance(exc, ray.exceptions.ActorDiedError):
+        return ("an actor's process died (a native crash, such as a decoder's on one image, or the OOM killer; "
+                "Ray's logs say which: /tmp/ray/session_latest/logs on the node)")
+    cause = getattr(exc, "cause", None) or exc
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    text = f"{type(cause).__name__}: {lines[-1]}" if lines else type(cause).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _connect(address: str | None) -> bool:
@@ -249,7 +278,8 @@ def _connect(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     try:
-        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.ERROR)
+        # log_to_driver=False: the actors' and raylet's own output stays in Ray's session logs, not on our stderr
+        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     except ConnectionError as exc:
         raise UserError(f"--address {address}: no Ray cluster there ({exc})") from None
     return True
@@ -263,9 +293,10 @@ def _dataset(args, open_model, paths: list[str]):
     import ray.data
     from ray.data import ActorPoolStrategy
 
-    # Our own bar counts images; Ray's per-operator bars and its INFO lines about the plan would interleave.
+    # Our own bar counts images; Ray's per-operator bars and its INFO lines about the plan would interleave, and
+    # a failed job is our one line (JobFailed), not its logged traceback.
     ray.data.DataContext.get_current().enable_progress_bars = False
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
     cpus = float(ray.cluster_resources().get("CPU", 1))
     actors = args.actors or max(1, int(cpus))
     actor_cpus = max(0.1, cpus / actors)
@@ -273,9 +304,16 @@ def _dataset(args, open_model, paths: list[str]):
     threads = args.threads or max(1, int(actor_cpus))
     blocks = max(2 * actors, -(-len(paths) // FILES_PER_BLOCK))
     ds = ray.data.from_items([{"path": path} for path in paths], override_num_blocks=blocks)
-    return ds.map_batches(
-        EdgeModelActor, batch_size=args.batch_size, batch_format="numpy",
-        compute=ActorPoolStrategy(size=actors), num_cpus=actor_cpus,
-        fn_constructor_kwargs={"open_model": open_model, "model_dir": str(Path(args.model_dir).absolute()),
-                               "precision": args.precision, "threads": threads,
-                               "min_confidence": args.min_confidence, "max_results": args.max_results})
+    # max_restarts=0: Ray Data's default restarts a dead actor and retries its batch forever, so one image that
+    # crashes the decoder in native code would never end the job; with 0, the job stops with the error and a rerun
+    # resumes. (It also keeps Ray's core_worker from printing, on every run, that restarts cannot rebuild the
+    # actor's arguments from its object store: ray#57733.)
+    # Ray 2.60 has no named parameter for max_restarts yet and warns about the generic ones it still accepts.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated", DeprecationWarning)
+        return ds.map_batches(
+            EdgeModelActor, batch_size=args.batch_size, batch_format="numpy",
+            compute=ActorPoolStrategy(size=actors), num_cpus=actor_cpus, max_restarts=0,
+            fn_constructor_kwargs={"open_model": open_model, "model_dir": str(Path(args.model_dir).absolute()),
+                                   "precision": args.precision, "threads": threads,
+                                   "min_confidence": args.min_confidence, "max_results": args.max_results})
