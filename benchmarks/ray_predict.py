@@ -12,7 +12,7 @@ two whole commands, start-up included (Python, the model, and for Ray the local 
 images/s = n / wall time of each; with --rounds R the two alternate R times (on a shared machine the load
 changes from one minute to the next) and the median ratio is printed too. Prints both, the ratio (target: Ray >= 0.8x in-process on a 2-core machine)
 the seconds a bare local Ray takes to start and stop (the part of the Ray engine's time that does not shrink
-with fewer photos), and whether the answers agree (those of the last round): the same labels in the same order for every photo, and the largest confidence
+with fewer photos), the machine's busy CPU-seconds during each kind of run (Linux), and whether the answers agree (those of the last round): the same labels in the same order for every photo, and the largest confidence
 difference (onnxruntime rounds float32 products differently for different batch compositions, so the last
 digits may differ). Photos, run and export are kept in --work and reused by the next run; RAY_OUT is removed
 first, so Ray always predicts every photo.
@@ -48,13 +48,31 @@ train:
 """
 
 
-def timed(command: list[str], stdout=subprocess.DEVNULL) -> float:
+def busy_cpu_s() -> float | None:
+    """CPU-seconds the whole machine has spent busy since boot (Linux /proc/stat), None elsewhere. The Ray
+    engine's work is spread over processes the command does not wait for (Ray's daemons and actors), so the
+    machine's busy time, not the command's rusage, is what it cost."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+CPU_S: dict[str, list[float]] = {}  # command kind -> machine CPU-seconds of each run
+
+
+def timed(command: list[str], stdout=subprocess.DEVNULL, kind: str | None = None) -> float:
     """Wall seconds of one whole command; its stderr is shown only if it fails."""
+    cpu = busy_cpu_s()
     began = time.perf_counter()
     done = subprocess.run(command, stdout=stdout, stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - began
     if done.returncode != 0:
         sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr}")
+    if kind and cpu is not None:
+        CPU_S.setdefault(kind, []).append(busy_cpu_s() - cpu)
     return seconds
 
 
@@ -105,9 +123,9 @@ def main() -> int:
     for round_ in range(1, args.rounds + 1):
         with open(local_out, "w") as stdout:
             local_s = timed([EDGELABELS, "predict", str(export), str(photos), "--batch-size", str(args.batch_size)],
-                            stdout)
+                            stdout, kind="in-process")
         shutil.rmtree(ray_out, ignore_errors=True)
-        ray_s = timed(ray_command)
+        ray_s = timed(ray_command, kind="ray")
         ratios.append(local_s / ray_s)
         print(f"round {round_}: in-process {n} photos in {local_s:.1f} s = {n / local_s:.1f} images/s; "
               f"--engine ray {ray_s:.1f} s = {n / ray_s:.1f} images/s; ratio {local_s / ray_s:.2f}x", flush=True)
@@ -119,8 +137,11 @@ def main() -> int:
     agree, compared, largest = compare(local, {row["path"]: row["labels"] for row in rows})
     errors = sum(row["error"] is not None for row in rows)
     bare = timed([sys.executable, "-c", "import ray; ray.init(address='local', include_dashboard=False, "
-                  "logging_level='ERROR'); ray.shutdown()"])
+                  "logging_level='ERROR'); ray.shutdown()"], kind="bare Ray")
     print(f"a local Ray started and shut down, with no work: {bare:.1f} s (the fixed part of each Ray run)")
+    if CPU_S:
+        print("machine CPU-seconds per run (median; every process, Ray's daemons and actors included): " +
+              ", ".join(f"{kind} {statistics.median(values):.1f}" for kind, values in CPU_S.items()))
     print(f"ratio ray / in-process (images/s): median {statistics.median(ratios):.2f}x of {len(ratios)} rounds "
           f"(target >= 0.8x); last Ray run: {len(rows)} rows, {errors} errors")
     print(f"answers: {agree}/{compared} photos with the same labels in the same order; "
