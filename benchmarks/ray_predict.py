@@ -10,12 +10,13 @@ two whole commands, start-up included (Python, the model, and for Ray the local 
     edgelabels predict EXPORT --input PHOTOS --out RAY_OUT --engine ray      # Ray Data, Parquet + JSONL shards
 
 images/s = n / wall time of each; with --rounds R the two alternate R times (on a shared machine the load
-changes from one minute to the next) and the median ratio is printed too. Prints both, the ratio (target: Ray >= 0.8x in-process on a 2-core machine)
-the seconds a bare local Ray takes to start and stop (the part of the Ray engine's time that does not shrink
-with fewer photos), the machine's busy CPU-seconds during each kind of run (Linux), and whether the answers agree (those of the last round): the same labels in the same order for every photo, and the largest confidence
-difference (onnxruntime rounds float32 products differently for different batch compositions, so the last
-digits may differ). Photos, run and export are kept in --work and reused by the next run; RAY_OUT is removed
-first, so Ray always predicts every photo.
+changes from one minute to the next) and the median ratio is printed too (target: Ray >= 0.8x in-process on a
+2-core machine). Also printed: the seconds a bare local Ray takes to start and stop (the part of the Ray
+engine's time that does not shrink with fewer photos), the machine's busy CPU-seconds during each kind of run
+(Linux), and whether the answers agree (those of the last round): the same labels in the same order for every
+photo, and the largest confidence difference (onnxruntime rounds float32 products differently for different
+batch compositions, so the last digits may differ). Photos, run and export are kept in --work and reused by the
+next run; RAY_OUT is removed first, so Ray always predicts every photo.
 """
 
 from __future__ import annotations

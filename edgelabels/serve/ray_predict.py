@@ -230,9 +230,10 @@ def _run_pending(args, open_model, out: ShardedOut, pending: dict[int, list[str]
             rows = collecting.pop(i)
             out.write(i, [rows[path] for path in pending[i]])
 
-    started = _connect(args.address)
+    import ray
     import ray.exceptions
 
+    started = _connect(args.address)
     try:
         for batch in _dataset(args, open_model, list(shard_of)).iter_batches(batch_size=None, batch_format="pyarrow"):
             for row in batch.to_pylist():
@@ -244,8 +245,6 @@ def _run_pending(args, open_model, out: ShardedOut, pending: dict[int, list[str]
                         "are kept: the same command again resumes after them") from None
     finally:
         if started:
-            import ray
-
             ray.shutdown()
     return errors
 
