@@ -148,8 +148,8 @@ def test_an_image_a_crop_stage_finds_nothing_in_is_an_empty_answer_not_an_error(
     class NoWindowHere:
         """prepare() as Predictor's behind a crop stage that finds no box: None, no answer."""
 
-        def prepare(self, blob, name=None):
-            if blob == b"broken":
+        def prepare(self, path, name=None):
+            if path == "b.png":
                 from edgelabels.errors import ImageProblem
                 raise ImageProblem(name, "unrecognised content")
             return None
@@ -161,7 +161,7 @@ def test_an_image_a_crop_stage_finds_nothing_in_is_an_empty_answer_not_an_error(
         def custom_labels(self, row, min_confidence=None, max_results=None):
             return [] if not any(row) else [{"Name": "x", "Confidence": 1.0}]
 
-    columns = answer_batch(NoWindowHere(), ["a.png", "b.png"], [b"fine", b"broken"])
+    columns = answer_batch(NoWindowHere(), ["a.png", "b.png"])
     assert columns == {"path": ["a.png", "b.png"], "labels": ["[]", None], "error": [None, "unrecognised content"]}
 
 
@@ -182,7 +182,7 @@ def test_an_actor_given_paths_makes_a_missing_or_unreadable_file_an_error_row(tm
         def custom_labels(self, row, min_confidence=None, max_results=None):
             return [{"Name": "x", "Confidence": 1.0}]
 
-    columns = answer_batch(ReadsLikeTheEdgeModels(), paths, paths)
+    columns = answer_batch(ReadsLikeTheEdgeModels(), paths)
     assert columns["path"] == paths
     assert columns["labels"][0] is not None and columns["labels"][1:] == [None, None]
     assert columns["error"][0] is None

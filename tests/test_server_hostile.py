@@ -204,9 +204,7 @@ def test_a_stalled_body_is_dropped_after_the_read_timeout_and_a_trickling_one_af
                 trickling.sendall(b" ")  # one byte every 0.3 s: never 1 s without a chunk
                 time.sleep(0.3)
             seconds = time.monotonic() - begun
-            data = b""
-            while chunk := trickling.recv(4096):  # to the close: the headers and the body may come apart
-                data += chunk
+            data = closed_after(trickling, begun)[1]  # to the close: the headers and the body may come apart
         except (BrokenPipeError, ConnectionResetError):  # the close raced a byte sent just before it
             seconds, data = time.monotonic() - begun, None
         assert 1.9 < seconds < 3.0  # ended by the 2 s deadline, though never idle for 1 s

@@ -84,15 +84,15 @@ def _text(path: Path) -> str:
 
 # -- the model, on each actor --------------------------------------------------------------------
 
-def answer_batch(model, paths, images, min_confidence=None, max_results=None) -> dict[str, list]:
-    """One batch of (path, image: the path itself or its bytes) -> columns path, labels (CustomLabels as JSON
-    text, None for a bad image), error (None, or what is wrong with the image: missing, unreadable, not an
-    image). Images are prepared by the model's own prepare, as in-process predict does; one a crop stage finds
-    nothing in gets an empty CustomLabels."""
+def answer_batch(model, paths, min_confidence=None, max_results=None) -> dict[str, list]:
+    """One batch of image paths -> columns path, labels (CustomLabels as JSON text, None for a bad image), error
+    (None, or what is wrong with the image: missing, unreadable, not an image). Each file is read and prepared
+    by the model's own prepare, as in-process predict does; one a crop stage finds nothing in gets an empty
+    CustomLabels."""
     prepared, errors = [], []
-    for path, image in zip(paths, images):
+    for path in paths:
         try:
-            prepared.append(model.prepare(image, name=str(path)))
+            prepared.append(model.prepare(path, name=path))
             errors.append(None)
         except ImageProblem as exc:
             prepared.append(None)
@@ -102,7 +102,7 @@ def answer_batch(model, paths, images, min_confidence=None, max_results=None) ->
     if good:
         for i, row in zip(good, model.run_many([prepared[i] for i in good])):
             labels[i] = json.dumps(model.custom_labels(row, min_confidence, max_results))
-    return {"path": [str(p) for p in paths], "labels": labels, "error": errors}
+    return {"path": list(paths), "labels": labels, "error": errors}
 
 
 class EdgeModelActor:
@@ -118,8 +118,7 @@ class EdgeModelActor:
     def __call__(self, batch: dict):
         import pyarrow as pa
 
-        paths = [str(p) for p in batch["path"]]
-        columns = answer_batch(self.model, paths, paths, self.min_confidence, self.max_results)
+        columns = answer_batch(self.model, [str(p) for p in batch["path"]], self.min_confidence, self.max_results)
         # Typed columns: through numpy, a batch with no error would turn its all-None error column into floats.
         return pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
 
