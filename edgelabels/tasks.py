@@ -1,20 +1,26 @@
-"""The task table: what differs between classification and segmentation, looked up once by every command.
+"""The task table: one record per task naming what differs, looked up once by every verb.
 
-Like Ultralytics' TASK2DATA / TASK2MODEL maps: one entry per task names its pieces, each as
-"module:attribute", imported only when asked for (`task.piece("export")`), so importing this table
-imports no Keras or TensorFlow and `predict`/`serve` stay light. A new task (detection, multi-label)
-is one entry here plus its own modules, not an `if task == ...` in every layer.
+Like Ultralytics' TASK2DATA / TASK2MODEL maps, but one record per task instead of parallel maps. Each
+piece is "module:attribute", imported only when asked for (`task.piece("evaluation")`), so importing this
+table imports no Keras or TensorFlow and `predict`/`serve` stay light. A new task is one entry here plus
+its own modules, not an `if task == ...` in every layer.
 
-Pieces (signatures):
+Training pieces (signatures):
   dataset(config) -> Dataset                              the training data, unusable files logged and dropped
   model(config, num_classes, weights) -> keras.Model      a fresh model (models/factory.py adds `run:` transfer)
   objectives(train_config) -> {"loss", "metrics", ...}    what the fit loop compiles with
   batches(config, split, labels, caches, augment) -> (train, val)   Keras PyDatasets
-  evaluate(model_dir, **options) -> {"metrics", "out", "speed", ...}
-  export(run, out, **options) -> report dict              writes the export folder `out`
-  edge                                                    the edge runtime class for its exports
-  show_evaluation(result), show_export(report, folder)    what the evaluate and export verbs print
   deal(blocks, fraction, rng) -> (kept, held)             how the split shares out blocks of images
+
+Verb hooks: each names the task's hook record for one verb; the verb's one driver defines the record's type
+and calls its hooks (Ultralytics' BaseValidator: one driver, the hooks a task overrides):
+  evaluation     evaluate/driver.py   EvaluationHooks (samples, predict, score and write, lines)
+  exporting      export/driver.py     ExportHooks (thresholds, parity measure, validation score, INT8 measure, lines)
+  benchmarking   benchmark/driver.py  BenchmarkHooks (score both sides); None: no Rekognition counterpart
+  inspection     data/inspection.py   InspectionHooks (how `dataset inspect`/`split` read and show a source)
+  edge                                the edge runtime class for its exports
+Tune defaults (tune/space.py reads them): tune_backbones, the from-scratch backbones searched when
+model.weights is none; tune_keys, the tune keys that apply to the task at all.
 STAGES lists the kinds of steps that may run before a model (`stages:` in a config).
 """
 
@@ -38,17 +44,22 @@ class Task:
     model: str
     objectives: str
     batches: str
-    evaluate: str
-    export: str
     edge: str
-    show_evaluation: str  # result -> the lines `edgelabels evaluate` prints
-    show_export: str  # (report, folder) -> the lines `edgelabels export` prints
+    evaluation: str = ""
+    exporting: str = ""
+    benchmarking: str | None = None
+    inspection: str = ""
+    tune_backbones: tuple[str, ...] = ()
+    tune_keys: tuple[str, ...] = ()
     reads_manifests: bool = True  # data.manifest and data.test_source apply
     deal: str = "edgelabels.data.splits:deal_by_first_label"
 
     def piece(self, name: str):
-        """The named piece, imported now: e.g. task.piece("export")(run, out)."""
-        module, _, attribute = getattr(self, name).partition(":")
+        """The named piece, imported now: e.g. task.piece("evaluation").predict(...)."""
+        where = getattr(self, name)
+        if not where:
+            raise UserError(f"a {self.noun} has no {name}")
+        module, _, attribute = where.partition(":")
         return getattr(importlib.import_module(module), attribute)
 
 
@@ -60,11 +71,14 @@ TASKS: dict[str, Task] = {
         model="edgelabels.models.factory:classifier",
         objectives="edgelabels.models.losses:classification_objectives",
         batches="edgelabels.train.loader:classification_batches",
-        evaluate="edgelabels.evaluate.classification:evaluate_classification",
-        export="edgelabels.export.export_run:export_classifier",
         edge="edgelabels.runtime.predictor:Predictor",
-        show_evaluation="edgelabels.evaluate.command:show_classification",
-        show_export="edgelabels.export.command:show_classification",
+        evaluation="edgelabels.evaluate.classification:HOOKS",
+        exporting="edgelabels.export.classification:HOOKS",
+        benchmarking="edgelabels.benchmark.classification:HOOKS",
+        inspection="edgelabels.data.inspection:CLASSIFICATION",
+        tune_backbones=("tinycnn", "smallcnn", "deepcnn"),
+        tune_keys=("backbone", "image_size", "learning_rate", "fine_tune_learning_rate", "batch_size", "dropout",
+                   "fine_tune_layers", "augment", "transforms", "imbalance"),
     ),
     "multilabel": Task(
         name="multilabel", noun="multi-label classifier",
@@ -74,12 +88,15 @@ TASKS: dict[str, Task] = {
         model="edgelabels.models.factory:multilabel_classifier",
         objectives="edgelabels.models.multilabel:multilabel_objectives",
         batches="edgelabels.train.multilabel_loader:multilabel_batches",
-        evaluate="edgelabels.evaluate.multilabel:evaluate_multilabel",
-        export="edgelabels.export.multilabel:export_multilabel",
         edge="edgelabels.runtime.predictor:Predictor",
-        show_evaluation="edgelabels.evaluate.multilabel:show_multilabel",
-        show_export="edgelabels.export.multilabel:show_multilabel",
         deal="edgelabels.data.multilabel:iterative_stratification",
+        evaluation="edgelabels.evaluate.multilabel:HOOKS",
+        exporting="edgelabels.export.multilabel:HOOKS",
+        benchmarking="edgelabels.benchmark.multilabel:HOOKS",
+        inspection="edgelabels.data.inspection:MULTILABEL",
+        tune_backbones=("tinycnn", "smallcnn", "deepcnn"),
+        tune_keys=("backbone", "image_size", "learning_rate", "fine_tune_learning_rate", "batch_size", "dropout",
+                   "fine_tune_layers", "augment", "transforms"),
     ),
     "segmentation": Task(
         name="segmentation", noun="lung U-Net", summary="a lung U-Net on images/ + masks/ (255 lung, 0 background, 127 ignored)",
@@ -88,12 +105,15 @@ TASKS: dict[str, Task] = {
         model="edgelabels.models.factory:unet",
         objectives="edgelabels.models.losses:segmentation_objectives",
         batches="edgelabels.train.loader:segmentation_batches",
-        evaluate="edgelabels.evaluate.segmentation:evaluate_segmentation",
-        export="edgelabels.export.export_run:export_segmentation",
         edge="edgelabels.runtime.segmenter:Segmenter",
-        show_evaluation="edgelabels.evaluate.command:show_segmentation",
-        show_export="edgelabels.export.command:show_segmentation",
         reads_manifests=False,
+        evaluation="edgelabels.evaluate.segmentation:HOOKS",
+        exporting="edgelabels.export.segmentation:HOOKS",
+        benchmarking=None,  # Rekognition Custom Labels has no segmentation
+        inspection="edgelabels.data.inspection:SEGMENTATION",
+        tune_backbones=("smallcnn", "deepcnn"),
+        tune_keys=("backbone", "image_size", "learning_rate", "fine_tune_learning_rate", "batch_size",
+                   "fine_tune_layers", "augment", "transforms"),
     ),
     "detection": Task(
         name="detection", noun="detector",
@@ -103,11 +123,15 @@ TASKS: dict[str, Task] = {
         model="edgelabels.models.factory:detector",
         objectives="edgelabels.models.detection_losses:detection_objectives",
         batches="edgelabels.train.detection_loader:detection_batches",
-        evaluate="edgelabels.evaluate.detection:evaluate_detection",
-        export="edgelabels.export.export_run:export_detection",
         edge="edgelabels.runtime.detector:Detector",
-        show_evaluation="edgelabels.evaluate.detection:show_detection",
-        show_export="edgelabels.export.command:show_detection",
+        evaluation="edgelabels.evaluate.detection:HOOKS",
+        exporting="edgelabels.export.detection:HOOKS",
+        benchmarking="edgelabels.benchmark.detection:HOOKS",
+        inspection="edgelabels.data.inspection:DETECTION",
+        tune_backbones=("tinycnn", "smallcnn"),
+        # Detection augments image and boxes with its own transforms, so augment.preset stays none there.
+        tune_keys=("backbone", "image_size", "learning_rate", "fine_tune_learning_rate", "batch_size",
+                   "fine_tune_layers"),
     ),
 }
 
