@@ -123,7 +123,7 @@ def logged_training_seconds(run_dir: Path) -> float | None:
 def test_scores(run_dir: Path) -> dict:
     """The test-split figures, as evaluate_model wrote them to RUN/evaluation/metrics.json."""
     from edgelabels.errors import UserError
-    from edgelabels.evaluate.command import evaluate_model
+    from edgelabels.evaluate.driver import evaluate_model
 
     start = time.monotonic()
     evaluate_model(run_dir, gradcam_per_kind=4, progress=False)

@@ -12,7 +12,9 @@ from PIL import Image
 
 from edgelabels.data.dataset import Box, Sample
 from edgelabels.errors import UserError
-from edgelabels.evaluate.detection import evaluate_detection, show_detection, write_detection_evaluation
+from edgelabels.evaluate.detection import lines as detection_lines
+from edgelabels.evaluate.detection import write_detection_evaluation
+from edgelabels.evaluate.driver import evaluate_model
 from edgelabels.evaluate.summary import read_summary
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "rekognition"
@@ -185,9 +187,9 @@ def test_plots_gallery_and_report_are_written_worst_first(evaluated):
     assert (out / "report.md").read_text().count("](gallery/") == 3
 
 
-def test_show_detection_prints_per_label_metrics_map_and_the_report(evaluated):
+def test_detection_lines_show_per_label_metrics_map_and_the_report(evaluated):
     out, result = evaluated
-    lines = show_detection(result)
+    lines = detection_lines(result)
     text = "\n".join(lines)
     assert "average precision 0.5000, average recall 0.7500, F1 0.5833" in text
     assert f"COCO mAP@0.5 {(25.5 / 101 + 50.5 / 101) / 2:.4f}" in text
@@ -215,7 +217,7 @@ def test_a_model_that_finds_nothing_is_scored_zero_not_an_error(tmp_path, hand_c
     assert (tmp_path / "e" / "report.html").is_file()
 
 
-# ---- evaluate_detection on an exported ONNX detector (tests/helpers/detection.py: boxes fixed, scores = colour)
+# ---- evaluate_model on an exported ONNX detector (tests/helpers/detection.py: boxes fixed, scores = colour)
 
 def test_an_out_of_range_min_confidence_and_a_missing_test_set_are_user_errors(tmp_path):
     from helpers.detection import write_detector_dir
@@ -224,9 +226,20 @@ def test_an_out_of_range_min_confidence_and_a_missing_test_set_are_user_errors(t
 
     export = ExportDir.load(write_detector_dir(tmp_path / "export"))
     with pytest.raises(UserError, match=r"0-1, got 50 \(Rekognition's 0-100 scale\? use 0.5\)"):
-        evaluate_detection(export, out=tmp_path / "e", min_confidence=50)
+        evaluate_model(export, out=tmp_path / "e", min_confidence=50)
     with pytest.raises(UserError, match="pass --data SOURCE"):
-        evaluate_detection(export, out=tmp_path / "e", progress=False)
+        evaluate_model(export, out=tmp_path / "e", progress=False)
+
+
+def test_the_classifiers_review_options_are_refused_for_a_detector(tmp_path):
+    from helpers.detection import write_detector_dir
+
+    export = write_detector_dir(tmp_path / "export")
+    for option, flag in (({"review_accuracy": 0.99}, "--review-accuracy"),
+                         ({"review_threshold": 0.9}, "--review-threshold")):
+        with pytest.raises(UserError, match=f"{flag} does not apply to a detector"):
+            evaluate_model(export, out=tmp_path / "e", progress=False, **option)
+    assert not (tmp_path / "e").exists()
 
 
 def test_an_exported_detector_is_evaluated_on_a_ground_truth_manifest(tmp_path):
@@ -251,7 +264,7 @@ def test_an_exported_detector_is_evaluated_on_a_ground_truth_manifest(tmp_path):
                                   ("b.png", 1, {"left": 50, "top": 30, "width": 50, "height": 30}))]
     (data / "boxes.manifest").write_text("".join(json.dumps(line) + "\n" for line in lines))
 
-    result = evaluate_detection(export, data=data / "boxes.manifest", out=tmp_path / "e", progress=False)
+    result = evaluate_model(export, data=data / "boxes.manifest", out=tmp_path / "e", progress=False)
     thresholds = {r["label"]: r["assumed_threshold"] for r in result["metrics"]["per_label"]}
     assert thresholds["red"] == pytest.approx(0.8, abs=1e-4) and thresholds["green"] == pytest.approx(0.6, abs=1e-4)
     assert thresholds["blue"] is None
@@ -260,7 +273,7 @@ def test_an_exported_detector_is_evaluated_on_a_ground_truth_manifest(tmp_path):
     assert (tmp_path / "e" / "report.html").is_file()
 
 
-# ---- evaluate_detection on a run directory (an untrained tiny detector: the wiring, not the quality)
+# ---- evaluate_model on a run directory (an untrained tiny detector: the wiring, not the quality)
 
 @pytest.mark.slow
 def test_a_run_is_evaluated_through_its_keras_model_with_the_decoding_in_the_graph(tmp_path):
@@ -290,7 +303,7 @@ def test_a_run_is_evaluated_through_its_keras_model_with_the_decoding_in_the_gra
     run.write_preprocess(spec)
     model.save(run.model_path)
 
-    result = evaluate_detection(RunDir.load(run.dir), out=run.evaluation_dir, batch_size=2, progress=False)
+    result = evaluate_model(RunDir.load(run.dir), out=run.evaluation_dir, batch_size=2, progress=False)
     metrics = result["metrics"]
     assert result["speed"]["images"] == metrics["number_of_images"] == 3
     assert metrics["number_of_boxes"] == 3 and result["summary"]["EvaluationDetails"]["NumberOfTrainingImages"] == 2

@@ -69,6 +69,22 @@ def test_confidence_on_rekognitions_0_100_scale_is_refused_with_a_hint(run_dir, 
     assert "use 0.5" in capsys.readouterr().err
 
 
+def test_out_that_is_a_file_or_lies_under_one_is_a_one_line_error_and_nothing_is_written(run_dir, tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    for out, reason in ((notes / "evaluation", f"{notes / 'evaluation'}: cannot be made, {notes} is a file"),
+                        (notes, f"{notes}: is a file, not a folder")):
+        assert main(["evaluate", str(run_dir), "--out", str(out), "--gradcam", "0"]) == 2
+        err = capsys.readouterr().err
+        assert reason in err and err.count("\n") == 1 and "Traceback" not in err
+    assert notes.read_text() == "keep me" and [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_an_option_a_task_does_not_take_is_refused_in_one_line(run_dir, capsys):
+    assert main(["evaluate", str(run_dir), "--overlays", "2"]) == 2
+    assert "--overlays does not apply to a classifier" in capsys.readouterr().err
+
+
 def test_folder_that_is_not_a_model_is_a_user_error(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "neither a run directory" in capsys.readouterr().err
@@ -76,7 +92,7 @@ def test_folder_that_is_not_a_model_is_a_user_error(tmp_path, capsys):
 
 @pytest.mark.slow  # exports to ONNX first
 def test_exported_onnx_model_evaluates_to_the_same_metrics_as_its_run(run_dir, evaluated):
-    from edgelabels.export.export_run import export_run
+    from edgelabels.export.driver import export_run
 
     export_run(run_dir, parity_images=4)
     assert main(["evaluate", str(run_dir / "export"), "--precision", "fp32"]) == 0

@@ -35,8 +35,8 @@ def test_run_trains_a_sigmoid_model_whose_checkpoint_reads_back_compiled(run):
 
 def test_evaluate_export_and_predict_give_several_labels(run, tmp_path):
     from edgelabels.artifacts import RunDir
-    from edgelabels.evaluate.command import evaluate_model
-    from edgelabels.export.export_run import export_run
+    from edgelabels.evaluate.driver import evaluate_model
+    from edgelabels.export.driver import export_run
     from edgelabels.runtime.predictor import Predictor
 
     report = export_run(run)

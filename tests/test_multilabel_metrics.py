@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgelabels.evaluate.multilabel import (assumed_thresholds, certainty, coverage_table, evaluate_matrices,
-                                            predicted_sets, set_metrics)
+                                            predicted_sets, set_metrics, write_multilabel_evaluation)
 from edgelabels.evaluate.summary import build_summary, parse_summary
 from edgelabels.train.multilabel_loader import positive_weights
 
@@ -56,6 +56,24 @@ def test_evaluate_matrices_reports_auc_confusion_and_rekognition_summary_shape()
     assert summary.thresholds == {"a": 0.6, "b": 0.4}
     assert [r.f1 for r in summary.label_results] == [pytest.approx(0.8), pytest.approx(0.8)]
     assert summary.number_of_testing_images == 4 and summary.number_of_training_images == 9
+
+
+def test_evaluation_folder_has_a_self_contained_report_with_curves_coverage_and_the_exports_thresholds(tmp_path):
+    out = tmp_path / "evaluation"
+    write_multilabel_evaluation(out, paths=[f"img{i}.png" for i in range(4)], truth=TRUTH, probs=PROBS,
+                                labels=["a", "b"], run_id="runs/shapes", review_threshold=0.2, thresholds=[0.5, 0.5])
+    assert {p.name for p in (out / "plots").iterdir()} == {"precision_recall.png", "roc.png"}
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2  # both plots embedded: the page needs no file beside it
+    assert "src='plots/" not in html
+    md = (out / "report.md").read_text()
+    assert "](plots/precision_recall.png)" in md and "](plots/roc.png)" in md
+    # certainty at (0.6, 0.4) is 0.3, 0, 0, 0.1: at margin 0.05 the first (right) and last (wrong) are accepted
+    assert "| 0.05 | 2 | 2 (50.00%) | 50.00% |" in md
+    assert "| 0.45 | 0 | 4 (100.00%) | n/a |" in md
+    assert "At the export's thresholds" in md and "| a | 0.5000 | 0.8000 |" in md
+    assert "3 images have a label within 0.2 of its threshold" in md  # images 1-3: certainty 0, 0, 0.1
+    assert len((out / "review" / "queue.csv").read_text().splitlines()) == 1 + 3
 
 
 def test_mismatched_or_non_binary_truth_is_refused():

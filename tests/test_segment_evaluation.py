@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from edgelabels.errors import UserError
-from edgelabels.evaluate.segmentation import evaluate_segmentation, segmentation_metrics
+from edgelabels.evaluate.driver import evaluate_model
+from edgelabels.evaluate.segmentation import segmentation_metrics
 from helpers.segmentation import (SIZE, make_export, make_pixel_unet_run, rectangle, write_hand_counted_pairs,  # noqa: F401
                                   write_pair)
 
@@ -67,7 +68,7 @@ def test_metrics_take_generators_and_refuse_a_missing_mask():
 
 
 def test_run_evaluation_scores_the_test_split_and_writes_the_whole_folder(toy):
-    result = evaluate_segmentation(toy["run"], overlays=1, progress=False)
+    result = evaluate_model(toy["run"], overlays=1, progress=False)
     out = toy["run"] / "evaluation"
     assert result["out"] == out
     metrics = json.loads((out / "metrics.json").read_text())
@@ -85,7 +86,7 @@ def test_run_evaluation_scores_the_test_split_and_writes_the_whole_folder(toy):
 
 
 def test_export_evaluation_uses_the_split_of_its_run_and_scores_like_keras(toy, tmp_path):
-    result = evaluate_segmentation(toy["export"], out=tmp_path / "eval", overlays=0, progress=False)
+    result = evaluate_model(toy["export"], out=tmp_path / "eval", overlays=0, progress=False)
     expected = {name: (pytest.approx(d), pytest.approx(i)) for name, (d, i) in toy["expected"].items()}
     assert _scores(result["metrics"]) == expected
     assert "model.onnx" in result["metrics"]["model"]
@@ -99,7 +100,7 @@ def test_masks_larger_than_the_unet_are_scored_at_their_own_size(toy, tmp_path):
     write_pair(tmp_path / "big", "big.png", lung, lung)
     # A truth wider by 1 mask pixel (half a U-Net pixel): only at 64x48 does it cost exactly 1 column of 32 rows.
     write_pair(tmp_path / "big", "wide.png", lung, rectangle(shape, (8, 40), (8, 29)))
-    metrics = evaluate_segmentation(toy["run"], data=tmp_path / "big", out=tmp_path / "eval", overlays=2,
+    metrics = evaluate_model(toy["run"], data=tmp_path / "big", out=tmp_path / "eval", overlays=2,
                                     progress=False)["metrics"]
     scores = _scores(metrics)
     assert scores["big.png"] == (1.0, 1.0)
@@ -110,35 +111,32 @@ def test_masks_larger_than_the_unet_are_scored_at_their_own_size(toy, tmp_path):
 
 def test_evaluating_again_replaces_the_folder_but_a_foreign_folder_is_refused(toy, tmp_path):
     out = tmp_path / "eval"
-    evaluate_segmentation(toy["run"], out=out, overlays=3, progress=False)
+    evaluate_model(toy["run"], out=out, overlays=3, progress=False)
     assert len(list((out / "overlays").iterdir())) == 3  # 3 images: each shown once, never twice
-    evaluate_segmentation(toy["run"], out=out, overlays=1, progress=False)
+    evaluate_model(toy["run"], out=out, overlays=1, progress=False)
     assert len(list((out / "overlays").iterdir())) == 2
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     with pytest.raises(UserError, match="not an evaluation folder"):
-        evaluate_segmentation(toy["run"], out=foreign, progress=False)
+        evaluate_model(toy["run"], out=foreign, progress=False)
     assert (foreign / "notes.txt").read_text() == "keep me"
 
 
-def test_classification_runs_and_exports_are_refused(toy, tmp_path):
-    paths = sorted((toy["data"] / "images").iterdir())
-    classifier = make_pixel_unet_run(tmp_path / "classifier", paths, task="classification")
-    with pytest.raises(UserError, match="a classification run, not a U-Net"):
-        evaluate_segmentation(classifier, out=tmp_path / "a", progress=False)
-    (classifier / "export").mkdir()
-    (classifier / "export" / "model.onnx").write_bytes((toy["export"] / "model.onnx").read_bytes())
-    with pytest.raises(UserError, match="export of a classification run"):
-        evaluate_segmentation(classifier / "export", out=tmp_path / "b", progress=False)
+def test_the_classifiers_options_are_refused_for_a_unet_before_anything_is_written(toy, tmp_path):
+    for option, flag in (({"review_threshold": 0.9}, "--review-threshold"),
+                         ({"review_accuracy": 0.99}, "--review-accuracy")):
+        with pytest.raises(UserError, match=f"{flag} does not apply to a lung U-Net"):
+            evaluate_model(toy["run"], out=tmp_path / "eval", progress=False, **option)
+    assert not (tmp_path / "eval").exists()
 
 
 def test_missing_model_empty_split_and_missing_masks_are_one_line_errors(toy, tmp_path):
     with pytest.raises(UserError, match="no such run directory"):
-        evaluate_segmentation(tmp_path / "nowhere", progress=False)
+        evaluate_model(tmp_path / "nowhere", progress=False)
     empty = make_pixel_unet_run(tmp_path / "empty", sorted((toy["data"] / "images").iterdir())[:1])
     with pytest.raises(UserError, match="test split is empty"):
-        evaluate_segmentation(empty, progress=False)
+        evaluate_model(empty, progress=False)
     lonely = make_pixel_unet_run(tmp_path / "lonely", sorted((toy["data"] / "images").iterdir()))
     (tmp_path / "copy" / "images").mkdir(parents=True)
     for path in sorted((toy["data"] / "images").iterdir()):  # the same images, their masks gone
@@ -146,7 +144,7 @@ def test_missing_model_empty_split_and_missing_masks_are_one_line_errors(toy, tm
     (lonely / "splits" / "test.txt").write_text(
         "".join(f"{p}\tlung\t{p.stem}\n" for p in sorted((tmp_path / "copy" / "images").iterdir())))
     with pytest.raises(UserError, match="no mask for test image"):
-        evaluate_segmentation(lonely, progress=False)
-    for bad in ({"threshold": 1.5}, {"batch_size": 0}, {"overlays": -1}):
+        evaluate_model(lonely, progress=False)
+    for bad in ({"min_confidence": 1.5}, {"batch_size": 0}, {"overlays": -1}):
         with pytest.raises(UserError):
-            evaluate_segmentation(toy["run"], out=tmp_path / "x", progress=False, **bad)
+            evaluate_model(toy["run"], out=tmp_path / "x", progress=False, **bad)

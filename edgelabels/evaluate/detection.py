@@ -4,6 +4,7 @@ MODEL is a detection run (model.keras through its in-graph decoding; its test sp
 one (model.onnx through the edge Detector, so what is measured is what ships; the split of the run one
 level up); `data` names a detection source (Ground Truth manifest, YOLO folder, COCO file) instead.
 Everything after prediction is `write_detection_evaluation`, which takes samples and arrays only.
+The hooks driver.py runs come first; the review queue and Grad-CAM are the classifier's and are not taken.
 
 Layout of MODEL/evaluation/ (or `out`), written next to its final place and renamed in whole:
   summary.json                 Rekognition's EvaluationSummary, detection shape (see build_detection_summary)
@@ -13,14 +14,10 @@ Layout of MODEL/evaluation/ (or `out`), written next to its final place and rena
   plots/                       precision_recall.png, precision_recall_vs_threshold.png
   gallery/                     test images with ground truth and predicted boxes drawn, worst first
   report.html, report.md
-Grad-CAM and the review queue are the classifier's: `gradcam_per_kind` and `review_threshold` are
-accepted for the shared `evaluate` verb and change nothing here.
 """
 
 from __future__ import annotations
 
-import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,6 +27,7 @@ from edgelabels import atomic
 from edgelabels.artifacts import ExportDir, RunDir
 from edgelabels.errors import UserError
 from edgelabels.evaluate import detection_metrics as dm
+from edgelabels.evaluate.driver import EvaluationHooks, OpenModel, evaluated_line, show
 from edgelabels.evaluate.evaluation import METRICS_FILE, SUMMARY_FILE, check_output_folder
 from edgelabels.evaluate.predictions import EVALUATION_JOB, TRAINING_JOB
 from edgelabels.evaluate.summary import VERSION
@@ -40,50 +38,61 @@ EVALUATION_ATTRIBUTE = "rekognition-custom-labels-evaluation"  # no "-0" in AWS'
 GALLERY_IMAGES = 12
 
 
-def evaluate_detection(found: RunDir | ExportDir, *, data=None, out: Path, min_confidence: float = 0.5,
-                       review_threshold: float | None = None, batch_size: int = 32, precision: str = "auto",
-                       gradcam_per_kind: int = 0, progress: bool = True) -> dict:
-    """Predict the test images with the run's Keras model or the export's ONNX model, then write the evaluation.
-    Returns write_detection_evaluation's dict + "speed"."""
-    del review_threshold, gradcam_per_kind  # the classifier's options (see the module docstring)
-    check_output_folder(out)  # before predicting, not after
-    if not 0 <= min_confidence <= 1:
-        hint = f" (Rekognition's 0-100 scale? use {min_confidence / 100:g})" if 1 < min_confidence <= 100 else ""
-        raise UserError(f"--min-confidence must be a confidence within 0-1, got {min_confidence:g}{hint}")
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-    if found.task != "detection":
-        raise UserError(f"{found.dir}: a {found.task} model, not a detector (task: detection)")
-    if isinstance(found, RunDir):
-        kind, labels, predict = _keras_run(found, batch_size, progress)
-        run = found
-    else:
-        kind, labels, predict = _onnx_export(found, precision, batch_size, progress)
-        run = found.run  # RUN/export/ sits inside its run: the run's split is next door
-    split = run.split if run is not None and run.has_split() else None
-    if data is not None:
-        samples, described = _external_samples(data, labels), str(data)
-    elif split is not None:
-        samples, described = split.test, f"test split of {run.dir}"
-        if not samples:
-            raise UserError(f"{run.dir}: the test split is empty; pass --data SOURCE to evaluate other images")
-    else:
-        raise UserError(f"{found.dir}: no run test split beside this export; pass --data SOURCE")
+# ---------------------------------------------------------------- the evaluate verb's hooks (driver.py runs them)
 
-    timer = {"seconds": 0.0}
-    start = time.perf_counter()
-    detections = predict([s.path for s in samples], timer)
-    seconds = time.perf_counter() - start  # end to end, decoding included, as the classifier's evaluation
-    speed = {"images": len(samples), "seconds": seconds, "model_seconds": timer["seconds"],
-             "images_per_second": len(samples) / seconds if seconds else 0.0}
-    context = {"title": f"Object detection: evaluation of {found.dir}", "model": kind,
-               "data": f"{described} ({len(samples)} images)",
-               "prediction speed": f"{speed['images_per_second']:.1f} images/s"}
-    result = write_detection_evaluation(out, samples=samples, predictions=list(detections), labels=labels,
-                                        run_id=str(found.dir),
-                                        number_of_training_images=len(split.train) if split is not None else 0,
-                                        min_confidence=min_confidence, context=context)
-    return {**result, "speed": speed}
+
+def open_run(run: RunDir, precision: str, batch_size: int, progress: bool) -> OpenModel:
+    """A detection run's Keras model with its decoding in the graph (what the export will hold)."""
+    from edgelabels.models.detector import inference_model
+    from edgelabels.models.factory import keras_runner, load_model
+    from edgelabels.runtime.runner import predict_files
+
+    max_detections = int((run.config.get("model") or {}).get("max_detections", 100))
+    runner = keras_runner(inference_model(load_model(run.model_path), max_detections))
+
+    def predict(paths, stopwatch=None):
+        return list(predict_files(runner, paths, run.spec, batch_size=batch_size, progress=progress, desc="keras"))
+
+    return OpenModel(f"Keras run ({run.model_path.name}, decoding {max_detections} boxes in the graph)", run.labels,
+                     predict)
+
+
+def open_export(export: ExportDir, precision: str, batch_size: int, progress: bool) -> OpenModel:
+    """An exported detector through the edge Detector, so what is measured is what ships."""
+    from edgelabels.runtime.detector import Detector
+
+    detector = Detector(export.dir, precision=precision)
+
+    def predict(paths, stopwatch=None):
+        return list(detector.detections(paths, batch_size=batch_size, progress=progress))
+
+    return OpenModel(f"exported ONNX detector ({detector.model_path.name})", list(detector.labels), predict)
+
+
+def read_samples(source, labels: list[str]):
+    """--data: a Ground Truth manifest, a YOLO folder or a COCO file; YOLO class ids without a data.yaml are read
+    as the model's labels."""
+    from edgelabels.data.detection import load_detection_dataset
+
+    return load_detection_dataset(source, class_names=tuple(labels))
+
+
+def check_box_labels(samples, labels: list[str], described: str) -> None:
+    """Refuse, before predicting, boxes of a label the model does not know."""
+    unknown = sorted({box.label for s in samples for box in s.boxes} - set(labels))
+    if unknown:
+        raise UserError(f"{described}: box labels {unknown} are not among the model's labels {list(labels)}")
+
+
+def write(out: Path, evaluation) -> dict:
+    context = evaluation.context(f"Object detection: evaluation of {evaluation.found.dir}")
+    return write_detection_evaluation(out, samples=evaluation.samples, predictions=evaluation.predictions,
+                                      labels=evaluation.model.labels, run_id=str(evaluation.found.dir),
+                                      number_of_training_images=evaluation.number_of_training_images,
+                                      min_confidence=evaluation.min_confidence, context=context)
+
+
+# ---------------------------------------------------------------- scoring and writing
 
 
 def write_detection_evaluation(out: str | Path, *, samples, predictions, labels: list[str], run_id: str,
@@ -255,28 +264,27 @@ def manifest_lines(samples, sizes, ground_truth, predictions, flags, labels, cre
     return lines
 
 
-def show_detection(result: dict) -> list[str]:
+def lines(result: dict) -> list[str]:
     """The lines `edgelabels evaluate` prints for a detector."""
     metrics = result["metrics"]
-    lines = []
-    if "speed" in result:
-        speed = result["speed"]
-        lines.append(f"evaluated {metrics['number_of_images']} images, {metrics['number_of_boxes']} boxes "
-                     f"({speed['images_per_second']:.1f} images/s, {speed['seconds']:.1f} s predicting)")
+    shown = []
+    if "speed" in result:  # evaluate_model's result (write_detection_evaluation's alone has none)
+        what = f"{metrics['number_of_images']} images, {metrics['number_of_boxes']} boxes"
+        shown.append(evaluated_line(result, what))
     at = metrics["at_assumed_thresholds"]
-    lines.append(f"Rekognition (IoU >= {metrics['iou']:g}, assumed thresholds): average precision "
-                 f"{_show(at['average_precision'])}, average recall {_show(at['average_recall'])}, "
-                 f"F1 {_show(at['f1'])}")
-    lines.append(f"COCO mAP@0.5 {_show(metrics['map_50'])}, mAP@0.5:0.95 {_show(metrics['map_50_95'])}")
-    lines.append(f"{'label':<20} {'boxes':>6} {'threshold':>9} {'precision':>9} {'recall':>7} {'F1':>7} {'AP@0.5':>7}")
+    shown.append(f"Rekognition (IoU >= {metrics['iou']:g}, assumed thresholds): average precision "
+                 f"{show(at['average_precision'])}, average recall {show(at['average_recall'])}, "
+                 f"F1 {show(at['f1'])}")
+    shown.append(f"COCO mAP@0.5 {show(metrics['map_50'])}, mAP@0.5:0.95 {show(metrics['map_50_95'])}")
+    shown.append(f"{'label':<20} {'boxes':>6} {'threshold':>9} {'precision':>9} {'recall':>7} {'F1':>7} {'AP@0.5':>7}")
     for row in metrics["per_label"]:
         a = row["at_assumed_threshold"]
-        lines.append(f"{row['label']:<20} {row['boxes']:>6} {_show(row['assumed_threshold']):>9} "
-                     f"{_show(a['precision']):>9} {_show(a['recall']):>7} {_show(a['f1']):>7} "
-                     f"{_show(row['coco_ap_50']):>7}")
-    lines += [f"note: {note}" for note in metrics["notes"]]
-    lines.append(f"wrote {result['out']}/ (open {Path(result['out']) / 'report.html'})")
-    return lines
+        shown.append(f"{row['label']:<20} {row['boxes']:>6} {show(row['assumed_threshold']):>9} "
+                     f"{show(a['precision']):>9} {show(a['recall']):>7} {show(a['f1']):>7} "
+                     f"{show(row['coco_ap_50']):>7}")
+    shown += [f"note: {note}" for note in metrics["notes"]]
+    shown.append(f"wrote {result['out']}/ (open {Path(result['out']) / 'report.html'})")
+    return shown
 
 
 def _flags(truth, pred, thresholds: dict, labels, iou: float) -> dict:
@@ -328,10 +336,6 @@ def _json_line(line: dict) -> str:
     return json.dumps(line) + "\n"
 
 
-def _show(value) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
-
-
 def _pycocotools_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -341,41 +345,5 @@ def _pycocotools_version() -> str:
         return "pycocotools"
 
 
-def _keras_run(run: RunDir, batch_size: int, progress: bool):
-    from edgelabels.models.detector import inference_model
-    from edgelabels.models.factory import keras_runner, load_model
-    from edgelabels.runtime.runner import predict_files
-
-    max_detections = int((run.config.get("model") or {}).get("max_detections", 100))
-    model = inference_model(load_model(run.model_path), max_detections)
-    runner = keras_runner(model)
-
-    def predict(paths, timer):
-        return predict_files(runner, paths, run.spec, batch_size=batch_size, progress=progress, desc="keras",
-                             timer=timer)
-
-    return f"Keras run ({run.model_path.name}, decoding {max_detections} boxes in the graph)", run.labels, predict
-
-
-def _onnx_export(export: ExportDir, precision: str, batch_size: int, progress: bool):
-    from edgelabels.runtime.detector import Detector
-
-    detector = Detector(export.dir, precision=precision)
-
-    def predict(paths, timer):
-        return detector.detections(paths, batch_size=batch_size, progress=progress, timer=timer)
-
-    return f"exported ONNX detector ({detector.model_path.name})", list(detector.labels), predict
-
-
-def _external_samples(source, labels):
-    """The --data samples; YOLO class ids without a data.yaml are read as the model's labels."""
-    from edgelabels.data.detection import load_detection_dataset
-
-    dataset = load_detection_dataset(source, class_names=tuple(labels))
-    if not dataset.samples:
-        raise UserError(f"{source}: no images to evaluate")
-    if dataset.problems:
-        print(f"edgelabels: {len(dataset.problems)} files in {source} skipped (e.g. {dataset.problems[0].path}: "
-              f"{dataset.problems[0].problem})", file=sys.stderr)
-    return dataset.samples
+HOOKS = EvaluationHooks(open_run=open_run, open_export=open_export, samples=read_samples, check=check_box_labels,
+                        write=write, lines=lines)

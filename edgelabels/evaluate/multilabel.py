@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from pathlib import Path
 
 import numpy as np
 
 from edgelabels import atomic
-from edgelabels.errors import UserError
+from edgelabels.evaluate.classification import open_export, open_run, read_samples
+from edgelabels.evaluate.driver import EvaluationHooks, check_labels, evaluated_line, show
 
 COVERAGE_MARGINS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.45)
 
@@ -171,57 +171,60 @@ def _number(value) -> float | None:
 # ---------------------------------------------------------------- the evaluate verb's piece
 
 
-def evaluate_multilabel(found, *, data=None, out: Path, min_confidence: float = 0.5,
-                        review_threshold: float | None = None, batch_size: int = 32, precision: str = "auto",
-                        gradcam_per_kind: int = 4, progress: bool = True) -> dict:
-    """Predict the run's test split (or `data`, a manifest) with a run (Keras) or an export (ONNX, with its
-    thresholds.json also scored); write summary.json, metrics.json, predictions.csv (and review/queue.csv)."""
-    from edgelabels.artifacts import RunDir
-    from edgelabels.evaluate.classification import _external_samples, _keras_run, _onnx_export
+def write_multilabel_evaluation(out: str | Path, *, paths: list, truth, probs, labels: list[str], run_id: str,
+                                number_of_training_images: int = 0, min_confidence: float = 0.5,
+                                review_threshold: float | None = None, thresholds: list | None = None,
+                                context: dict | None = None) -> dict:
+    """Evaluate multi-label arrays into folder `out`: summary.json, metrics.json, predictions.csv, plots/,
+    review/queue.csv (with a review threshold: a margin), report.html, report.md. `thresholds`: an export's
+    thresholds.json, per label, also scored. Returns {"metrics", "summary", "review", "out"}."""
     from edgelabels.evaluate.evaluation import METRICS_FILE, SUMMARY_FILE, check_output_folder
+    from edgelabels.evaluate.multilabel_report import write_report
+    from edgelabels.evaluate.plots import precision_recall_plot, roc_plot
     from edgelabels.evaluate.summary import build_summary
-    from edgelabels.data.multilabel import multi_hot
 
-    check_output_folder(out)
-    for name, value in (("--min-confidence", min_confidence), ("--review-threshold", review_threshold)):
-        if value is not None and not 0 <= value <= 1:
-            raise UserError(f"{name} must be within 0-1, got {value:g}")
-    shipped = None
-    if isinstance(found, RunDir):
-        kind, predict, labels, _spec, split, _model, _chain = _keras_run(found, batch_size, progress)
-        run = found
-    else:
-        kind, predict, labels, _spec, _model, _chain = _onnx_export(found, precision, batch_size, progress)
-        run = found.run
-        split = run.split if run is not None and run.has_split() else None
-        thresholds = found.read_thresholds()
-        shipped = [thresholds.get(name) for name in labels]
-    if data is not None:
-        samples, described = _external_samples(data), str(data)
-    elif split is not None and split.test:
-        samples, described = split.test, f"test split of {run.dir}"
-    else:
-        raise UserError(f"{found.dir}: no test images (an empty test split, or no run beside this export); "
-                        "pass --data MANIFEST")
-    truth = multi_hot(samples, labels)
-    paths = [s.path for s in samples]
-    start = time.perf_counter()
-    probs = predict(paths)
-    seconds = time.perf_counter() - start
-    metrics = evaluate_matrices(truth, probs, labels, min_confidence=min_confidence, thresholds=shipped)
-    metrics["model"], metrics["data"] = kind, described
-    summary = build_summary(metrics, run_id=str(found.dir),
-                            number_of_training_images=len(split.train) if split is not None else 0)
+    out = check_output_folder(out)
+    context = dict(context or {})
+    metrics = evaluate_matrices(truth, probs, labels, min_confidence=min_confidence, thresholds=thresholds)
+    metrics.update({key: context[key] for key in ("model", "data") if key in context})
+    summary = build_summary(metrics, run_id=run_id, number_of_training_images=number_of_training_images)
+    truth, probs = check_matrices(truth, probs, labels)
     assumed = [row["at_assumed_threshold"]["threshold"] for row in metrics["per_label"]]
     review = None
-    with atomic.directory(check_output_folder(out)) as folder:
+    with atomic.directory(out) as folder:
         atomic.write_json(folder / SUMMARY_FILE, summary)
         atomic.write_json(folder / METRICS_FILE, metrics)
         atomic.write_text(folder / "predictions.csv", _predictions_csv(paths, truth, probs, labels, assumed))
         if review_threshold is not None:
             review = write_review_queue(folder / "review", paths, truth, probs, labels, assumed, review_threshold)
-    speed = {"images": len(paths), "seconds": seconds, "images_per_second": len(paths) / seconds if seconds else 0.0}
-    return {"metrics": metrics, "summary": summary, "review": review, "out": Path(out), "speed": speed}
+        (folder / "plots").mkdir()
+        plots = {"precision_recall": precision_recall_plot(folder / "plots" / "precision_recall.png", truth, probs,
+                                                           labels, metrics),
+                 "roc": roc_plot(folder / "plots" / "roc.png", truth, probs, labels)}
+        write_report(folder, metrics=metrics, summary=summary, plots=plots, review=review, context=context)
+    return {"metrics": metrics, "summary": summary, "review": review, "out": out}
+
+
+# ---------------------------------------------------------------- the evaluate verb's hooks (driver.py runs them)
+
+
+def write(out: Path, evaluation) -> dict:
+    """Score the predictions at the assumed thresholds, and an export's thresholds.json too."""
+    from edgelabels.artifacts import ExportDir
+    from edgelabels.data.multilabel import multi_hot
+
+    found, labels = evaluation.found, evaluation.model.labels
+    shipped = None
+    if isinstance(found, ExportDir):  # what the edge answers with: its thresholds, scored beside the assumed ones
+        thresholds = found.read_thresholds()
+        shipped = [thresholds.get(name) for name in labels]
+    context = evaluation.context(f"Multi-label evaluation of {found.dir}") | {"data": evaluation.described}
+    return write_multilabel_evaluation(out, paths=evaluation.paths, truth=multi_hot(evaluation.samples, labels),
+                                       probs=evaluation.predictions, labels=labels, run_id=str(found.dir),
+                                       number_of_training_images=evaluation.number_of_training_images,
+                                       min_confidence=evaluation.min_confidence,
+                                       review_threshold=evaluation.review_threshold, thresholds=shipped,
+                                       context=context)
 
 
 def _predictions_csv(paths, truth, probs, labels, thresholds) -> str:
@@ -255,35 +258,36 @@ def write_review_queue(folder, paths, truth, probs, labels, thresholds, margin: 
     return {"count": len(chosen), "threshold": margin, "folder": str(folder)}
 
 
-def show_multilabel(result: dict) -> list[str]:
+def lines(result: dict) -> list[str]:
     """The lines `edgelabels evaluate` prints for a multi-label model."""
-    m, speed = result["metrics"], result["speed"]
-    at = m["at_assumed_thresholds"]
-    lines = [f"evaluated {m['number_of_images']} images, {m['labels_per_image']:.2f} labels per image "
-             f"({speed['images_per_second']:.1f} images/s)",
-             f"at assumed thresholds: Rekognition F1 {_show(at['f1'])} (precision {_show(at['precision'])}, recall "
-             f"{_show(at['recall'])}), micro F1 {at['micro_f1']:.4f}, macro F1 {at['macro_f1']:.4f}, subset accuracy "
-             f"{at['subset_accuracy']:.2%}, Hamming loss {at['hamming_loss']:.4f}, ROC AUC {_show(m['roc_auc_macro'])}"]
+    m = result["metrics"]
+    shown = [evaluated_line(result, f"{m['number_of_images']} images, {m['labels_per_image']:.2f} labels per image"),
+             f"at assumed thresholds: {_set_scores(m['at_assumed_thresholds'])}, ROC AUC {show(m['roc_auc_macro'])}"]
     for row in m["per_label"]:
         a = row["at_assumed_threshold"]
-        lines.append(f"  {row['label']}: {row['support']} images, threshold {_show(a['threshold'])}, precision "
-                     f"{_show(a['precision'])}, recall {_show(a['recall'])}, F1 {_show(a['f1'])}")
+        shown.append(f"  {row['label']}: {row['support']} images, threshold {show(a['threshold'])}, precision "
+                     f"{show(a['precision'])}, recall {show(a['recall'])}, F1 {show(a['f1'])}")
     given = m.get("at_given_thresholds")
     if given:
-        per = ", ".join(f"{name} {_show(f1)}" for name, f1 in given["per_label_f1"].items())
-        lines.append(f"at the export's thresholds.json: F1 per label {per}; subset accuracy "
-                     f"{given['subset_accuracy']:.2%}")
-    lines.append("accept if every label is >= m from its threshold  accepted  subset accuracy of accepted")
+        per = ", ".join(f"{name} {show(f1)}" for name, f1 in given["per_label_f1"].items())
+        shown.append(f"at the export's thresholds.json: {_set_scores(given)}; F1 per label {per}")
+    shown.append("accept if every label is >= m from its threshold  accepted  subset accuracy of accepted")
     for row in m["coverage"]:
         accuracy = "-" if row["subset_accuracy"] is None else f"{row['subset_accuracy']:.2%}"
-        lines.append(f"{row['margin']:>48g}  {row['accepted']:>8}  {accuracy:>26}")
+        shown.append(f"{row['margin']:>48g}  {row['accepted']:>8}  {accuracy:>26}")
     if result["review"] is not None:
-        lines.append(f"review queue: {result['review']['count']} images with a label within "
+        shown.append(f"review queue: {result['review']['count']} images with a label within "
                      f"{result['review']['threshold']:g} of its threshold in {result['out'] / 'review'}/queue.csv")
-    lines += [f"note: {note}" for note in m["notes"]]
-    lines.append(f"wrote {result['out']}/ (summary.json, metrics.json, predictions.csv)")
-    return lines
+    shown += [f"note: {note}" for note in m["notes"]]
+    shown.append(f"wrote {result['out']}/ (open report.html)")
+    return shown
 
 
-def _show(value) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
+def _set_scores(at: dict) -> str:
+    return (f"Rekognition F1 {show(at['f1'])} (precision {show(at['precision'])}, recall {show(at['recall'])}), "
+            f"micro F1 {at['micro_f1']:.4f}, macro F1 {at['macro_f1']:.4f}, subset accuracy "
+            f"{at['subset_accuracy']:.2%}, Hamming loss {at['hamming_loss']:.4f}")
+
+
+HOOKS = EvaluationHooks(open_run=open_run, open_export=open_export, samples=read_samples, check=check_labels,
+                        write=write, lines=lines, data_hint="MANIFEST", review_queue=True)

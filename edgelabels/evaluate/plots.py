@@ -1,5 +1,7 @@
 """PNG plots from arrays: confusion matrix, ROC and precision-recall per label, confidence histogram, coverage.
 
+ROC and precision-recall take a truth matrix (N, K), so a multi-label evaluation draws them too.
+
 Figures are built with matplotlib's object API (Figure + Agg through savefig), never pyplot, so
 nothing global changes (no backend switch, no open-figure registry) when the library is used
 inside a server or a notebook.
@@ -21,10 +23,11 @@ def write_plots(folder: str | Path, y_true, probs, labels: list[str], metrics: d
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     y_true, probs = np.asarray(y_true), np.asarray(probs, dtype=np.float64)
+    truth = y_true[:, None] == np.arange(len(labels))[None, :]  # each label one-vs-rest
     return {
         "confusion_matrix": confusion_matrix_plot(folder / "confusion_matrix.png", metrics),
-        "roc": roc_plot(folder / "roc.png", y_true, probs, labels),
-        "precision_recall": precision_recall_plot(folder / "precision_recall.png", y_true, probs, labels, metrics),
+        "roc": roc_plot(folder / "roc.png", truth, probs, labels),
+        "precision_recall": precision_recall_plot(folder / "precision_recall.png", truth, probs, labels, metrics),
         "confidence_histogram": confidence_histogram(folder / "confidence_histogram.png", y_true, probs),
         "coverage": coverage_plot(folder / "coverage.png", y_true, probs, metrics),
     }
@@ -78,17 +81,19 @@ def _label_axes(fig, n_labels: int):
     return ax
 
 
-def _present(y_true, labels):
-    return [(k, name) for k, name in enumerate(labels) if (y_true == k).any() and not (y_true == k).all()]
+def _present(truth, labels):
+    """The labels some images have and some do not: the others have no curve."""
+    return [(k, name) for k, name in enumerate(labels) if truth[:, k].any() and not truth[:, k].all()]
 
 
-def roc_plot(path: Path, y_true, probs, labels) -> Path:
+def roc_plot(path: Path, truth, probs, labels) -> Path:
+    """truth: (N, K) bool, image n has label k (a classifier's one-hot, or a multi-label truth)."""
     from sklearn.metrics import auc, roc_curve
 
     fig = _figure(5.6, 4.6)
     ax = _label_axes(fig, len(labels))
-    for k, name in _present(y_true, labels):
-        fpr, tpr, _ = roc_curve(y_true == k, probs[:, k])
+    for k, name in _present(truth, labels):
+        fpr, tpr, _ = roc_curve(truth[:, k], probs[:, k])
         ax.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     ax.set(xlabel="False positive rate (1 - specificity)", ylabel="True positive rate (sensitivity)",
@@ -97,14 +102,16 @@ def roc_plot(path: Path, y_true, probs, labels) -> Path:
     return _save(fig, path)
 
 
-def precision_recall_plot(path: Path, y_true, probs, labels, metrics: dict) -> Path:
+def precision_recall_plot(path: Path, truth, probs, labels, metrics: dict) -> Path:
+    """truth as roc_plot's; the dot on each curve is metrics' per-label precision and recall at its assumed
+    threshold."""
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
     fig = _figure(5.6, 4.6)
     ax = _label_axes(fig, len(labels))
-    for k, name in _present(y_true, labels):
-        precision, recall, _ = precision_recall_curve(y_true == k, probs[:, k])
-        ap = average_precision_score(y_true == k, probs[:, k])
+    for k, name in _present(truth, labels):
+        precision, recall, _ = precision_recall_curve(truth[:, k], probs[:, k])
+        ap = average_precision_score(truth[:, k], probs[:, k])
         line, = ax.plot(recall, precision, label=f"{name} (AP {ap:.3f})")
         at = metrics["per_label"][k]["at_assumed_threshold"]
         if at["recall"] is not None and at["precision"] is not None:

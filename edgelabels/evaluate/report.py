@@ -37,25 +37,34 @@ def headline(metrics: dict) -> list[tuple[str, str]]:
     ]
 
 
-def label_table(metrics: dict) -> tuple[list[str], list[list[str]]]:
-    min_conf = metrics["at_min_confidence"]["min_confidence"]
+ONE_VS_REST = (("Sensitivity", "sensitivity"), ("Specificity", "specificity"), ("ROC AUC", "roc_auc"))
+
+
+def label_table(metrics: dict, min_confidence: float | None = None, threshold=None, extra=ONE_VS_REST) \
+        -> tuple[list[str], list[list[str]]]:
+    """Per label, best F1 first: its assumed threshold (`threshold(row)`; a classifier's row["assumed_threshold"]),
+    precision, recall and F1 there and at `min_confidence`, then the `extra` (title, key) columns."""
+    min_conf = metrics["at_min_confidence"]["min_confidence"] if min_confidence is None else min_confidence
+    threshold = threshold or (lambda row: row["assumed_threshold"])
     header = ["Label", "Test images", "Assumed threshold", "Precision @assumed", "Recall @assumed", "F1 @assumed",
-              f"Precision @{min_conf:g}", f"Recall @{min_conf:g}", f"F1 @{min_conf:g}",
-              "Sensitivity", "Specificity", "ROC AUC"]
+              f"Precision @{min_conf:g}", f"Recall @{min_conf:g}", f"F1 @{min_conf:g}", *(title for title, _ in extra)]
     rows = []
     for row in sorted(metrics["per_label"], key=lambda r: -(r["at_assumed_threshold"]["f1"] or -1)):
         at, at_min = row["at_assumed_threshold"], row["at_min_confidence"]
-        rows.append([row["label"], format_value(row["support"], "i"), format_value(row["assumed_threshold"], "t"),
+        rows.append([row["label"], format_value(row["support"], "i"), format_value(threshold(row), "t"),
                      format_value(at["precision"]), format_value(at["recall"]), format_value(at["f1"]),
                      format_value(at_min["precision"]), format_value(at_min["recall"]), format_value(at_min["f1"]),
-                     format_value(row["sensitivity"]), format_value(row["specificity"]), format_value(row["roc_auc"])])
+                     *(format_value(row[key]) for _, key in extra)])
     return header, rows
 
 
-def coverage_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
-    header = ["Accept if top confidence >=", "Accepted", "Sent to a human", "Accuracy of accepted"]
-    rows = [[f"{r['threshold']:g}", format_value(r["accepted"], "i"),
-             f"{r['discarded']:,} ({r['discarded_fraction']:.2%})", format_value(r["accuracy"], "%")]
+def coverage_rows(metrics: dict, rule: str = "Accept if top confidence >=", at: str = "threshold",
+                  accuracy: str = "accuracy") -> tuple[list[str], list[list[str]]]:
+    """The coverage table: per row of metrics["coverage"], its `at` value (a threshold; a multi-label margin),
+    how many are accepted and sent to a person, and the `accuracy` of the accepted."""
+    header = [rule, "Accepted", "Sent to a human", f"{accuracy.replace('_', ' ').capitalize()} of accepted"]
+    rows = [[f"{r[at]:g}", format_value(r["accepted"], "i"),
+             f"{r['discarded']:,} ({r['discarded_fraction']:.2%})", format_value(r[accuracy], "%")]
             for r in metrics["coverage"]]
     return header, rows
 
@@ -75,10 +84,7 @@ def write_report(folder: str | Path, *, metrics: dict, summary: dict, plots: dic
                  gallery: list[dict], context: dict) -> tuple[Path, Path]:
     """Write report.html and report.md into `folder` (plot and gallery paths are inside it)."""
     folder = Path(folder)
-    details = summary["EvaluationDetails"]
-    meta = [("run", details["ProjectVersionArn"]), ("evaluated", details["EvaluationEndTimestamp"] + " UTC"),
-            *((k, str(v)) for k, v in context.items() if k not in ("title", "gradcam"))]
-    page = Page(folder, context.get("title", "Evaluation"), meta)
+    page = evaluation_page(folder, summary, {k: v for k, v in context.items() if k != "gradcam"}, "Evaluation")
     page.cards(headline(metrics))
     page.heading("Per label")
     page.note("Rekognition's view: each label one-vs-rest, counted as predicted when its confidence reaches its "
@@ -106,8 +112,22 @@ def write_report(folder: str | Path, *, metrics: dict, summary: dict, plots: dic
                        item["kind"]) for item in gallery])
     else:
         page.note(context.get("gradcam", "No Grad-CAM gallery."))
-    if metrics["notes"]:
+    return finish(page, metrics["notes"])
+
+
+def evaluation_page(folder: Path, summary: dict, context: dict, title: str) -> Page:
+    """A report page headed by the run, the time of the evaluation and the context's lines (context["title"],
+    else `title`, is the page's title)."""
+    details = summary["EvaluationDetails"]
+    meta = [("run", details["ProjectVersionArn"]), ("evaluated", details["EvaluationEndTimestamp"] + " UTC"),
+            *((k, str(v)) for k, v in context.items() if k != "title")]
+    return Page(folder, context.get("title", title), meta)
+
+
+def finish(page: Page, notes: list[str]) -> tuple[Path, Path]:
+    """The notes last, then report.html and report.md written into the page's folder."""
+    if notes:
         page.heading("Notes")
-        page.bullets(metrics["notes"])
-    return (atomic.write_text(folder / "report.html", page.html_text()),
-            atomic.write_text(folder / "report.md", page.md_text()))
+        page.bullets(notes)
+    return (atomic.write_text(page.folder / "report.html", page.html_text()),
+            atomic.write_text(page.folder / "report.md", page.md_text()))

@@ -1,7 +1,8 @@
-"""`evaluate` for a U-Net: Dice and IoU per image at each mask's own resolution, overlays, a histogram, a report.
+"""A U-Net's evaluation hooks (driver.py runs them): Dice and IoU per image at each mask's own resolution,
+overlays, a histogram, a report.
 
 MODEL is a segmentation run (model.keras; its test split) or an export of one (model.onnx; the split of
-the run one level up, as for classification); `data` names a folder with images/ + masks/ instead.
+the run one level up, as for classification); --data names a folder with images/ + masks/ instead.
 The U-Net's probability map is resized (bilinear) to each mask's size before scoring, so the numbers
 describe the masks as they are on disk, not a 256-pixel copy of them; mask value 127 is ignored.
 
@@ -16,72 +17,88 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from edgelabels import atomic
-from edgelabels.artifacts import ExportDir, RunDir, open_model_dir
+from edgelabels.artifacts import ExportDir, RunDir
 from edgelabels.errors import UserError
+from edgelabels.evaluate.driver import EvaluationHooks, OpenModel
 from edgelabels.evaluate.evaluation import METRICS_FILE
 from edgelabels.evaluate.segmentation_report import write_report
 
 GALLERY_SIDE = 512  # overlays in the evaluation are downscaled to this longer side: a report, not a viewer
+OVERLAYS = 6  # images per kind (worst, best) drawn, unless evaluate_model's `overlays` says otherwise
 
 
-def evaluate_segmentation(model, *, data=None, out=None, threshold: float = 0.5, overlays: int = 6,
-                          batch_size: int = 8, progress: bool = True, min_confidence: float | None = None,
-                          review_threshold: float | None = None, precision: str = "auto", gradcam_per_kind: int = 0) \
-        -> dict:
-    """Score a U-Net run or export (a path, or an artifacts.RunDir/ExportDir) on its test split (or `data`),
-    write the evaluation folder. min_confidence (the evaluate verb's option): the pixel threshold.
-    review_threshold, precision and gradcam_per_kind are the classifier's options: a U-Net has no review
-    queue, one ONNX precision and no Grad-CAM, so they change nothing here.
+# ---------------------------------------------------------------- the evaluate verb's hooks (driver.py runs them)
 
-    Returns {"metrics": metrics.json's contents, "out": Path, "speed": {...}, "overlays": [gallery entries]}.
-    """
-    from edgelabels.evaluate.evaluation import check_output_folder
+
+def open_run(run: RunDir, precision: str, batch_size: int, progress: bool) -> OpenModel:
+    return _open(run, "Keras U-Net", batch_size, progress)
+
+
+def open_export(export: ExportDir, precision: str, batch_size: int, progress: bool) -> OpenModel:
+    """An exported U-Net: its one ONNX model (`precision` does not apply)."""
+    return _open(export, "exported ONNX U-Net", batch_size, progress)
+
+
+def _open(found: RunDir | ExportDir, kind: str, batch_size: int, progress: bool) -> OpenModel:
+    """Its predictions: the lung probability of each image resized to its mask's size, yielded as they are
+    consumed (and timed then)."""
     from edgelabels.runtime.segmenter import Segmenter
 
-    found = open_model_dir(model)
-    model_dir = found.dir
-    threshold = threshold if min_confidence is None else min_confidence
-    out = check_output_folder(Path(out) if out is not None else found.evaluation_dir)
-    if not 0 <= threshold <= 1:
-        raise UserError(f"threshold must be within 0-1, got {threshold:g}")
-    if batch_size < 1:
-        raise UserError(f"batch size must be at least 1, got {batch_size}")
-    if overlays < 0:
-        raise UserError(f"overlays must be 0 or more, got {overlays}")
-    kind, split, run_folder = _model_and_split(found)
-    if data is not None:
-        paths, described = _external_images(data), str(data)
-    elif split is not None:
-        paths, described = [s.path for s in split.test], f"test split of {run_folder}"
-        if not paths:
-            raise UserError(f"{run_folder}: the test split is empty; pass --data FOLDER (images/ + masks/)")
-    else:
-        raise UserError(f"{model_dir}: no run test split beside this export; pass --data FOLDER (images/ + masks/)")
-    missing = next((p for p in paths if not _mask_of(p).is_file()), None)
+    segmenter = Segmenter.load(found)
+
+    def predict(paths, stopwatch):
+        return _probabilities_at_mask_size(segmenter, paths, batch_size, stopwatch, progress)
+
+    return OpenModel(f"{kind} {segmenter.source}", [], predict, drawn_with=segmenter)
+
+
+def read_pairs(source, labels):
+    """--data: a folder with images/ and masks/."""
+    from edgelabels.data.masks import load_mask_pairs
+
+    return load_mask_pairs(source)
+
+
+def check_masks(samples, labels, described) -> None:
+    """Every image to score has its mask, before anything is predicted."""
+    missing = next((s.path for s in samples if not _mask_of(s.path).is_file()), None)
     if missing is not None:
         raise UserError(f"{_mask_of(missing)}: no mask for test image {missing}")
 
-    segmenter = Segmenter.load(found)
-    timer = {"seconds": 0.0}
-    metrics = segmentation_metrics(_probabilities_at_mask_size(segmenter, paths, batch_size, timer, progress),
-                                   _truths(paths), paths, threshold=threshold)
-    seconds = timer["seconds"]
-    speed = {"images": len(paths), "seconds": seconds, "images_per_second": len(paths) / seconds if seconds else 0.0}
-    metrics["model"] = f"{kind} {segmenter.source}"
-    metrics["data"] = f"{described} ({len(paths)} images)"
 
+def write(out: Path, evaluation) -> dict:
+    """metrics.json, overlays/, plots/dice_histogram.png, report.md and report.html; --min-confidence is the lung
+    probability above which a pixel counts as lung."""
+    threshold = evaluation.min_confidence
+    metrics = segmentation_metrics(evaluation.predictions, _truths(evaluation.paths), evaluation.paths,
+                                   threshold=threshold)
+    speed = evaluation.speed()  # the predictions are consumed (and timed) only now
+    metrics["model"] = evaluation.model.description
+    metrics["data"] = f"{evaluation.described} ({len(evaluation.samples)} images)"
     with atomic.directory(out) as folder:
         atomic.write_json(folder / METRICS_FILE, metrics)
-        gallery = write_overlays(folder / "overlays", segmenter, metrics, count=overlays, threshold=threshold)
+        gallery = write_overlays(folder / "overlays", evaluation.model.drawn_with, metrics,
+                                 count=evaluation.overlays, threshold=threshold)
         histogram = dice_histogram(folder / "plots" / "dice_histogram.png", metrics)
         write_report(folder, metrics, speed, gallery, histogram)
-    return {"metrics": metrics, "out": out, "speed": speed, "overlays": gallery}
+    return {"metrics": metrics, "overlays": gallery}
+
+
+def lines(result: dict) -> list[str]:
+    """What `edgelabels evaluate` prints for a U-Net."""
+    metrics = result["metrics"]
+    return [f"evaluated {metrics['images']} image/mask pairs: Dice {metrics['dice']:.4f}, IoU {metrics['iou']:.4f} "
+            f"(median Dice {metrics['dice_median']:.4f}, worst {metrics['dice_min']:.4f})",
+            f"wrote {result['out']}/ (metrics.json, overlays/, report)"]
+
+
+HOOKS = EvaluationHooks(open_run=open_run, open_export=open_export, samples=read_pairs, check=check_masks, write=write,
+                        lines=lines, data_hint="FOLDER (images/ + masks/)", overlays=OVERLAYS)
 
 
 def segmentation_metrics(probabilities, truths, paths, threshold: float = 0.5) -> dict:
@@ -156,8 +173,8 @@ def dice_histogram(path: Path, metrics: dict) -> Path:
     return path
 
 
-def _probabilities_at_mask_size(segmenter, paths, batch_size: int, timer: dict, progress: bool):
-    """The U-Net's lung probability for each image, resized to its mask's size; model time added to timer."""
+def _probabilities_at_mask_size(segmenter, paths, batch_size: int, stopwatch, progress: bool):
+    """The U-Net's lung probability for each image, resized to its mask's size; model time added to stopwatch."""
     from tqdm import tqdm
 
     from edgelabels.data.images import read_image
@@ -167,9 +184,8 @@ def _probabilities_at_mask_size(segmenter, paths, batch_size: int, timer: dict, 
         for start in range(0, len(paths), batch_size):
             chunk = paths[start:start + batch_size]
             images = [read_image(path)[0] for path in chunk]
-            began = time.perf_counter()
-            maps = segmenter.probabilities(images, batch_size)
-            timer["seconds"] += time.perf_counter() - began
+            with stopwatch.timing():
+                maps = segmenter.probabilities(images, batch_size)
             for path, probability in zip(chunk, maps):
                 yield at_image_size(probability, _mask_size(_mask_of(path)))
             bar.update(len(chunk))
@@ -195,29 +211,6 @@ def _mask_size(path: Path) -> tuple[int, int]:
             return mask.size
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise ImageProblem(path, f"cannot read mask ({exc})") from None
-
-
-def _model_and_split(found: RunDir | ExportDir):
-    """(what the model is, its run's split or None, the run folder) for a U-Net run or export; refuses others."""
-    if isinstance(found, RunDir):
-        if found.task != "segmentation":
-            raise UserError(f"{found.dir}: a {found.task} run, not a U-Net (task: segmentation)")
-        return "Keras U-Net", found.split, found.dir
-    if found.task != "segmentation":
-        raise UserError(f"{found.dir}: an export of a {found.task} run, not of a U-Net (task: segmentation)")
-    run = found.run  # RUN/export/ sits inside its run: the split is next door
-    split = run.split if run is not None and run.has_split() else None
-    return "exported ONNX U-Net", split, found.dir.parent
-
-
-def _external_images(data) -> list[Path]:
-    from edgelabels.data.masks import load_mask_pairs
-
-    dataset = load_mask_pairs(data)
-    if dataset.problems:
-        print(f"edgelabels: {len(dataset.problems)} files in {data} skipped (e.g. {dataset.problems[0].path}: "
-              f"{dataset.problems[0].problem})", file=sys.stderr)
-    return [s.path for s in dataset.samples]
 
 
 def _mask_of(path) -> Path:
