@@ -57,7 +57,7 @@ def bench_backbone(backbone: str, size: int, repeats: int, threads: int, jpeg: P
     import keras
 
     from edgelabels.export import quantize as q
-    from edgelabels.export.export_run import export_run, load_inputs
+    from edgelabels.export.driver import export_run, load_inputs
     from edgelabels.artifacts import RunDir
     from edgelabels.runtime.predictor import Predictor
     from edgelabels.runtime.runner import OnnxModel
@@ -73,7 +73,7 @@ def bench_backbone(backbone: str, size: int, repeats: int, threads: int, jpeg: P
         int8_path = work / f"{backbone}.int8.onnx"  # measured here to show why export kept fp32
         trained = RunDir.load(run)
         q.quantize(export / "model.onnx", int8_path, load_inputs(trained.split.train[:16], trained.spec),
-                   q.DEFAULT_SCHEME)
+                   q.INT8_UNMEASURED)
 
     model = keras.saving.load_model(run / "model.keras", compile=False)
     predictor = Predictor(export, precision="fp32", threads=threads)

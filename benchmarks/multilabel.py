@@ -34,7 +34,7 @@ def main() -> int:
     from edgelabels.data.multilabel import generate_shapes, multi_hot
     from edgelabels.data.sources import load_dataset
     from edgelabels.evaluate.multilabel import evaluate_matrices, predicted_sets
-    from edgelabels.export.export_run import export_run
+    from edgelabels.export.driver import export_run
     from edgelabels.runtime.predictor import Predictor
     from edgelabels.train.fit import train
 

@@ -1,58 +1,27 @@
 """Static INT8 (QDQ) quantization with onnxruntime, and the measurement that decides whether it ships.
 
 `quant_pre_process` (symbolic shape inference: needs sympy) then `quantize_static` calibrated on
-training images through the one preprocessing. The scheme per backbone comes from measurement
-(SCHEMES below); the verdict is measured again at every export, on the exporting machine, because
-an INT8 model that is slower than fp32 or less accurate is worse than none.
+training images through the one preprocessing. The scheme per backbone comes from measurement and
+travels with its registry entry (BackboneSpec.int8, models/backbones.py); the verdict is measured again
+at every export, on the exporting machine, because an INT8 model that is slower than fp32 or less
+accurate is worse than none.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-MAX_ACCURACY_DROP_POINTS = 0.5
-
-
-@dataclass(frozen=True)
-class Int8Scheme:
-    pays: bool = True  # False: measured never faster than fp32 here, so export does not even try
-    per_channel: bool = False
-    op_types: tuple[str, ...] | None = ("Conv", "MatMul", "Gemm")  # None: every op onnxruntime can quantize
-    activations_unsigned: bool = True  # uint8 activations x int8 weights: the fast x86 kernel path
-    note: str = ""
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["op_types"] = list(self.op_types) if self.op_types else "all"
-        return d
-
-
-DEFAULT_SCHEME = Int8Scheme(note="not measured for this backbone: default conv/matmul per-tensor, u8 activations")
-
-# Measured on this project's 2-core x86 CPU (AVX512-VNNI), 224 px, batch 1, 2 threads, onnxruntime 1.32,
-# random-weight backbones with re-estimated BatchNorm, five schemes each (per-tensor/per-channel x
-# conv+matmul/all ops x u8/s8 activations), timed interleaved with fp32:
-# VGG16 fp32 129 ms -> 49 ms (per-tensor conv, 2.6x; per-channel 57 ms); ResNet50 136 -> 59 ms (2.3x);
-# s8 activations were always slower than u8. EfficientNetB0 29 ms -> 29-51 ms, EfficientNetV2B0 83 ->
-# 85-220 ms, MobileNetV3Small/Large within +-20% of fp32 run to run, with top-1 agreement 0.81-0.94:
-# depthwise convolutions, SiLU/hard-swish and squeeze-excite gain nothing from INT8 here.
-_CONV = Int8Scheme(note="measured: per-tensor Conv/MatMul/Gemm with u8 activations was fastest (2.3-2.6x)")
-_NO = Int8Scheme(pays=False, note="measured never clearly faster than fp32 (depthwise/SiLU/squeeze-excite "
-                                  "network); fp32 kept")
-SCHEMES: dict[str, Int8Scheme] = {
-    "vgg16": _CONV, "resnet50": _CONV,
-    **{name: _NO for name in ("efficientnetb0", "efficientnetb1", "efficientnetb2", "efficientnetb3",
-                              "efficientnetv2b0", "mobilenetv3small", "mobilenetv3large")},
-}
+from edgelabels.models.backbones import BACKBONES, INT8_UNMEASURED, Int8Scheme
 
 
 def scheme_for(backbone: str | None) -> Int8Scheme:
-    return SCHEMES.get(backbone or "", DEFAULT_SCHEME)
+    """The backbone's measured INT8 scheme (its registry entry); the default for a name the registry lacks."""
+    spec = BACKBONES.get(backbone or "")
+    return spec.int8 if spec is not None else INT8_UNMEASURED
 
 
 class _Batches:
@@ -106,14 +75,6 @@ def batch1_latencies(sessions: dict, x: np.ndarray, seconds: float = 3.0, min_ru
             times[name].append(time.perf_counter() - t)
         i += 1
     return {name: float(np.median(t) * 1000) for name, t in times.items()}
-
-
-def int8_verdict(fp32_ms: float, int8_ms: float, fp32_accuracy: float | None,
-                 int8_accuracy: float | None) -> tuple[bool, str]:
-    """Ship INT8 only if it is faster than fp32 and loses at most 0.5 points of validation accuracy."""
-    return speed_and_quality_verdict(fp32_ms, int8_ms, fp32_accuracy, int8_accuracy, measure="validation accuracy",
-                                     missing="images to check its accuracy", show="{:.1%}",
-                                     max_drop_points=MAX_ACCURACY_DROP_POINTS)
 
 
 def speed_and_quality_verdict(fp32_ms: float, int8_ms: float, fp32_value: float | None, int8_value: float | None,

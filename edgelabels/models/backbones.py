@@ -10,7 +10,7 @@ Backend-agnostic Keras only: nothing here imports TensorFlow.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgelabels.data.preprocess import PreprocessSpec
@@ -36,6 +36,35 @@ class SmEncoder:
 
 
 @dataclass(frozen=True)
+class Int8Scheme:
+    """How `export --int8` quantizes a backbone (export/quantize.py reads it): a measured fact of the backbone."""
+
+    pays: bool = True  # False: measured never faster than fp32 here, so export does not even try
+    per_channel: bool = False
+    op_types: tuple[str, ...] | None = ("Conv", "MatMul", "Gemm")  # None: every op onnxruntime can quantize
+    activations_unsigned: bool = True  # uint8 activations x int8 weights: the fast x86 kernel path
+    note: str = ""
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["op_types"] = list(self.op_types) if self.op_types else "all"
+        return d
+
+
+# Measured on this project's 2-core x86 CPU (AVX512-VNNI), 224 px, batch 1, 2 threads, onnxruntime 1.32,
+# random-weight backbones with re-estimated BatchNorm, five schemes each (per-tensor/per-channel x
+# conv+matmul/all ops x u8/s8 activations), timed interleaved with fp32:
+# VGG16 fp32 129 ms -> 49 ms (per-tensor conv, 2.6x; per-channel 57 ms); ResNet50 136 -> 59 ms (2.3x);
+# s8 activations were always slower than u8. EfficientNetB0 29 ms -> 29-51 ms, EfficientNetV2B0 83 ->
+# 85-220 ms, MobileNetV3Small/Large within +-20% of fp32 run to run, with top-1 agreement 0.81-0.94:
+# depthwise convolutions, SiLU/hard-swish and squeeze-excite gain nothing from INT8 here.
+INT8_UNMEASURED = Int8Scheme(note="not measured for this backbone: default conv/matmul per-tensor, u8 activations")
+_INT8_CONV = Int8Scheme(note="measured: per-tensor Conv/MatMul/Gemm with u8 activations was fastest (2.3-2.6x)")
+_INT8_NEVER = Int8Scheme(pays=False, note="measured never clearly faster than fp32 (depthwise/SiLU/squeeze-excite "
+                                          "network); fp32 kept")
+
+
+@dataclass(frozen=True)
 class BackboneSpec:
     name: str
     application: str | None  # keras.applications constructor name; None for our own CNNs
@@ -50,6 +79,7 @@ class BackboneSpec:
     convs_per_block: int = 1  # our own CNNs: conv-BN-ReLU units per block
     width: int = 16  # our own CNNs: filters in the first block, doubled per block
     sm: SmEncoder | None = None  # segmentation-models' encoder of this backbone, if it has one
+    int8: Int8Scheme = INT8_UNMEASURED  # how `export --int8` quantizes it (measured; see above)
 
     def preprocess_spec(self, height: int, width: int, grayscale: bool, resize: str = "bilinear") -> PreprocessSpec:
         # Every backbone takes three channels; a grayscale image is repeated into them.
@@ -59,12 +89,14 @@ class BackboneSpec:
 
 def _caffe(name, application, file, url_dir, sm=None):
     return BackboneSpec(name, application, 224, channel_order="BGR", mean=_CAFFE_MEAN_BGR,
-                        imagenet_file=file, imagenet_url=_GOOGLE + url_dir + file, sm=sm)
+                        imagenet_file=file, imagenet_url=_GOOGLE + url_dir + file, sm=sm, int8=_INT8_CONV)
 
 
 def _raw(name, application, size, file, url_dir, sm=None):
-    # These keras.applications models rescale and normalise 0-255 input inside the graph.
-    return BackboneSpec(name, application, size, imagenet_file=file, imagenet_url=_GOOGLE + url_dir + file, sm=sm)
+    # These keras.applications models rescale and normalise 0-255 input inside the graph; all of them are
+    # depthwise/SiLU/squeeze-excite networks that INT8 measured never to speed up.
+    return BackboneSpec(name, application, size, imagenet_file=file, imagenet_url=_GOOGLE + url_dir + file, sm=sm,
+                        int8=_INT8_NEVER)
 
 
 def _own(name, blocks, size, convs_per_block=1, width=16):
