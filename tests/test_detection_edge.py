@@ -203,7 +203,9 @@ def test_serve_answers_detectcustomlabels_with_boxes_equal_to_detector_detect(de
 # -- export ------------------------------------------------------------------------------------
 
 def test_int8_ships_only_faster_and_within_one_point_of_validation_map():
-    from edgelabels.export.export_run import detection_int8_verdict
+    from edgelabels.export.detection import HOOKS
+
+    detection_int8_verdict = HOOKS.int8.verdict
 
     assert detection_int8_verdict(10.0, 5.0, 0.900, 0.891)[0]  # 0.9 points lost: ships
     shipped, reason = detection_int8_verdict(10.0, 5.0, 0.900, 0.889)  # 1.1 points lost
@@ -262,8 +264,8 @@ def test_export_detection_matches_keras_and_the_detector_answers_from_the_folder
 
     from edgelabels.artifacts import ExportDir, RunDir
     from edgelabels.evaluate import detection_metrics
-    from edgelabels.export.command import show_detection
-    from edgelabels.export.export_run import export_run
+    from edgelabels.export.driver import export_lines as show_detection
+    from edgelabels.export.driver import export_run
     from edgelabels.models.detector import inference_model
     from edgelabels.models.factory import load_model
 

@@ -16,7 +16,9 @@ import pytest
 from edgelabels.cli import main
 from edgelabels.runtime.predictor import Predictor
 from edgelabels.serve.watch import LEDGER, FolderWatcher
+from helpers.detection import write_detector_dir
 from helpers.runs import LABELS, make_export, make_image, write_images
+from helpers.server import image_bytes, write_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +87,44 @@ def test_invalid_min_confidence_is_a_one_line_error(export_dir, photos, capsys):
     assert "--min-confidence must be between 0 and 100" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option", ["--out", "--draw"])
+@pytest.mark.parametrize("under", ["", "sub"])
+def test_an_out_or_draw_folder_that_cannot_be_written_is_one_line_exit_2_and_nothing_written(
+        tmp_path, option, under, capsys):
+    # Issue 25 item 5: a file where the folder (or one of its parents) should be ended in a traceback.
+    detector = write_detector_dir(tmp_path / "detector")
+    (tmp_path / "a.png").write_bytes(image_bytes((220, 30, 30)))
+    (tmp_path / "a-file").write_text("mine")
+    folder = tmp_path / "a-file" / under if under else tmp_path / "a-file"
+    code = main(["predict", str(detector), str(tmp_path / "a.png"), option, str(folder)])
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"edgelabels: error: {option} {folder}: cannot write there") and "Traceback" not in err[0]
+    assert captured.out == "" and (tmp_path / "a-file").read_text() == "mine"
+
+
+def test_a_dangling_link_named_like_an_image_in_a_folder_is_reported_not_skipped(tmp_path, capsys):
+    classifier = write_model_dir(tmp_path / "classifier")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "red.png").write_bytes(image_bytes((220, 30, 30)))
+    os.symlink(tmp_path / "moved-away.png", tmp_path / "photos" / "gone.png")
+    code = main(["predict", str(classifier), str(tmp_path / "photos")])
+    captured = capsys.readouterr()
+    assert [line["Image"] for line in _lines(captured.out)] == [str(tmp_path / "photos" / "red.png")]
+    assert code == 2
+    assert captured.err.splitlines() == [
+        f"edgelabels: {tmp_path / 'photos' / 'gone.png'}: broken symbolic link (to {tmp_path / 'moved-away.png'})",
+        "edgelabels: 1 of 2 images failed"]
+
+
+def test_draw_is_refused_for_an_export_that_answers_no_boxes(tmp_path, capsys):
+    classifier = write_model_dir(tmp_path / "classifier")
+    (tmp_path / "a.png").write_bytes(image_bytes((220, 30, 30)))
+    assert main(["predict", str(classifier), str(tmp_path / "a.png"), "--draw", str(tmp_path / "drawn")]) == 2
+    assert "--draw draws boxes" in capsys.readouterr().err and not (tmp_path / "drawn").exists()
+
+
 class FakeClock:
     def __init__(self):
         self.now = 0.0
@@ -136,6 +176,22 @@ def test_watch_moves_unreadable_files_to_rejected_with_a_reason(export_dir, tmp_
     assert "not a PNG or JPEG" in (inbox / "rejected" / "notes.jpg.reason.txt").read_text()
     assert "notes.jpg" in warnings[0]
     assert (inbox / "ignored.txt").exists() and not (tmp_path / "out" / "notes.jpg.json").exists()
+
+
+def test_watch_warns_once_of_a_dangling_link_named_like_an_image(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    os.symlink(tmp_path / "moved-away.jpg", inbox / "gone.jpg")
+    (inbox / "red.png").write_bytes(image_bytes((220, 30, 30)))
+    clock, warnings, emitted = FakeClock(), [], []
+    watcher = FolderWatcher(Predictor(write_model_dir(tmp_path / "classifier")), inbox, settle=0.5,
+                            emit=emitted.append, warn=warnings.append, clock=clock)
+    watcher.step()
+    clock.now = 1.0
+    assert watcher.step() == 1 and json.loads(emitted[0])["CustomLabels"][0]["Name"] == "red"
+    watcher.step()
+    assert warnings == [f"{inbox / 'gone.jpg'}: broken symbolic link (to {tmp_path / 'moved-away.jpg'})"]
+    assert (inbox / "gone.jpg").is_symlink()  # not moved: it is not an image that arrived
 
 
 def _ledger_names(out: Path) -> list[str]:

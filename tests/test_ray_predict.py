@@ -21,7 +21,7 @@ import pytest
 from edgelabels.cli import main
 from edgelabels.serve.ray_predict import JOB_FILE, answer_batch, input_files
 from helpers.detection import write_detector_dir
-from helpers.server import EDGELABELS, REPO, image_bytes, write_model_dir
+from helpers.server import EDGELABELS, REPO, free_port, image_bytes, write_model_dir
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 220, 30), "blue": (30, 30, 220)}
 
@@ -91,15 +91,15 @@ def _assert_same_answers(got: dict, expected: dict) -> None:
 def test_input_is_a_folder_a_glob_or_a_file_list_of_sorted_unique_absolute_paths(tmp_path, monkeypatch):
     photos = _photos(tmp_path / "photos")
     (tmp_path / "photos" / "notes.txt").write_text("not an image")
-    assert input_files(str(tmp_path / "photos")) == sorted(photos)
+    assert input_files(str(tmp_path / "photos")) == (sorted(photos), [])
     reds = sorted(p for p, colour in photos.items() if colour == "red")
-    assert input_files(str(tmp_path / "photos" / "**" / "red-*")) == reds
+    assert input_files(str(tmp_path / "photos" / "**" / "red-*")) == (reds, [])
     monkeypatch.chdir(tmp_path)
     listed = tmp_path / "list.txt"
     listed.write_text("# reds, one twice, one missing\n\nphotos/set0/red-0.jpg\n" + f"{reds[1]}\n"
                       "photos/set0/red-0.jpg\nphotos/gone.png\n")
-    assert input_files("list.txt") == sorted([str(tmp_path / "photos/set0/red-0.jpg"), reds[1],
-                                              str(tmp_path / "photos/gone.png")])
+    assert input_files("list.txt") == (sorted([str(tmp_path / "photos/set0/red-0.jpg"), reds[1],
+                                               str(tmp_path / "photos/gone.png")]), [])
 
 
 def test_an_input_with_no_images_or_that_does_not_exist_is_one_line_exit_2(tmp_path, models, capsys):
@@ -190,6 +190,38 @@ def test_an_actor_given_paths_makes_a_missing_or_unreadable_file_an_error_row(tm
     assert columns["error"][2].startswith("cannot read file")
 
 
+def test_an_address_where_nothing_listens_is_one_line_exit_1_within_seconds_and_out_stays_unwritten(
+        models, tmp_path, capsys):
+    # Issue 25 item 4: ray.init retried such an address for 400+ s, logging GCS warnings, after writing the job.
+    pytest.importorskip("ray")
+    pytest.importorskip("pyarrow")
+    _photos(tmp_path / "photos", per_colour=1)
+    address = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    code = main(["predict", str(models["classifier"]), "--input", str(tmp_path / "photos"), "--out",
+                 str(tmp_path / "out"), "--engine", "ray", "--address", address])
+    assert time.monotonic() - started < 10
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert err[0].startswith(f"edgelabels: error: --address {address}: no Ray cluster answers there")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("under", ["", "sub"])
+def test_an_out_folder_that_cannot_be_written_is_one_line_exit_2(models, tmp_path, under, capsys):
+    # Issue 25 item 5: a file where --out (or one of its parents) should be ended in a traceback.
+    pytest.importorskip("ray")
+    pytest.importorskip("pyarrow")
+    _photos(tmp_path / "photos", per_colour=1)
+    (tmp_path / "a-file").write_text("mine")
+    out = tmp_path / "a-file" / under if under else tmp_path / "a-file"
+    code = main(["predict", str(models["classifier"]), "--input", str(tmp_path / "photos"), "--out", str(out),
+                 "--engine", "ray"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and str(out) in err[0] and "Traceback" not in err[0], err
+    assert (tmp_path / "a-file").read_text() == "mine"
+
+
 # -- on a local Ray cluster -----------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -213,7 +245,7 @@ def test_ray_rows_equal_in_process_predict_and_bad_images_are_error_rows(ray_clu
                                   for row in rows]
     assert len(list((out / "jsonl").glob("*.jsonl"))) == 3  # 12 files, 4 per shard
     errors = {Path(row["path"]).name: row["error"] for row in rows if row["error"]}
-    assert errors == {"broken.jpg": errors["broken.jpg"], "empty.png": "empty file (0 bytes)",
+    assert errors == {"broken.jpg": "truncated image data", "empty.png": "empty file (0 bytes)",
                       "missing.png": "file not found"}
     assert all(row["labels"] is None for row in rows if row["error"])
     capsys.readouterr()
@@ -287,9 +319,9 @@ def test_an_actor_that_dies_stops_the_job_with_one_line_and_a_rerun_finishes_it(
                                                                                 capsys, monkeypatch):
     # A model whose process dies on one image (as a native crash in a decoder would): Ray Data's default would
     # restart the actor and retry that batch forever; the job must stop instead, keep what it wrote, and say so.
-    from edgelabels.serve import predict_command
+    from edgelabels.serve import ray_predict
 
-    real = predict_command.answering_model
+    real = ray_predict.open_edge_model
 
     def crashing_model(model_dir, **options):  # a local function: Ray pickles it by value for the actors
         model = real(model_dir, **options)
@@ -308,7 +340,7 @@ def test_an_actor_that_dies_stops_the_job_with_one_line_and_a_rerun_finishes_it(
     out = tmp_path / "out"
     command = ["predict", str(models["classifier"]), "--input", str(tmp_path / "photos"), "--out", str(out),
                "--engine", "ray", "--shard-size", "4", "--actors", "1"]
-    monkeypatch.setattr(predict_command, "answering_model", crashing_model)
+    monkeypatch.setattr(ray_predict, "open_edge_model", crashing_model)
     capsys.readouterr()
     started = time.monotonic()
     assert main(command) == 1
@@ -319,7 +351,7 @@ def test_an_actor_that_dies_stops_the_job_with_one_line_and_a_rerun_finishes_it(
     assert "Traceback" not in err
     written = {Path(row["path"]).name for row in _rows(out)}
     assert "zz-crash.png" not in written  # its shard (the last) was not written
-    monkeypatch.setattr(predict_command, "answering_model", real)
+    monkeypatch.setattr(ray_predict, "open_edge_model", real)
     assert main(command) == 0
     rows = _rows(out)
     assert [row["path"] for row in rows] == sorted([*photos, str(tmp_path / "photos" / "zz-crash.png")])

@@ -307,3 +307,46 @@ def test_a_decompression_bomb_is_refused_like_any_oversize_image(open_server):
     assert error_code(lambda: client.detect_custom_labels(ProjectVersionArn=open_server.arn,
                                                           Image={"Bytes": bomb})) == "InvalidParameterException"
     assert timed_detect(client, open_server.arn, image_bytes(RED))[1] == "red"
+
+
+# -- answers that say what is wrong, in-process (issue 25 item 9) ----------------------------------
+
+def service(model_dir: Path, tmp_path: Path, **fields):
+    """The Rekognition operations in this process, over the hand-made classifier."""
+    from edgelabels.serve.server import ModelState, RekognitionService, ServeSettings
+
+    settings = ServeSettings(model_dir=str(model_dir), creation_timestamp=0.0, state_file=str(tmp_path / "state"),
+                             project_version_arn="arn:aws:rekognition:us-east-1:000000000000:project/colours/"
+                             "version/colours.1/1", **fields)
+    ModelState(settings.state_file).write("RUNNING")
+    return RekognitionService(settings)
+
+
+def detect(served, image: dict) -> dict:
+    return served.detect_custom_labels({"ProjectVersionArn": served.arn, "Image": image})
+
+
+@pytest.mark.parametrize("data", [b"\xff\xd8\xff" + b"\0" * 100, b"\xff\xd8\xff\xe0\0\x10JFIF" + b"\xff" * 50])
+def test_a_corrupt_jpeg_is_invalid_image_format_without_a_python_repr(model_dir, tmp_path, data):
+    from edgelabels.serve.api_errors import ApiError
+
+    with pytest.raises(ApiError) as refused:
+        detect(service(model_dir, tmp_path), {"Bytes": base64.b64encode(data).decode()})
+    assert refused.value.code == "InvalidImageFormatException"
+    assert "truncated or corrupt" in str(refused.value)
+    assert " at 0x" not in str(refused.value) and "<" not in str(refused.value)
+
+
+def test_s3_keys_are_literal_a_trailing_slash_or_empty_segment_names_no_object(model_dir, tmp_path):
+    from edgelabels.serve.api_errors import ApiError
+
+    (tmp_path / "s3" / "bucket" / "photos").mkdir(parents=True)
+    (tmp_path / "s3" / "bucket" / "photos" / "good.jpg").write_bytes(image_bytes(RED, fmt="JPEG"))
+    served = service(model_dir, tmp_path, s3_root=str(tmp_path / "s3"))
+    assert detect(served, {"S3Object": {"Bucket": "bucket", "Name": "photos/good.jpg"}})["CustomLabels"][0]["Name"] \
+        == "red"
+    for key in ("photos/good.jpg/", "photos//good.jpg", "photos/./good.jpg"):
+        with pytest.raises(ApiError) as refused:
+            detect(served, {"S3Object": {"Bucket": "bucket", "Name": key}})
+        assert refused.value.code == "InvalidS3ObjectException", key
+        assert f"Unable to get object s3://bucket/{key}" in str(refused.value)

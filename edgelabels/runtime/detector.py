@@ -20,7 +20,7 @@ from edgelabels.data.boxes import clip_ratios
 from edgelabels.data.images import read_image
 from edgelabels.data.preprocess import normalise, to_pixels
 from edgelabels.errors import UserError
-from edgelabels.runtime.runner import OnnxModel, open_export, predict_images, run_prepared
+from edgelabels.runtime.runner import open_export, predict_images, run_prepared
 
 ROW = 6  # left, top, width, height, score, class_id
 
@@ -32,13 +32,13 @@ class Detector:
     threads: onnxruntime intra-op threads (None: onnxruntime's default, one per physical core).
     """
 
+    answers_boxes = True  # its CustomLabels carry Geometry.BoundingBox (what `predict --draw` draws)
+
     def __init__(self, model_dir: str | Path, precision: str = "auto", threads: int | None = None):
-        export, self.precision, self.model_path = open_export(model_dir, "detection", "detector", precision)
-        self.dir = export.dir
-        self.labels: list[str] = list(export.labels)
-        self.spec = export.spec
-        self.thresholds: dict[str, float] = export.read_thresholds()
-        self.model = OnnxModel(self.model_path, threads)
+        opened = open_export(model_dir, Detector, "detector", precision, threads)
+        export, self.labels, self.thresholds = opened.export, opened.labels, opened.thresholds
+        self.dir, self.spec = export.dir, export.spec
+        self.precision, self.model_path, self.model = opened.precision, opened.model_path, opened.model
         shape = self.model.output_shape
         if len(shape) != 3 or (isinstance(shape[-1], int) and shape[-1] != ROW):
             raise UserError(f"{self.model_path}: output shape {shape} is not detections (N, K, {ROW}): "

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -139,16 +141,28 @@ def predict_files(run_batch, paths, spec, chain=None, batch_size: int = 32, prog
 PRECISIONS = ("auto", "fp32", "int8")
 
 
-def open_export(model_dir, task: str | tuple[str, ...], noun: str, precision: str):
-    """(ExportDir, precision, ONNX path) of an export of `task` (one name, or the several an edge class answers
-    for; `noun`: what its model is called), with "auto" resolved to INT8 when model.int8.onnx exists; a one-line
-    UserError for another task's export, an unknown precision or a missing model. Shared by the edge classes (Predictor, Detector)."""
+class OpenedExport(NamedTuple):
+    """What an edge class reads from its export folder."""
+
+    export: object  # the ExportDir
+    labels: list[str]
+    thresholds: dict[str, float]
+    precision: str  # "auto" resolved
+    model_path: Path
+    model: OnnxModel
+
+
+def open_export(model_dir, edge: type, noun: str, precision: str, threads: int | None) -> OpenedExport:
+    """An export whose task's edge class (the task table's `edge`) is `edge` (`noun`: what its model is called),
+    its ONNX model loaded, "auto" precision resolved to INT8 when model.int8.onnx exists; a one-line UserError for
+    another task's export, an unknown precision or a missing model. Shared by the edge classes (Predictor,
+    Detector)."""
     from edgelabels.artifacts import ExportDir
     from edgelabels.tasks import get_task
 
     export = ExportDir.load(model_dir)
-    if export.task not in ((task,) if isinstance(task, str) else task):
-        other = get_task(export.task)
+    other = get_task(export.task)
+    if other.edge != f"{edge.__module__}:{edge.__qualname__}":  # refuses another task's export
         raise UserError(f"{export.dir}: a {other.noun} export, not a {noun}; run it with "
                         f"`edgelabels {other.edge_verb} {export.dir} IMAGE...`")
     if precision not in PRECISIONS:
@@ -159,4 +173,5 @@ def open_export(model_dir, task: str | tuple[str, ...], noun: str, precision: st
     if not path.is_file():
         raise UserError(f"{path}: missing ({precision} model not exported"
                         + (": export with --int8, or use precision fp32)" if precision == "int8" else ")"))
-    return export, precision, path
+    return OpenedExport(export, list(export.labels), export.read_thresholds(), precision, path,
+                        OnnxModel(path, threads))

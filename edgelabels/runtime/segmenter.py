@@ -30,8 +30,10 @@ class Segmenter:
     @classmethod
     def load(cls, model_dir: str | Path | RunDir | ExportDir, threads: int | None = None) -> "Segmenter":
         """A U-Net export folder (model.onnx) or segmentation run directory (model.keras, loads Keras)."""
+        from edgelabels.tasks import get_task
+
         found = open_model_dir(model_dir)
-        if found.task != "segmentation":
+        if get_task(found.task).edge != f"{Segmenter.__module__}:{Segmenter.__qualname__}":  # another task's model
             what = "an export of a" if isinstance(found, ExportDir) else "a"
             raise UserError(f"{found.dir}: {what} {found.task} run, not a U-Net (task: segmentation)")
         if isinstance(found, ExportDir):

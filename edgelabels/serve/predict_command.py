@@ -8,7 +8,9 @@ arriving in DIR exactly once (see watch.py).
 
 The export's task picks the edge runtime (the task table's `edge`): a classifier answers labels, a
 detector (runtime/detector.py) answers one entry per box with Geometry.BoundingBox; `--draw DIR`
-writes each image with its boxes drawn.
+writes each image with its boxes drawn. Images are listed and answered by runtime/answers.py, the one
+answer stream that `--watch`, `--engine ray` and `serve` share. An --out or --draw folder that cannot be
+written is one line before any image is read.
 
 `--engine ray` runs the same models on Ray Data instead (serve/ray_predict.py): `--input FOLDER|GLOB|FILE_LIST`,
 Parquet and JSONL shards in --out, a rerun resumes where a killed job stopped. Ray is an optional extra.
@@ -59,39 +61,9 @@ def add_arguments(parser) -> None:
                         help="--engine ray: images per output shard, the unit a rerun skips (default 1000)")
 
 
-def image_files(paths: list[Path]) -> tuple[list[tuple[Path, Path]], list[str], bool]:
-    """(image, path relative to where it was found) pairs, problems for missing paths, whether a folder was given."""
-    from edgelabels.data.images import is_image_path
-
-    found, problems, folders = [], [], False
-    for path in paths:
-        if path.is_dir():
-            folders = True
-            found += [(p, p.relative_to(path)) for p in sorted(path.rglob("*"))
-                      if p.is_file() and is_image_path(p) and not p.name.startswith(".")]
-        elif path.exists():
-            found.append((path, Path(path.name)))
-        else:
-            problems.append(f"{path}: no such file or folder")
-    return found, problems, folders
-
-
-def answering_model(model_dir, precision: str = "auto", threads: int | None = None):
-    """The edge runtime that answers DetectCustomLabels for an export folder: its task's `edge` class from the
-    task table (a Predictor for a classifier, a Detector for a detector)."""
-    from edgelabels.artifacts import ExportDir
-    from edgelabels.runtime.predictor import Predictor
-    from edgelabels.tasks import get_task
-
-    task = get_task(ExportDir.load(model_dir).task)
-    # A lung U-Net answers no DetectCustomLabels: Predictor refuses it, naming the verb that runs it.
-    edge = task.piece("edge") if task.edge_verb == "predict" else Predictor
-    return edge(model_dir, precision=precision, threads=threads)
-
-
 def run(args) -> int:
     from edgelabels.errors import UserError
-    from edgelabels.runtime.detector import Detector
+    from edgelabels.runtime.answers import open_edge_model
 
     if args.min_confidence is not None and not 0 <= args.min_confidence <= 100:
         raise UserError(f"--min-confidence must be between 0 and 100, not {args.min_confidence}")
@@ -104,7 +76,7 @@ def run(args) -> int:
     if args.address or args.actors or args.shard_size:
         raise UserError("--address, --actors and --shard-size are for --engine ray")
     if args.input:
-        args.paths = [*args.paths, *input_paths(args.input)]
+        args.paths = [*args.paths, args.input]
     if not args.paths and not args.watch:
         raise UserError("predict: give images or folders, or --watch DIR")
     if args.paths and args.watch:
@@ -112,20 +84,33 @@ def run(args) -> int:
     if args.watch and (args.json_beside or args.draw):
         raise UserError("predict --watch writes its results into --out (default DIR/results); "
                         "--json-beside and --draw are for images given by path")
-    predictor = answering_model(args.model_dir, precision=args.precision, threads=args.threads)
-    if args.draw and not isinstance(predictor, Detector):
+    model = open_edge_model(args.model_dir, precision=args.precision, threads=args.threads)
+    if args.draw and not getattr(model, "answers_boxes", False):
         raise UserError(f"--draw draws boxes, and {args.model_dir} is not a detector export")
     if args.watch:
-        return watch(predictor, args)
-    return predict_files(predictor, args)
+        return watch(model, args)
+    for option, folder in (("--out", args.out), ("--draw", args.draw)):
+        if folder is not None:
+            writable_folder(folder, option)
+    return predict_files(model, args)
 
 
-def input_paths(spec: str) -> list[Path]:
-    """--input for the local engine: a folder stays a folder (its layout is kept under --out), a glob or a file
-    list becomes its files."""
-    from edgelabels.serve.ray_predict import input_files
+def writable_folder(folder: Path, option: str) -> Path:
+    """Create `folder` if needed and check that a file can be written in it: an unwritable --out (a file in its
+    way, no permission) is one line before any image is read, not a traceback half-way."""
+    import tempfile
 
-    return [Path(spec)] if Path(spec).is_dir() else [Path(p) for p in input_files(spec)]
+    from edgelabels.errors import UserError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except FileExistsError:
+        raise UserError(f"{option} {folder}: cannot write there (a file, not a folder, is in the way)") from None
+    except OSError as exc:
+        raise UserError(f"{option} {folder}: cannot write there ({exc.strerror or exc})") from None
+    return folder
 
 
 def ray_engine(args) -> int:
@@ -146,46 +131,46 @@ def ray_engine(args) -> int:
         raise UserError("--engine ray needs Ray Data and pyarrow: pip install 'edgelabels[ray]'")
     from edgelabels.serve import ray_predict
 
-    return ray_predict.predict_on_ray(args, answering_model)
+    return ray_predict.predict_on_ray(args)
 
 
-def predict_files(predictor, args) -> int:
-    from tqdm import tqdm
-
+def predict_files(model, args) -> int:
     from edgelabels import atomic
-    from edgelabels.errors import ImageProblem
+    from edgelabels.errors import UserError
+    from edgelabels.runtime.answers import answer_images, find_images
 
-    files, problems, folders = image_files(args.paths)
+    found, problems = find_images(args.paths)
     for problem in problems:
         print(f"edgelabels: {problem}", file=sys.stderr)
-    failed = len(problems)
-    if not files and not problems:
+    if not found and not problems:
         print("edgelabels: no PNG or JPEG images found", file=sys.stderr)
         return 2
-    with tqdm(total=len(files), unit="img", file=sys.stderr, disable=not folders or None) as bar:
-        for start in range(0, len(files), args.batch_size):
-            chunk, inputs = [], []
-            for path, relative in files[start:start + args.batch_size]:
-                try:
-                    inputs.append(predictor.prepare(path))
-                    chunk.append((path, relative))
-                except ImageProblem as exc:
-                    failed += 1
-                    tqdm.write(f"edgelabels: {exc}", file=sys.stderr)
-            if chunk:
-                for (path, relative), row in zip(chunk, predictor.run_many(inputs)):
-                    result = {"Image": str(path),
-                              "CustomLabels": predictor.custom_labels(row, args.min_confidence, args.max_results)}
-                    if args.out:
-                        atomic.write_json(args.out / relative.with_name(relative.name + ".json"), result)
-                    if args.json_beside:
-                        atomic.write_json(path.with_name(path.name + ".json"), result)
-                    if args.draw:
-                        draw(path, args.draw / relative, result["CustomLabels"])
-                    print(json.dumps(result), flush=True)
-            bar.update(len(files[start:start + args.batch_size]))
+    failed = len(problems)
+    relative = {listed.path: listed.relative for listed in found}
+    folders = any(Path(given).is_dir() for given in args.paths)
+    for answer in answer_images(model, [listed.path for listed in found], batch_size=args.batch_size,
+                                min_confidence=args.min_confidence, max_results=args.max_results, progress=folders):
+        path = answer.path
+        if answer.error:
+            failed += 1
+            print(f"edgelabels: {path}: {answer.error}", file=sys.stderr, flush=True)
+            continue
+        result = {"Image": str(path), **answer.response}
+        if answer.review is not None:  # the export carries a review threshold (review.json): a documented extra key
+            result["HumanReview"] = answer.review
+        written = [args.out / relative[path].with_name(relative[path].name + ".json")] if args.out else []
+        written += [path.with_name(path.name + ".json")] if args.json_beside else []
+        try:  # atomic: a file that cannot be written leaves nothing half-written behind
+            for where in written:
+                atomic.write_json(where, result)
+            if args.draw:
+                draw(path, args.draw / relative[path], result["CustomLabels"])
+        except OSError as exc:
+            raise UserError(f"{exc.filename or written[0]}: cannot write the result ({exc.strerror or exc})") \
+                from None
+        print(json.dumps(result), flush=True)
     if failed:
-        print(f"edgelabels: {failed} of {len(files) + len(problems)} images failed", file=sys.stderr)
+        print(f"edgelabels: {failed} of {len(found) + len(problems)} images failed", file=sys.stderr)
         return 2
     return 0
 
@@ -203,7 +188,7 @@ def draw(path: Path, out: Path, custom_labels: list[dict]) -> None:
         picture.save(tmp, format="PNG" if out.suffix.lower() == ".png" else "JPEG", quality=90)
 
 
-def watch(predictor, args) -> int:
+def watch(model, args) -> int:
     import signal
 
     from edgelabels.errors import UserError
@@ -211,7 +196,8 @@ def watch(predictor, args) -> int:
 
     if not args.watch.is_dir():
         raise UserError(f"{args.watch}: no such folder to watch")
-    watcher = FolderWatcher(predictor, args.watch, args.out, min_confidence=args.min_confidence,
+    writable_folder(args.out or args.watch / "results", "--out")
+    watcher = FolderWatcher(model, args.watch, args.out, min_confidence=args.min_confidence,
                             max_results=args.max_results, settle=args.settle, batch_size=args.batch_size)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))

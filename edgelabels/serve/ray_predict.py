@@ -1,11 +1,13 @@
 """`edgelabels predict MODEL --input FOLDER|GLOB|FILE_LIST --out DIR --engine ray`: batch inference on Ray Data.
 
 Ray Data splits the sorted file list into blocks (`from_items`) and streams them through a pool of actors,
-each reading its images from disk and holding one edge model (`answering_model`: a classifier, a detector or
-a chained export) whose onnxruntime uses as many threads as the actor has CPUs (onnxruntime otherwise sizes
-its pool from the host's cores, ray#28044). Each image becomes one row: its path, its DetectCustomLabels
+each reading its images from disk and holding one edge model (runtime/answers.py's `open_edge_model`: a
+classifier, a detector or a chained export) whose onnxruntime uses as many threads as the actor has CPUs
+(onnxruntime otherwise sizes its pool from the host's cores, ray#28044). Each image becomes one row, answered by
+the one edge answer stream (`answer_images`, as in-process predict): its path, its DetectCustomLabels
 `CustomLabels` as JSON (boxes included for a detector), or the error that made it unusable (missing,
-unreadable, not an image). A bad image is a row, never a failed job.
+unreadable, not an image). A bad image is a row, never a failed job. --address is checked with a TCP connect
+first: a cluster that is not there is one line and exit 1, with nothing written into --out.
 
 Why the actors read the files rather than `read_binary_files`: that puts every file's bytes into Ray's object
 store, and its read tasks compete with the actors for the CPUs; on 2 cores the copies and the extra tasks cost
@@ -31,11 +33,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import sys
 import warnings
 from pathlib import Path
 
-from edgelabels.errors import ImageProblem, UserError
+from edgelabels.errors import UserError
+from edgelabels.runtime.answers import answer_images, list_images, open_edge_model
 
 JOB_FILE = "ray-predict.json"
 PARQUET_DIR, JSONL_DIR = "parquet", "jsonl"
@@ -47,69 +52,35 @@ FILES_PER_BLOCK = 250
 
 # -- which images ------------------------------------------------------------------------------------
 
-def input_files(spec: str) -> list[str]:
-    """FOLDER (its images, recursively), GLOB (`photos/**/*.jpg`, matched recursively), FILE_LIST (a text
-    file, one path a line, relative to the current folder; blank lines and lines starting with # skipped)
-    or one image -> sorted, de-duplicated absolute paths. Files in a list need not exist (those become
-    error rows); a folder or glob with no image in it is a UserError."""
-    import glob
-
-    from edgelabels.data.images import is_image_path
-
-    path = Path(spec)
-    if path.is_dir():
-        found = [p for p in path.rglob("*") if p.is_file() and is_image_path(p) and not p.name.startswith(".")]
-    elif any(c in spec for c in "*?["):
-        found = [Path(p) for p in glob.glob(spec, recursive=True)]
-        found = [p for p in found if p.is_file() and is_image_path(p)]
-    elif path.is_file() and is_image_path(path):
-        found = [path]
-    elif path.is_file():
-        found = [Path(line.strip()) for line in _text(path).splitlines()
-                 if line.strip() and not line.strip().startswith("#")]
-    else:
-        raise UserError(f"--input {spec}: no such folder, file list or image, and no glob matches it")
-    files = sorted({str(p.absolute()) for p in found})
+def input_files(spec: str) -> tuple[list[str], list[str]]:
+    """--input (runtime/answers.py's list_images: a folder, recursively; a glob; a file list, whose entries need
+    not exist: those become error rows; one image) -> (sorted, de-duplicated absolute paths, one line per problem
+    such as a broken link). An input with no image at all is a UserError."""
+    found, problems = list_images([spec])
+    files = sorted({str(Path(p).absolute()) for p in found})
     if not files:
-        raise UserError(f"--input {spec}: no PNG or JPEG images in it")
-    return files
-
-
-def _text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise UserError(f"--input {path}: neither an image nor a UTF-8 file list (one path a line)") from None
+        raise UserError(f"--input {problems[0]}" if problems else f"--input {spec}: no PNG or JPEG images in it")
+    return files, problems
 
 
 # -- the model, on each actor --------------------------------------------------------------------
 
 def answer_batch(model, paths, min_confidence=None, max_results=None) -> dict[str, list]:
     """One batch of image paths -> columns path, labels (CustomLabels as JSON text, None for a bad image), error
-    (None, or what is wrong with the image: missing, unreadable, not an image). Each file is read and prepared
-    by the model's own prepare, as in-process predict does; one a crop stage finds nothing in gets an empty
+    (None, or what is wrong with the image: missing, unreadable, not an image), answered by the one edge answer
+    stream (runtime/answers.py) as in-process predict is; one a crop stage finds nothing in gets an empty
     CustomLabels."""
-    prepared, errors = [], []
-    for path in paths:
-        try:
-            prepared.append(model.prepare(path, name=path))
-            errors.append(None)
-        except ImageProblem as exc:
-            prepared.append(None)
-            errors.append(exc.problem)
-    good = [i for i, error in enumerate(errors) if error is None]
-    labels = [None] * len(errors)
-    if good:
-        for i, row in zip(good, model.run_many([prepared[i] for i in good])):
-            labels[i] = json.dumps(model.custom_labels(row, min_confidence, max_results))
-    return {"path": list(paths), "labels": labels, "error": errors}
+    columns = {"path": list(paths), "labels": [], "error": []}
+    for answer in answer_images(model, paths, batch_size=max(1, len(paths)), min_confidence=min_confidence,
+                                max_results=max_results):
+        columns["labels"].append(None if answer.error else json.dumps(answer.response["CustomLabels"]))
+        columns["error"].append(answer.error)
+    return columns
 
 
 class EdgeModelActor:
-    """The callable class Ray Data's map_batches runs on each actor: one edge model, loaded once.
-
-    open_model is predict_command.answering_model, passed in (pickled by name) rather than imported, since
-    predict_command imports this module to dispatch to it."""
+    """The callable class Ray Data's map_batches runs on each actor: one edge model, loaded once by open_model
+    (this module's open_edge_model when the job started: a test swaps in one of its own)."""
 
     def __init__(self, open_model, model_dir: str, precision: str, threads: int, min_confidence, max_results):
         self.model = open_model(model_dir, precision=precision, threads=threads)
@@ -146,9 +117,12 @@ class ShardedOut:
         elif self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
             raise UserError(f"{self.out}: exists and is not a `predict --engine ray` output (no {JOB_FILE}); "
                             "choose another --out")
-        if self.out.is_dir():
-            atomic.sweep(self.out)
-        atomic.write_json(job_path, self.job)
+        try:
+            if self.out.is_dir():
+                atomic.sweep(self.out)
+            atomic.write_json(job_path, self.job)
+        except OSError as exc:  # a file in the way of its parents, no permission
+            raise UserError(f"--out {self.out}: cannot write there ({exc.strerror or exc})") from None
 
     def name(self, index: int) -> str:
         return f"part-{index:05d}"
@@ -187,34 +161,55 @@ def job_description(args, files: list[str], shard_size: int) -> dict:
 
 # -- the job ----------------------------------------------------------------------------------------
 
-def predict_on_ray(args, open_model) -> int:
-    """Predict every image of --input into --out's shards on Ray, each actor's model opened by
-    open_model(model_dir, precision=, threads=); 0 when every shard is written (bad images are rows with their
-    error, counted on stderr)."""
+def predict_on_ray(args) -> int:
+    """Predict every image of --input into --out's shards on Ray; 0 when every shard is written (bad images are
+    rows with their error, counted on stderr), 1 when the cluster cannot be reached or the job fails."""
     from tqdm import tqdm
 
     shard_size = args.shard_size or DEFAULT_SHARD_SIZE
-    files = input_files(args.input)
+    files, problems = input_files(args.input)
+    for problem in problems:
+        print(f"edgelabels: {problem}", file=sys.stderr)
     out = ShardedOut(args.out, job_description(args, files, shard_size))
-    open_model(args.model_dir, precision=args.precision, threads=1)  # a bad export fails before Ray starts
-    out.claim()
-    shards = [files[i:i + shard_size] for i in range(0, len(files), shard_size)]
-    pending = {i: shard for i, shard in enumerate(shards) if not out.done(i)}
-    print(f"edgelabels: {len(files)} images in {len(shards)} shards; {len(shards) - len(pending)} already in "
-          f"{args.out}", file=sys.stderr, flush=True)
-    if pending:
-        try:
+    open_edge_model(args.model_dir, precision=args.precision, threads=1)  # a bad export fails before Ray starts
+    try:
+        check_reachable(args.address)  # before --out holds a job record for a cluster that is not there
+        out.claim()
+        shards = [files[i:i + shard_size] for i in range(0, len(files), shard_size)]
+        pending = {i: shard for i, shard in enumerate(shards) if not out.done(i)}
+        print(f"edgelabels: {len(files)} images in {len(shards)} shards; {len(shards) - len(pending)} already in "
+              f"{args.out}", file=sys.stderr, flush=True)
+        if pending:
             with tqdm(total=sum(map(len, pending.values())), unit="img", file=sys.stderr) as bar:
-                errors = _run_pending(args, open_model, out, pending, bar.update)
-        except JobFailed as exc:
-            print(f"edgelabels: error: {exc}", file=sys.stderr)
-            return 1
-        print(f"edgelabels: {len(pending)} shards written, {errors} bad images (rows with an error) -> {args.out}",
-              file=sys.stderr)
+                errors = _run_pending(args, out, pending, bar.update)
+            print(f"edgelabels: {len(pending)} shards written, {errors} bad images (rows with an error) -> "
+                  f"{args.out}", file=sys.stderr)
+    except JobFailed as exc:
+        print(f"edgelabels: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
-def _run_pending(args, open_model, out: ShardedOut, pending: dict[int, list[str]], progress) -> int:
+CONNECT_TIMEOUT_S = 3.0
+
+
+def check_reachable(address: str | None) -> None:
+    """A TCP connect, with a short timeout, to the GCS port of --address (HOST:PORT, ray://HOST:PORT, or what
+    RAY_ADDRESS names for auto): with nothing listening, ray.init would retry for minutes, logging as it goes.
+    An address of another form is left to Ray."""
+    if address == "auto":
+        address = os.environ.get("RAY_ADDRESS")
+    host, colon, port = (address or "").split("://", 1)[-1].rpartition(":")
+    if not colon or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise JobFailed(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
+                        "nothing was written") from None
+
+
+def _run_pending(args, out: ShardedOut, pending: dict[int, list[str]], progress) -> int:
     """Stream the pending shards' images through the actors (each reads its own files: a missing or unreadable
     one is a row with its error); write each shard as soon as it is complete."""
     collecting = {i: {} for i in pending}
@@ -234,7 +229,7 @@ def _run_pending(args, open_model, out: ShardedOut, pending: dict[int, list[str]
 
     started = _connect(args.address)
     try:
-        for batch in _dataset(args, open_model, list(shard_of)).iter_batches(batch_size=None, batch_format="pyarrow"):
+        for batch in _dataset(args, list(shard_of)).iter_batches(batch_size=None, batch_format="pyarrow"):
             for row in batch.to_pylist():
                 keep(shard_of[row["path"]], row)
             progress(batch.num_rows)
@@ -279,11 +274,11 @@ def _connect(address: str | None) -> bool:
         # log_to_driver=False: the actors' and raylet's own output stays in Ray's session logs, not on our stderr
         ray.init(address=address or "local", include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     except ConnectionError as exc:
-        raise UserError(f"--address {address}: no Ray cluster there ({exc})") from None
+        raise JobFailed(f"--address {address}: no Ray cluster there ({_first_line(exc)})") from None
     return True
 
 
-def _dataset(args, open_model, paths: list[str]):
+def _dataset(args, paths: list[str]):
     """Ray Data: the paths in blocks, map_batches through a fixed pool of EdgeModelActor, fractional CPUs each."""
     import logging
 
@@ -312,6 +307,6 @@ def _dataset(args, open_model, paths: list[str]):
         return ds.map_batches(
             EdgeModelActor, batch_size=args.batch_size, batch_format="numpy",
             compute=ActorPoolStrategy(size=actors), num_cpus=actor_cpus, max_restarts=0,
-            fn_constructor_kwargs={"open_model": open_model, "model_dir": str(Path(args.model_dir).absolute()),
+            fn_constructor_kwargs={"open_model": open_edge_model, "model_dir": str(Path(args.model_dir).absolute()),
                                    "precision": args.precision, "threads": threads,
                                    "min_confidence": args.min_confidence, "max_results": args.max_results})

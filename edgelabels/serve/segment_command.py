@@ -53,25 +53,19 @@ def run(args) -> int:
     return segment_files(segmenter, args)
 
 
-def find_images(paths: list[Path], skip: Path | None = None) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """(image, output name without suffix) pairs, unique; and problems for paths that do not exist.
+def named_images(paths: list[Path], skip: Path | None = None) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """(image, output name without suffix) pairs, unique; and the lister's problems (runtime/answers.py: a
+    missing path, a broken link, an unreadable file).
 
     Folders are searched recursively, skipping hidden files and anything under `skip` (the output
     folder: a second run must not segment the first run's masks).
     """
-    from edgelabels.data.images import is_image_path
+    from edgelabels.runtime.answers import find_images
 
     skip = skip.resolve() if skip is not None else None
-    found, problems = [], []
-    for path in paths:
-        if path.is_dir():
-            found += [(p, p.relative_to(path)) for p in sorted(path.rglob("*"))
-                      if p.is_file() and is_image_path(p) and not p.name.startswith(".")
-                      and (skip is None or skip not in p.resolve().parents)]
-        elif path.exists():
-            found.append((path, Path(path.name)))
-        else:
-            problems.append(f"{path}: no such file or folder")
+    listed, problems = find_images(paths)
+    found = [(image.path, image.relative) for image in listed
+             if skip is None or skip not in image.path.resolve().parents]
     taken, named = set(), []
     for path, relative in found:
         stem = relative.with_suffix("")
@@ -93,7 +87,7 @@ def segment_files(segmenter, args) -> int:
     from edgelabels.runtime.overlay import mask_png, overlay
     from edgelabels.runtime.segmenter import at_image_size
 
-    files, problems = find_images(args.paths, skip=args.out)
+    files, problems = named_images(args.paths, skip=args.out)
     for problem in problems:
         print(f"edgelabels: {problem}", file=sys.stderr)
     for path, name in files:

@@ -3,7 +3,7 @@
 boto3 sends `POST /` with `X-Amz-Target: RekognitionService.<Operation>`, a JSON body
 (`application/x-amz-json-1.1`) and image bytes base64-encoded inside it. Answers are JSON; errors
 are `{"__type": name, "message": text}` with HTTP 400, or 500 for the two server faults botocore
-retries (InternalServerError, ThrottlingException). Load shedding answers
+retries (InternalServerError, ThrottlingException): api_errors.py. Load shedding answers
 ProvisionedThroughputExceededException with 400: botocore retries that error code with backoff in
 both its standard and legacy retry modes (`retries/standard.py` lists it as a throttling code;
 `data/_retry.json` matches it on status 400). Every answer carries `x-amzn-RequestId`.
@@ -13,8 +13,9 @@ Operations: DetectCustomLabels, StartProjectVersion, StopProjectVersion, Describ
 Each uvicorn worker process builds its own app with `app_from_environment` (uvicorn needs an
 import string for several workers) from the JSON settings file that `edgelabels serve` writes and
 names in $EDGELABELS_SERVE_SETTINGS; each holds one edge model (one onnxruntime session): the
-export's task picks it (predict_command.answering_model): a Predictor answers a classifier's labels,
-a Detector one entry per box with Geometry.BoundingBox.
+export's task picks it (runtime/answers.py's open_edge_model): a Predictor answers a classifier's labels,
+a Detector one entry per box with Geometry.BoundingBox. Each image is answered by the same stream as
+`edgelabels predict` (answer_images, for one image), so both give the same answer.
 The model's RUNNING/STOPPED status lives in one small file in the run-state folder, written
 atomically and read on every request, so a StopProjectVersion answered by one worker holds for
 all of them, whatever the number of workers.
@@ -33,7 +34,8 @@ What bounds a worker, and what each bound is for:
   when the answer is sent, so a stalled client that sent one byte costs one byte; a request that
   cannot reserve its next chunk is drained (not kept) and answered
   ProvisionedThroughputExceededException, which boto3 retries;
-- body size: kept up to a cap just above what a 4 MB image needs once base64-encoded, drained
+- body size (request_body.py, with the body budget, the body time and the image's own limits): kept up to a
+  cap just above what a 4 MB image needs once base64-encoded, drained
   (not kept) up to 64 MB so the client reads ImageTooLargeException, dropped beyond;
 - body time: at most `body_read_timeout_s` (10 s) between two chunks and `body_deadline_s` (60 s)
   for the whole body, else RequestTimeoutException (which boto3 retries) and the connection ends;
@@ -49,20 +51,17 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import io
 import json
 import logging
 import math
 import os
 import re
 import uuid
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
-from PIL import Image
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -71,22 +70,13 @@ from starlette.routing import Route
 
 from edgelabels import atomic
 from edgelabels.data import paths
-from edgelabels.data.images import read_image, sniff_format
-from edgelabels.errors import ImageProblem, UserError
-from edgelabels.serve.predict_command import answering_model
+from edgelabels.errors import UserError
+from edgelabels.runtime.answers import answer_images, open_edge_model
+from edgelabels.serve.api_errors import CONTENT_TYPE, ApiError, error_response
+from edgelabels.serve.request_body import MAX_BODY_BYTES, MAX_IMAGE_BYTES, BodyBudget, decode, read_body
 
 SETTINGS_ENV = "EDGELABELS_SERVE_SETTINGS"
 TARGET_PREFIX = "RekognitionService."
-CONTENT_TYPE = "application/x-amz-json-1.1"
-
-# Rekognition Custom Labels' documented limits.
-MAX_IMAGE_BYTES = 4 * 1024 * 1024
-MIN_SIDE, MAX_SIDE = 64, 4096
-# base64 grows bytes by 4/3; the slack covers the ARN and the other JSON fields.
-MAX_BODY_BYTES = math.ceil(MAX_IMAGE_BYTES / 3) * 4 + 64 * 1024
-# A body past the cap is still drained (not kept) up to this size, so that the client reads a
-# clean ImageTooLargeException instead of a connection reset; beyond it the connection is dropped.
-MAX_DRAIN_BYTES = 64 * 1024 * 1024
 # Integer parameters are Java Integers in AWS's API models: larger values are refused, not truncated.
 INT_MIN, INT_MAX = -2 ** 31, 2 ** 31 - 1
 
@@ -94,22 +84,8 @@ VERSION_ARN = re.compile(r"^arn:[a-z\d-]+:rekognition:[a-z\d-]+:\d{12}:project/(
                          r"/version/([a-zA-Z0-9_.\-]{1,255})/[0-9]+$")
 PROJECT_ARN = re.compile(r"^arn:[a-z\d-]+:rekognition:[a-z\d-]+:\d{12}:project/[a-zA-Z0-9_.\-]{1,255}/[0-9]+$")
 VERSION_NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,255}$")
-FAULTS = {"InternalServerError", "ThrottlingException"}  # answered with HTTP 500
 
 log = logging.getLogger("edgelabels.serve")
-
-
-class ApiError(Exception):
-    """An answer in Rekognition's error format: `code` is the __type botocore turns into an exception.
-
-    `close`: the answer ends the connection (sent before the request body was all received).
-    """
-
-    def __init__(self, code: str, message: str, close: bool = False):
-        self.code = code
-        self.status = 500 if code in FAULTS else 400
-        self.close = close
-        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -164,7 +140,7 @@ class RekognitionService:
 
     def __init__(self, settings: ServeSettings, predictor=None):
         self.settings = settings
-        self.predictor = predictor or answering_model(settings.model_dir, precision=settings.precision,
+        self.predictor = predictor or open_edge_model(settings.model_dir, precision=settings.precision,
                                                       threads=settings.threads)
         self.arn = settings.project_version_arn
         match = VERSION_ARN.match(self.arn)
@@ -287,7 +263,12 @@ class RekognitionService:
             raise ApiError("InvalidParameterException", "Image must hold exactly one of Bytes or S3Object")
         self.check_running()
         data = self.image_bytes(image["Bytes"]) if "Bytes" in image else self.s3_bytes(image["S3Object"])
-        return self.predictor.detect(decode(data), min_confidence=min_confidence, max_results=max_results)
+        # The same answer stream as `predict`, for one image: the same code produces the same answer.
+        answer, = answer_images(self.predictor, [decode(data)], min_confidence=min_confidence,
+                                max_results=max_results)
+        if answer.error:
+            raise ApiError("InvalidImageFormatException", f"Image cannot be used: {answer.error}")
+        return answer.response
 
     def start_project_version(self, params: dict) -> dict:
         self.check_version_arn(params.get("ProjectVersionArn"))
@@ -383,6 +364,12 @@ class RekognitionService:
         if s3_object.get("Version") is not None:
             raise ApiError("InvalidParameterException", "Image.S3Object.Version is not supported by --s3-root folders")
         bucket, name = s3_object["Bucket"], s3_object["Name"]
+        missing = ApiError("InvalidS3ObjectException",
+                           f"Unable to get object s3://{bucket}/{name}: no such file under --s3-root")
+        # S3 keys are literal: `good.jpg/` or `a//b.jpg` name other objects than the file a path would normalise
+        # them to, and a folder can hold no such object.
+        if any(part in ("", ".") for part in name.lstrip("/").split("/")):
+            raise missing
         try:  # the rule manifests' s3:// source-refs follow too (data/paths.py)
             path = paths.s3_object(self.s3_root, bucket, name)
         except paths.Outside:
@@ -397,113 +384,7 @@ class RekognitionService:
                 raise ApiError("ImageTooLargeException", f"s3://{bucket}/{name} is over {MAX_IMAGE_BYTES} bytes (4 MB)")
             return path.read_bytes()
         except OSError:
-            raise ApiError("InvalidS3ObjectException",
-                           f"Unable to get object s3://{bucket}/{name}: no such file under --s3-root") from None
-
-
-def decode(data: bytes) -> Image.Image:
-    """Image bytes -> decoded image, with Rekognition's limits and error names."""
-    if not data:
-        raise ApiError("InvalidParameterException", "Image.Bytes is empty")
-    if len(data) > MAX_IMAGE_BYTES:
-        raise ApiError("ImageTooLargeException", f"Image is {len(data)} bytes; the limit is {MAX_IMAGE_BYTES} (4 MB)")
-    found = sniff_format(data[:16])
-    if found not in ("PNG", "JPEG"):
-        raise ApiError("InvalidImageFormatException",
-                       f"Request has unsupported image format ({found or 'unrecognised content'}); send PNG or JPEG")
-    # Check the size from the header before decoding the pixels, so a small file that inflates
-    # into a huge bitmap is refused without allocating it.
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as header:
-                width, height = header.size
-    except Image.DecompressionBombError as exc:  # Pillow's own limit, far past 4096x4096: the same refusal
-        raise ApiError("InvalidParameterException",
-                       f"Image is too large ({exc}); each side must be {MIN_SIDE} to {MAX_SIDE} pixels") from None
-    except Exception as exc:  # Pillow raises many types for a broken header
-        raise ApiError("InvalidImageFormatException", f"Cannot read the {found} header ({exc})") from None
-    if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
-        raise ApiError("InvalidParameterException",
-                       f"Image is {width}x{height} pixels; each side must be {MIN_SIDE} to {MAX_SIDE}")
-    try:
-        image, _notes = read_image(data, name="Image.Bytes")
-    except ImageProblem as exc:
-        raise ApiError("InvalidImageFormatException", exc.problem) from None
-    return image
-
-
-class BodyBudget:
-    """Bytes of request bodies held at once by one worker (only used on its event loop thread)."""
-
-    def __init__(self, limit: int):
-        self.limit, self.held = limit, 0
-
-    def take(self, size: int) -> bool:
-        if self.held + size > self.limit:
-            return False
-        self.held += size
-        return True
-
-    def give_back(self, size: int) -> None:
-        self.held -= size
-
-
-async def read_body(request: Request, budget: BodyBudget, read_timeout: float, deadline: float) -> bytes:
-    """The request body, each chunk reserved in `budget`; the caller gives back len(body) when done.
-
-    Refused with ImageTooLargeException past MAX_BODY_BYTES, ProvisionedThroughputExceededException
-    when the budget is spent, RequestTimeoutException when the client is too slow. A refused body is
-    still drained (not kept) up to MAX_DRAIN_BYTES, so that the client reads the error.
-    """
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_DRAIN_BYTES:
-        raise ApiError("ImageTooLargeException", f"Request body of {declared} bytes; the image limit is 4 MB",
-                       close=True)
-    chunks, size, kept, shed = [], 0, 0, False
-    give_up_at = anyio.current_time() + deadline
-    try:
-        while True:
-            with anyio.move_on_after(min(read_timeout, give_up_at - anyio.current_time())) as waiting:
-                message = await request.receive()
-            if waiting.cancelled_caught:
-                raise ApiError("RequestTimeoutException",
-                               f"Request body not received in time ({read_timeout:.0f} s between chunks, "
-                               f"{deadline:.0f} s in all)", close=True)
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnect()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_DRAIN_BYTES:
-                break
-            if size <= MAX_BODY_BYTES and not shed:
-                if budget.take(len(chunk)):
-                    chunks.append(chunk)
-                    kept += len(chunk)
-                else:
-                    shed = True
-            if (size > MAX_BODY_BYTES or shed) and kept:  # draining from here on: keep nothing
-                chunks.clear()
-                budget.give_back(kept)
-                kept = 0
-            if not message.get("more_body", False):
-                break
-    except BaseException:
-        budget.give_back(kept)
-        raise
-    if size > MAX_BODY_BYTES:
-        raise ApiError("ImageTooLargeException", f"Request body of {size}+ bytes; the image limit is 4 MB",
-                       close=size > MAX_DRAIN_BYTES)
-    if shed:
-        raise ApiError("ProvisionedThroughputExceededException",
-                       f"Request bodies being received fill this worker's {budget.limit // 2 ** 20} MiB; retry later.")
-    return b"".join(chunks)
-
-
-def error_response(error: ApiError, request_id: str) -> Response:
-    body = json.dumps({"__type": error.code, "message": str(error)})
-    headers = {"x-amzn-RequestId": request_id, **({"Connection": "close"} if error.close else {})}
-    return Response(body, error.status, media_type=CONTENT_TYPE, headers=headers)
+            raise missing from None
 
 
 def _is_number(value) -> bool:

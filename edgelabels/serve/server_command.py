@@ -160,7 +160,7 @@ def run(args) -> int:
     except ImportError as exc:
         raise UserError(f"edgelabels serve needs {exc.name}: pip install 'edgelabels[serve]'") from None
 
-    from edgelabels.serve.predict_command import answering_model
+    from edgelabels.runtime.answers import open_edge_model
     from edgelabels.serve.server import (SETTINGS_ENV, VERSION_ARN, ModelState, ServeSettings, create_app,
                                          project_arn_prefix)
 
@@ -169,7 +169,7 @@ def run(args) -> int:
 
         keys = read_credentials(args.credentials)  # fail here, not in every worker
     # Loading it here reports a bad model folder as one line; with one worker this session serves.
-    predictor = answering_model(args.model_dir, precision=args.precision, threads=args.threads)
+    predictor = open_edge_model(args.model_dir, precision=args.precision, threads=args.threads)
     arn, created = derived_arn(Path(args.model_dir), predictor.model_path, args.region)
     if args.project_version_arn:
         arn = args.project_version_arn

@@ -14,7 +14,9 @@ A plain poll loop (works on network shares and bind mounts, where file events of
   from its result file: every committed result reaches stdout once (twice only if the watcher dies
   between a print and its mark, or the power fails before the mark, not fsync'ed, reaches the disk).
   Lines from before the "printed" field count as printed;
-- an unreadable image is moved to DIR/rejected/ beside a <name>.reason.txt saying why.
+- an unreadable image is moved to DIR/rejected/ beside a <name>.reason.txt saying why; a broken symbolic link
+  named like an image is reported once (the lister's problem, runtime/answers.py) and left where it is.
+Images are listed and answered by runtime/answers.py, the stream `predict`, `--engine ray` and `serve` share.
 Inputs are otherwise left where they are; replacing a file (new mtime) makes it a new image.
 """
 
@@ -26,10 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-
 from edgelabels import atomic
-from edgelabels.data.images import is_image_path
-from edgelabels.errors import ImageProblem
+from edgelabels.runtime.answers import answer_images, list_images
 
 LEDGER = ".watch-ledger.jsonl"
 _UNPRINTED, _PRINTED = b'"printed": false}', b'"printed": true }'  # the same length: one is written over the other
@@ -52,6 +52,7 @@ class FolderWatcher:
         self.ledger_path = self.out / LEDGER
         self.done, self.unprinted = self._read_ledger()
         self._first_seen: dict[str, tuple[int, int, float]] = {}  # name -> (size, mtime_ns, when unchanged since)
+        self._warned: set[str] = set()
 
     def _read_ledger(self) -> tuple[set[tuple[str, int, int]], dict[tuple[str, int, int], int]]:
         """(committed keys, {committed key whose result was never printed: where its mark goes})."""
@@ -114,23 +115,24 @@ class FolderWatcher:
         """Images not yet committed whose size and mtime have been stable for `settle` seconds."""
         now = self.clock()
         ready, present = [], set()
-        with os.scandir(self.folder) as entries:
-            for entry in entries:
-                if entry.name.startswith(".") or not entry.is_file() or not is_image_path(Path(entry.name)):
-                    continue
-                try:
-                    st = entry.stat()
-                except FileNotFoundError:
-                    continue
-                key = (entry.name, st.st_size, st.st_mtime_ns)
-                present.add(entry.name)
-                if key in self.done:
-                    continue
-                seen = self._first_seen.get(entry.name)
-                if seen is None or seen[:2] != key[1:]:
-                    self._first_seen[entry.name] = (st.st_size, st.st_mtime_ns, now)
-                elif now - seen[2] >= self.settle:
-                    ready.append(key)
+        images, problems = list_images([self.folder], recursive=False)
+        for problem in set(problems) - self._warned:  # a broken link stays broken: said once, not every poll
+            self.warn(problem)
+        self._warned = set(problems)
+        for path in images:
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            key = (path.name, st.st_size, st.st_mtime_ns)
+            present.add(path.name)
+            if key in self.done:
+                continue
+            seen = self._first_seen.get(path.name)
+            if seen is None or seen[:2] != key[1:]:
+                self._first_seen[path.name] = (st.st_size, st.st_mtime_ns, now)
+            elif now - seen[2] >= self.settle:
+                ready.append(key)
         for name in set(self._first_seen) - present:
             del self._first_seen[name]
         return sorted(ready)
@@ -153,34 +155,23 @@ class FolderWatcher:
         return (st.st_size, st.st_mtime_ns) == key[1:]
 
     def _process(self, keys) -> int:
-        good, inputs, count = [], [], 0
-        for key in keys:
-            path = self.folder / key[0]
-            try:
-                x = self.predictor.prepare(path)
-            except ImageProblem as exc:
-                if self._unchanged(key):
-                    self._reject(path, exc.problem)
-                    count += 1
-                else:  # it changed while we read it: still being written, let it settle again
-                    self._first_seen.pop(key[0], None)
-                continue
-            if not self._unchanged(key):
+        count = 0
+        paths = [self.folder / key[0] for key in keys]
+        for key, answer in zip(keys, answer_images(self.predictor, paths, batch_size=self.batch_size,
+                                                   min_confidence=self.min_confidence, max_results=self.max_results)):
+            if not self._unchanged(key):  # it changed while we read it: still being written, let it settle again
                 self._first_seen.pop(key[0], None)
-                continue
-            good.append(key)
-            inputs.append(x)
-        if not good:
-            return count
-        probabilities = self.predictor.run_many(inputs)
-        for key, row in zip(good, probabilities):
-            result = {"Image": str(self.folder / key[0]),
-                      "CustomLabels": self.predictor.custom_labels(row, self.min_confidence, self.max_results)}
-            atomic.write_json(self.out / f"{key[0]}.json", result)
-            mark = self._commit(key)
-            self.emit(json.dumps(result))
-            self._mark_printed(mark)
-        return count + len(good)
+            elif answer.error:
+                self._reject(answer.path, answer.error)
+                count += 1
+            else:
+                result = {"Image": str(answer.path), **answer.response}
+                atomic.write_json(self.out / f"{key[0]}.json", result)
+                mark = self._commit(key)
+                self.emit(json.dumps(result))
+                self._mark_printed(mark)
+                count += 1
+        return count
 
     def _reject(self, path: Path, problem: str) -> None:
         atomic.write_text(self.rejected / f"{path.name}.reason.txt", problem + "\n")
