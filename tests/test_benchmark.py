@@ -20,7 +20,7 @@ for needed in ("boto3", "onnx"):
 from helpers.benchmark import COLOURS, image_paths, make_test_folder  # noqa: E402
 from helpers.server import write_model_dir  # noqa: E402
 
-from edgelabels.benchmark.command import run_benchmark  # noqa: E402
+from edgelabels.benchmark.driver import run_benchmark  # noqa: E402
 from edgelabels.benchmark.responses import ResponseLog, image_key, read_records  # noqa: E402
 from edgelabels.cli import main  # noqa: E402
 from edgelabels.errors import UserError  # noqa: E402

@@ -19,7 +19,7 @@ pytest.importorskip("pycocotools")
 
 from helpers.detection import solid_image, write_detector_dir  # noqa: E402
 
-from edgelabels.benchmark.command import run_benchmark  # noqa: E402
+from edgelabels.benchmark.driver import run_benchmark  # noqa: E402
 from edgelabels.benchmark.responses import image_key  # noqa: E402
 from edgelabels.cli import main  # noqa: E402
 from edgelabels.errors import UserError  # noqa: E402

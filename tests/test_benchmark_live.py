@@ -20,7 +20,7 @@ from helpers.server import ServerProcess, image_bytes, rekognition_client, write
 from helpers.benchmark import image_paths, make_test_folder  # noqa: E402
 
 from edgelabels.benchmark.clients import rekognition_client as benchmark_client  # noqa: E402
-from edgelabels.benchmark.command import run_benchmark  # noqa: E402
+from edgelabels.benchmark.driver import run_benchmark  # noqa: E402
 from edgelabels.benchmark.responses import read_records  # noqa: E402
 from edgelabels.cli import main  # noqa: E402
 from edgelabels.errors import UserError  # noqa: E402

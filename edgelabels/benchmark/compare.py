@@ -1,16 +1,8 @@
-"""The side-by-side comparison, from arrays: both models scored by evaluate_arrays, plus latency and cost.
+"""What every task's benchmark shares once both sides are scored: latency, Rekognition's cost, the images
+both sides answered, McNemar's test.
 
-Nothing here talks to a model. Each side is (confidences (N, K), per-request latencies, its own
-thresholds); the same true labels and the same metric code score both, so a difference in the
-numbers is a difference between the models, not between two scoring programs.
-
-Three operating points, because Rekognition has three:
-- top label (MinConfidence 0, every label returned, the most confident one taken): accuracy,
-  balanced accuracy, macro precision / recall / F1;
-- assumed thresholds, Rekognition's definition (per label, the confidence that maximises that
-  label's F1 on the test set), derived on this test set for each model alike;
-- each model's shipped thresholds (what DetectCustomLabels returns with MinConfidence omitted):
-  thresholds.json for the local model, the EvaluationSummary's for Rekognition when given.
+Nothing here talks to a model or knows a task: the task's hooks (classification.py, multilabel.py,
+detection.py) score both sides with the evaluation's metric code; the driver adds these.
 """
 
 from __future__ import annotations
@@ -19,12 +11,9 @@ import math
 
 import numpy as np
 
-from edgelabels.artifacts import ExportDir
 from edgelabels.errors import UserError
-from edgelabels.evaluate.metrics import evaluate_arrays
-from edgelabels.evaluate.thresholds import label_metrics, macro_mean
 
-SIDES = ("local", "rekognition")
+PRF = ("precision", "recall", "f1")  # the aggregates an EvaluationSummary gives a classifier
 HOURS_PER_MONTH = 730  # AWS's pricing pages count a month as 730 hours
 
 
@@ -50,77 +39,21 @@ def busy_seconds(intervals) -> float:
     return total
 
 
-def at_thresholds(y_true, probs, labels, thresholds: dict | None, source: str | None) -> dict:
-    """Rekognition's label metrics at a model's own per-label thresholds (0-1), or unavailable."""
-    if thresholds is None:
-        return {"source": None, "thresholds": None, "precision": None, "recall": None, "f1": None, "per_label": None}
-    rows = label_metrics(y_true, probs, [thresholds.get(label) for label in labels])
-    return {"source": source, "thresholds": {label: thresholds.get(label) for label in labels},
-            **{key: macro_mean(rows, key) for key in ("precision", "recall", "f1")},
-            "per_label": [{"label": label, **row} for label, row in zip(labels, rows)]}
-
-
-def top_label_per_label(y_true, probs, labels) -> list[dict]:
-    """Per-label precision / recall / F1 of the top label (scikit-learn; None where undefined)."""
-    from sklearn.metrics import precision_recall_fscore_support
-
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, probs.argmax(axis=1), labels=list(range(len(labels))), zero_division=np.nan)
-    return [{"label": label, "support": int(support[k]), "precision": _finite(precision[k]),
-             "recall": _finite(recall[k]), "f1": _finite(f1[k]) if support[k] else None}
-            for k, label in enumerate(labels)]
-
-
-def side_report(y_true, probs, labels, *, latencies, thresholds, threshold_source, model_size_bytes,
-                throughput) -> dict:
-    metrics = evaluate_arrays(y_true, probs, labels, min_confidence=0.5)
-    return {
-        "top_label": {key: metrics[key] for key in
-                      ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro")},
-        "at_assumed_thresholds": {**metrics["at_assumed_thresholds"],
-                                  "thresholds": {row["label"]: row["assumed_threshold"] for row in metrics["per_label"]}},
-        "at_model_thresholds": at_thresholds(y_true, probs, labels, thresholds, threshold_source),
-        "per_label_top": top_label_per_label(y_true, probs, labels),
-        "latency": latency_stats(latencies),
-        "throughput_images_per_s": throughput,
-        "model_size_bytes": model_size_bytes,
-        "metrics": metrics,  # the whole metrics.json the evaluation writes, for anyone who wants more
-    }
-
-
-def agreement(y_true, local_probs, remote_probs) -> dict:
-    """How often the top labels agree, and McNemar's exact test on the images exactly one side gets right."""
+def mcnemar(local_right, remote_right) -> dict:
+    """Both right, only one right, both wrong, and McNemar's exact test on the images exactly one side gets
+    right (two-sided: under "equally good", who wins a discordant image is a coin flip)."""
     from scipy.stats import binomtest
 
-    local_right = local_probs.argmax(axis=1) == y_true
-    remote_right = remote_probs.argmax(axis=1) == y_true
+    local_right, remote_right = np.asarray(local_right, bool), np.asarray(remote_right, bool)
     only_local, only_remote = int((local_right & ~remote_right).sum()), int((~local_right & remote_right).sum())
-    same = local_probs.argmax(axis=1) == remote_probs.argmax(axis=1)
     discordant = only_local + only_remote
     return {
-        "images": int(len(y_true)),
-        "same_top_label": int(same.sum()),
-        "same_top_label_fraction": float(same.mean()),
         "both_right": int((local_right & remote_right).sum()),
         "only_local_right": only_local,
         "only_rekognition_right": only_remote,
         "both_wrong": int((~local_right & ~remote_right).sum()),
-        # Two-sided exact McNemar: under "equally accurate", who wins a discordant image is a coin flip.
         "mcnemar_p_value": float(binomtest(only_local, discordant, 0.5).pvalue) if discordant else 1.0,
     }
-
-
-def disagreements(y_true, local_probs, remote_probs, labels, paths) -> list[dict]:
-    """Images whose top labels differ: one side right first, then both wrong; most confident first."""
-    rows = []
-    for i in np.flatnonzero(local_probs.argmax(axis=1) != remote_probs.argmax(axis=1)):
-        lk, rk = int(local_probs[i].argmax()), int(remote_probs[i].argmax())
-        right = "local" if lk == y_true[i] else "rekognition" if rk == y_true[i] else "neither"
-        rows.append({"path": str(paths[i]), "true": labels[y_true[i]], "right": right,
-                     "local": {"label": labels[lk], "confidence": float(local_probs[i, lk])},
-                     "rekognition": {"label": labels[rk], "confidence": float(remote_probs[i, rk])}})
-    rows.sort(key=lambda r: (r["right"] == "neither", -max(r["local"]["confidence"], r["rekognition"]["confidence"])))
-    return rows
 
 
 def rekognition_cost(*, images: int, busy_s: float, training_hours: float | None, training_source: str | None,
@@ -161,41 +94,6 @@ def assumptions(cost: dict, concurrency: int | None) -> list[str]:
         "Latency is per request: Rekognition's includes the network round trip and the upload of the image bytes; "
         "the local one includes decoding the image.",
     ]
-
-
-def build_comparison(*, y_true, labels: list[str], paths: list, local_probs, remote_probs, local_latencies,
-                     remote_latencies, remote_intervals, local_thresholds: dict, remote_thresholds: dict | None,
-                     remote_threshold_source: str | None, local_model_size: int, cost_options: dict,
-                     concurrency: int | None) -> dict:
-    """comparison.json's core (the caller adds context, excluded images and the EvaluationSummary)."""
-    y_true = np.asarray(y_true, dtype=np.int64)
-    local_probs, remote_probs = np.asarray(local_probs, np.float64), np.asarray(remote_probs, np.float64)
-    local_seconds = float(np.sum(local_latencies))
-    busy = busy_seconds(remote_intervals)
-    cost = rekognition_cost(images=len(remote_intervals), busy_s=busy, **cost_options)
-    sides = {
-        "local": side_report(y_true, local_probs, labels, latencies=local_latencies, thresholds=local_thresholds,
-                             threshold_source=ExportDir.THRESHOLDS, model_size_bytes=local_model_size,
-                             throughput=len(y_true) / local_seconds if local_seconds > 0 else None),
-        "rekognition": side_report(y_true, remote_probs, labels, latencies=remote_latencies,
-                                   thresholds=remote_thresholds, threshold_source=remote_threshold_source,
-                                   model_size_bytes=None, throughput=cost["throughput_images_per_s"]),
-    }
-    return {
-        "labels": list(labels),
-        "scored_images": int(len(y_true)),
-        "sides": sides,
-        "agreement": agreement(y_true, local_probs, remote_probs),
-        "disagreements": disagreements(y_true, local_probs, remote_probs, labels, paths),
-        "cost": {"rekognition": cost,
-                 "local": {"compute_seconds": local_seconds, "images": int(len(y_true)),
-                           "images_per_s": sides["local"]["throughput_images_per_s"]}},
-        "assumptions": assumptions(cost, concurrency),
-    }
-
-
-def _finite(value) -> float | None:
-    return float(value) if np.isfinite(value) else None
 
 
 def answered_by_both(samples, used: list[dict], local_problems: dict, test, notes: list) -> tuple[list, list]:

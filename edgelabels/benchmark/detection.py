@@ -1,4 +1,4 @@
-"""`edgelabels benchmark` for a detection export: both sides' boxes scored alike, and where they differ, drawn.
+"""A detector's benchmark hooks: both sides' boxes scored alike, and where they differ, drawn.
 
 The local side is the exported detector (edge Detector) asked as Rekognition is asked, MinConfidence 0:
 every box comes back. Both sides' DetectCustomLabels answers become per-image (N, 6) arrays
@@ -13,25 +13,18 @@ are counted and reported, not scored. "Disagreements" are the test images whose 
 
 from __future__ import annotations
 
-import sys
-import time
 from collections import Counter
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from edgelabels.benchmark import report
+from edgelabels.benchmark.driver import BenchmarkHooks
 from edgelabels.errors import UserError
+from edgelabels.evaluate.page import format_value
 
-SIDES = ("local", "rekognition")
 DISAGREEMENTS = "disagreements"
 PANEL_SIDE = 320  # px: smaller test images are drawn enlarged to this
-
-
-def is_detection_export(model_dir) -> bool:
-    from edgelabels.artifacts import ExportDir
-
-    return ExportDir.load(model_dir).task == "detection"
 
 
 def to_rows(responses: list[dict], labels: list[str], name: str) -> tuple[list[np.ndarray], Counter]:
@@ -105,8 +98,7 @@ def image_counts(truth, pred, thresholds: dict, labels, iou: float) -> dict:
     return {"kept": pred[kept], "tp_flags": tp, "tp": tps, "fp": int(len(tp) - tps), "fn": int(len(truth[0]) - tps)}
 
 
-def side_report(truth, predictions, labels, sizes, *, latencies, own_thresholds, model_size_bytes,
-                throughput) -> dict:
+def side_scores(truth, predictions, labels, sizes, own_thresholds) -> dict:
     from edgelabels.evaluate import detection_metrics as dm
     from edgelabels.evaluate.detection import detection_metrics
 
@@ -125,17 +117,8 @@ def side_report(truth, predictions, labels, sizes, *, latencies, own_thresholds,
         "at_model_thresholds": own,
         "map_50": metrics["map_50"], "map_50_95": metrics["map_50_95"],
         "per_label": per_label,
-        "latency": _latency(latencies),
-        "throughput_images_per_s": throughput,
-        "model_size_bytes": model_size_bytes,
         "metrics": {key: value for key, value in metrics.items() if key != "per_label"},
     }
-
-
-def _latency(seconds):
-    from edgelabels.benchmark.compare import latency_stats
-
-    return latency_stats(seconds)
 
 
 def disagreements(truth, local_pred, remote_pred, labels, paths, local_thresholds, remote_thresholds,
@@ -191,32 +174,6 @@ def draw_disagreement(path, truth, sides: dict, labels):
     return out
 
 
-def detect_locally(detector, paths, progress: bool):
-    """(DetectCustomLabels answers at MinConfidence 0 (None where refused), per-image seconds, {index: problem})."""
-    from tqdm import tqdm
-
-    from edgelabels.errors import ImageProblem
-
-    answers, seconds, problems = [None] * len(paths), [0.0] * len(paths), {}
-    warmed = False
-    for i, path in enumerate(tqdm(paths, unit="img", desc=f"local {detector.precision}", file=sys.stderr,
-                                  disable=not progress)):
-        if not warmed:  # the first onnxruntime call allocates; a served model is warm, so is this one
-            try:
-                detector.detect(path, min_confidence=0)
-                warmed = True
-            except ImageProblem:
-                pass
-        start = time.perf_counter()
-        try:
-            answers[i] = detector.detect(path, min_confidence=0)
-        except ImageProblem as exc:
-            problems[i] = exc.problem
-            continue
-        seconds[i] = time.perf_counter() - start
-    return answers, seconds, problems
-
-
 def summary_averages(path) -> dict:
     """AveragePrecision and AverageRecall of Rekognition's detection EvaluationSummary (None where absent).
 
@@ -237,120 +194,141 @@ def summary_averages(path) -> dict:
     return averages
 
 
-def load_local(local, test, precision: str):
-    """(Detector, test Dataset with boxes over its labels, notes), before any Rekognition answer is read."""
-    from edgelabels.runtime.detector import Detector
-
-    detector = Detector(local, precision=precision)
-    dataset = test_samples(test, detector.labels)
+def read_answers(responses: list[dict], labels: list[str], name: str) -> tuple[list[np.ndarray], list[str], dict]:
+    """to_rows, with the boxes of labels the local model lacks counted in a note and in comparison.json."""
+    rows, unknown = to_rows(responses, labels, name)
     notes = []
-    if dataset.problems:
-        notes.append(f"{len(dataset.problems)} problems in {test} noted by the dataset reader "
-                     f"(e.g. {dataset.problems[0].path}: {dataset.problems[0].problem})")
-    return detector, dataset, notes
-
-
-def score_and_write(*, detector, samples, used: list[dict], name: str, notes: list, out: Path, test, local,
-                    arn: str, mode: str, training_hours, price_training: float, price_inference_unit_hour: float,
-                    gallery: int, write_responses, progress: bool, summary=None, summary_name: str = "",
-                    summary_averages: dict | None = None) -> dict:
-    """The comparison of a detection benchmark, written into `out` (replaced whole).
-
-    used: the recorded answer of each test image (command.py gathers them, replayed or live, as for
-    classification); write_responses(folder) writes rekognition-responses.jsonl into the new folder.
-    summary: Rekognition's EvaluationSummary (evaluate.summary.Summary) or None; when given, Rekognition is also
-    scored here at its thresholds, and the summary's own figures are shown beside (summary_averages: its
-    AveragePrecision / AverageRecall).
-    """
-    from edgelabels import atomic
-    from edgelabels.benchmark import compare, report
-    from edgelabels.evaluate import detection_metrics as dm
-
-    labels = detector.labels
-    unique = list({r["sha256"]: r for r in used}.values())  # a duplicated test image was asked once
-    answered = [i for i, r in enumerate(used) if r.get("response") is not None]
-    remote_rows, unknown = to_rows([used[i]["response"] for i in answered], labels, name)
-    remote_row = dict(zip(answered, remote_rows))
     if unknown:
         notes.append(f"Rekognition answered {sum(unknown.values())} box(es) with labels the local model does not "
                      f"have ({', '.join(f'{k}: {v}' for k, v in sorted(unknown.items()))}); they are not scored")
+    return rows, notes, {"unknown_labels": dict(sorted(unknown.items()))}
 
-    local_answers, local_latencies, local_problems = detect_locally(detector, [s.path for s in samples], progress)
-    scored, excluded = compare.answered_by_both(samples, used, local_problems, test, notes)
-    local_rows, _ = to_rows([local_answers[i] for i in scored], labels, str(local))  # its own labels only
-    remote_rows = [remote_row[i] for i in scored]
-    kept_samples = [samples[i] for i in scored]
-    truth, sizes = ground_truth_of(kept_samples, labels)
 
-    training_source = "--training-hours" if training_hours is not None else None
-    billable = next((r.get("billable_training_seconds") for r in used if r.get("billable_training_seconds")), None)
-    if training_hours is None and billable:
-        training_hours, training_source = billable / 3600.0, "BillableTrainingTimeInSeconds (DescribeProjectVersions)"
-    units = next((r.get("inference_units") for r in used if r.get("inference_units")), None) or 1
-    recorded_concurrency = next((r.get("concurrency") for r in used if r.get("concurrency")), None)
-    remote_intervals = [(r.get("timestamp", 0.0), r.get("elapsed_s", r["latency_s"])) for r in unique]
-    cost = compare.rekognition_cost(images=len(remote_intervals), busy_s=compare.busy_seconds(remote_intervals),
-                                    training_hours=training_hours, training_source=training_source,
-                                    inference_units=units, price_training=price_training,
-                                    price_inference_unit_hour=price_inference_unit_hour)
-    local_seconds = float(np.sum([local_latencies[i] for i in scored]))
-    sides = {
-        "local": side_report(truth, local_rows, labels, sizes, latencies=[local_latencies[i] for i in scored],
-                             own_thresholds=detector.thresholds, model_size_bytes=detector.model_path.stat().st_size,
-                             throughput=len(scored) / local_seconds if local_seconds > 0 else None),
-        "rekognition": side_report(truth, remote_rows, labels, sizes,
-                                   latencies=[r["latency_s"] for r in unique if r.get("response") is not None],
-                                   own_thresholds=summary.thresholds if summary is not None else None,
-                                   model_size_bytes=None,
-                                   throughput=cost["throughput_images_per_s"]),
-    }
-    thresholds = {side: sides[side]["at_assumed_thresholds"]["thresholds"] for side in SIDES}
-    paths = [s.path for s in kept_samples]
-    different = disagreements(truth, local_rows, remote_rows, labels, paths, thresholds["local"],
-                              thresholds["rekognition"], dm.IOU)
-    if training_hours is None:
-        notes.append("Rekognition training cost unknown: pass --training-hours H (the console shows the training "
-                     "duration; DescribeProjectVersions' BillableTrainingTimeInSeconds when live)")
-    comparison = {
-        "task": "detection",
-        "labels": list(labels),
-        "scored_images": len(scored),
-        "iou": dm.IOU,
-        "sides": sides,
-        "unknown_labels": dict(sorted(unknown.items())),
-        "disagreements": different,
-        "cost": {"rekognition": cost, "local": {"compute_seconds": local_seconds, "images": len(scored),
-                                                "images_per_s": sides["local"]["throughput_images_per_s"]}},
-        "assumptions": compare.assumptions(cost, recorded_concurrency),
-        "context": {
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "test": str(test), "test_images": len(samples),
-            "local_model": str(detector.model_path), "local_precision": detector.precision,
-            "rekognition_model": arn, "rekognition_mode": mode, "concurrency": recorded_concurrency,
-        },
-        "excluded": excluded,
-        "rekognition_summary": None,  # filled below: summary_beside reads the sides scored above
-        "notes": notes,
-    }
+def score(samples, labels, local, remote, *, own: dict, records) -> tuple[dict, object]:
+    """Both sides per box at IoU >= 0.5; the images whose TP / FP / FN counts differ, drawn by draw(folder)."""
+    from edgelabels.evaluate import detection_metrics as dm
 
-    if summary is not None:
-        comparison["rekognition_summary"] = report.summary_beside(summary, summary_name, comparison,
-                                                                  averages=summary_averages)
-    with atomic.directory(out) as folder:
+    truth, sizes = ground_truth_of(samples, labels)
+    sides = {"local": side_scores(truth, local, labels, sizes, own["local"][0]),
+             "rekognition": side_scores(truth, remote, labels, sizes, own["rekognition"][0])}
+    thresholds = {side: sides[side]["at_assumed_thresholds"]["thresholds"] for side in sides}
+    paths = [s.path for s in samples]
+    different = disagreements(truth, local, remote, labels, paths, thresholds["local"], thresholds["rekognition"],
+                              dm.IOU)
+
+    def draw(folder: Path, gallery: int) -> None:
+        """The first `gallery` disagreements as two panels each, into folder/disagreements/ (named in each)."""
         drawn = folder / DISAGREEMENTS
         drawn.mkdir()
         for n, item in enumerate(different[:gallery], 1):
             i = item["index"]
             kept = {side: image_counts(truth[i], rows[i], thresholds[side], labels, dm.IOU)["kept"]
-                    for side, rows in (("local", local_rows), ("rekognition", remote_rows))}
+                    for side, rows in (("local", local), ("rekognition", remote))}
             picture = draw_disagreement(paths[i], truth[i], {"edgelabels": (kept["local"], item["local"]),
                                                              "Rekognition": (kept["rekognition"],
                                                                              item["rekognition"])}, labels)
             file = f"{n:03d}-{Path(paths[i]).stem}.png"
             picture.save(drawn / file)
             item["picture"] = f"{DISAGREEMENTS}/{file}"
-        atomic.write_json(folder / "comparison.json", comparison)
-        report.write_markdown(folder / "comparison.md", comparison)
-        report.write_html(folder / "comparison.html", comparison, gallery=gallery)
-        write_responses(folder)
-    return comparison
+
+    return {"iou": dm.IOU, "sides": sides, "disagreements": different}, draw
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+# Rekognition's detection aggregates: unweighted means over labels of the per-box values (detection_metrics).
+AVERAGES = ("average_precision", "average_recall", "f1")
+# (name, path into a side, format, which is better)
+METRIC_ROWS = [
+    ("Average precision at assumed thresholds (mean over labels)", ("at_assumed_thresholds", "average_precision"),
+     "f", "high"),
+    ("Average recall at assumed thresholds (mean over labels)", ("at_assumed_thresholds", "average_recall"), "f",
+     "high"),
+    ("F1 at assumed thresholds (mean over labels)", ("at_assumed_thresholds", "f1"), "f", "high"),
+    ("True positive boxes at assumed thresholds", ("at_assumed_thresholds", "tp"), "i", "high"),
+    ("False positive boxes at assumed thresholds", ("at_assumed_thresholds", "fp"), "i", "low"),
+    ("Missed boxes at assumed thresholds", ("at_assumed_thresholds", "fn"), "i", "low"),
+    ("Average precision at the model's own thresholds", ("at_model_thresholds", "average_precision"), "f",
+     "high"),
+    ("Average recall at the model's own thresholds", ("at_model_thresholds", "average_recall"), "f", "high"),
+    ("F1 at the model's own thresholds (mean over labels)", ("at_model_thresholds", "f1"), "f", "high"),
+    ("COCO mAP@0.5", ("map_50",), "f", "high"),
+    ("COCO mAP@0.5:0.95", ("map_50_95",), "f", "high"),
+    *report.SPEED_ROWS,
+]
+
+
+def label_table(comparison: dict) -> tuple[list[str], list[list[str]]]:
+    local, remote = comparison["sides"]["local"]["per_label"], comparison["sides"]["rekognition"]["per_label"]
+    header = ["Label", "Boxes", "Threshold: local", "Rekognition", "P / R / F1: local", "Rekognition",
+              "AP@0.5: local", "Rekognition"]
+    prf = (lambda d: " / ".join(format_value(d[key]) for key in ("precision", "recall", "f1")))
+    rows = [[a["label"], format_value(a["boxes"], "i"), format_value(a["assumed_threshold"]),
+             format_value(b["assumed_threshold"]), prf(a["at_assumed_threshold"]), prf(b["at_assumed_threshold"]),
+             format_value(a["coco_ap_50"]), format_value(b["coco_ap_50"])] for a, b in zip(local, remote)]
+    return header, rows
+
+
+def cards(comparison: dict) -> list[tuple[str, str, str]]:
+    return report.side_cards(comparison, [("F1 at assumed thresholds", ("at_assumed_thresholds", "f1"), "f"),
+                                          ("COCO mAP@0.5", ("map_50",), "f")])
+
+
+def sections(page, comparison: dict, gallery: int | None) -> None:
+    page.heading("Side by side")
+    page.note(f"Same test images, same scoring code. A box is a true positive when it overlaps an unmatched "
+              f"ground-truth box of its label at IoU >= {comparison['iou']:g}, greedily by confidence. Assumed "
+              "thresholds: per label, the confidence that maximises that label's per-box F1 on this test set "
+              "(Rekognition's definition), derived for each model alike; the averages are unweighted means over "
+              "labels, as Rekognition's. COCO mAP uses every box (pycocotools).")
+    page.table(*report.metric_table(comparison, METRIC_ROWS))
+    if comparison["sides"]["rekognition"]["at_model_thresholds"] is None:
+        report.own_thresholds_note(page)
+    page.heading("Per label (at assumed thresholds)")
+    page.table(*label_table(comparison))
+    if comparison["unknown_labels"]:
+        page.note("Boxes Rekognition answered with labels the local model does not have (not scored): "
+                  + ", ".join(f"{k} {v}" for k, v in comparison["unknown_labels"].items()))
+
+
+def gallery_section(page, comparison: dict, gallery: int | None) -> None:
+    """The images whose counts differ; the HTML embeds the drawn ones (up to `gallery`), the Markdown links all."""
+    different = comparison["disagreements"]
+    page.heading(f"Where they disagree ({len(different):,} of {comparison['scored_images']:,} images)")
+    if not different:
+        page.paragraph("The two models have the same TP / FP / FN counts on every image.")
+        return
+    page.note("Images whose TP / FP / FN counts differ, each side at its own assumed thresholds, most different "
+              "first. Pictures: ground truth in blue, each side's boxes in orange (edgelabels left, Rekognition "
+              "right).")
+    count = (lambda d: f"{d['tp']} / {d['fp']} / {d['fn']}")
+    page.table(["Image", "Boxes", "edgelabels TP / FP / FN", "Rekognition TP / FP / FN", "Picture"],
+               [[d["path"], format_value(d["boxes"], "i"), count(d["local"]), count(d["rekognition"]),
+                 d.get("picture", "")] for d in different])
+    drawn = [d for d in different if d.get("picture")][:gallery]  # gallery None: all of them
+    if drawn:
+        page.figures([(page.folder / d["picture"], f"{Path(d['path']).name}: edgelabels {count(d['local'])}, "
+                                                   f"Rekognition {count(d['rekognition'])}", "wide") for d in drawn])
+
+
+def lines(comparison: dict, out: Path) -> list[str]:
+    printed = report.cli_rows(comparison, [
+        ("avg precision (assumed thr.)", ("at_assumed_thresholds", "average_precision"), "f"),
+        ("avg recall (assumed thr.)", ("at_assumed_thresholds", "average_recall"), "f"),
+        ("F1 (assumed thr.)", ("at_assumed_thresholds", "f1"), "f"), ("COCO mAP@0.5", ("map_50",), "f")])
+    beside = comparison.get("rekognition_summary")
+    if beside:
+        aws, here = beside["summary"], beside["rekognition_measured"]
+        show = (lambda d, key: report.show(d[key], "f"))
+        printed.append(f"Rekognition's EvaluationSummary (its own test set, {beside['number_of_testing_images']} "
+                       f"images): AveragePrecision {show(aws, 'average_precision')}, AverageRecall "
+                       f"{show(aws, 'average_recall')}, F1 {show(aws, 'f1')}; at its thresholds here: "
+                       f"{show(here, 'average_precision')}, {show(here, 'average_recall')}, {show(here, 'f1')}")
+    printed.append(f"{len(comparison['disagreements'])} images where the TP/FP/FN counts differ"
+                   + (f" (drawn in {out}/{DISAGREEMENTS}/)" if comparison["disagreements"] else ""))
+    return printed
+
+
+HOOKS = BenchmarkHooks(test_samples=test_samples, read_answers=read_answers, score=score, cards=cards,
+                       sections=sections, gallery=gallery_section, lines=lines, summary_keys=AVERAGES,
+                       summary_extras=summary_averages, title=" (object detection)")

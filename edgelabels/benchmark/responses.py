@@ -150,8 +150,4 @@ def to_probabilities(responses: list[dict], labels: list[str], name: str) -> tup
     if boxes:
         notes.append(f"{boxes} Rekognition labels came with bounding boxes (an object-detection model): each label "
                      "counts with its highest confidence on the image, and the boxes are ignored")
-    silent = int((probs.sum(axis=1) == 0).sum())
-    if silent:
-        notes.append(f"Rekognition returned no label at all for {silent} images even at MinConfidence 0; "
-                     "their top label counts as the first label with confidence 0")
     return probs, notes
