@@ -20,11 +20,19 @@ import tempfile
 
 from edgelabels import __version__
 from edgelabels.errors import UserError
+from edgelabels.tasks import TASKS
+
+
+def _nouns() -> str:
+    """'classifier, ... or detector': every task's model, from the task table, so the help cannot fall behind it."""
+    nouns = [task.noun for task in TASKS.values()]
+    return ", ".join(nouns[:-1]) + " or " + nouns[-1]
+
 
 # verb -> (command module, one-line help)
 VERBS = {
-    "dataset": ("edgelabels.data.command", "inspect, validate and augment a labelled image dataset"),
-    "train": ("edgelabels.train.command", "train a classifier (or U-Net) by transfer learning from a YAML config"),
+    "dataset": ("edgelabels.data.command", "inspect, split, augment, generate or convert a labelled image dataset"),
+    "train": ("edgelabels.train.command", f"train a {_nouns()} from a YAML config"),
     "tune": ("edgelabels.tune.command", "search models and hyperparameters within a wall-clock budget; export the best"),
     "evaluate": ("edgelabels.evaluate.command", "evaluate a run or an exported model: Rekognition summary, metrics, plots, report"),
     "export": ("edgelabels.export.command", "export a run to ONNX (optionally INT8) for the edge runtime"),
@@ -133,13 +141,6 @@ def _below(line: bytes, level: int) -> bool:
     return match is not None and b"IWEF".index(match[1]) < level
 
 
-def _not_available(verb: str):
-    def run(args):
-        raise UserError(f"'edgelabels {verb}' is not yet available in this version")
-
-    return run
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgelabels",
@@ -156,13 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                                formatter_class=argparse.RawDescriptionHelpFormatter)
         # Also after the verb; SUPPRESS keeps a --verbose given before it.
         sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            sub.set_defaults(handler=_not_available(verb))
-            continue
+        module = importlib.import_module(module_name)  # every verb exists: a missing module is a bug, said loudly
         module.add_arguments(sub)
         sub.set_defaults(handler=module.run)
     return parser

@@ -10,6 +10,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from helpers.datasets import REPO, SHARED_DATA, make_stripes_dataset  # noqa: F401  (REPO, SHARED_DATA: shared paths)
+from helpers.marks import function_makes_a_model
 
 
 @pytest.fixture
@@ -17,12 +18,19 @@ def stripes(tmp_path) -> Path:
     return make_stripes_dataset(tmp_path / "stripes")
 
 
-# Fixtures that train or export a real (tiny) Keras model: a test using one is marked slow here, so that
-# `pytest -m "not slow"` is the quick loop. Tests that train or export by themselves carry @pytest.mark.slow.
-TRAINING_FIXTURES = {"unet_run", "chained_run", "export_dir", "run_dir", "trained_run", "unet", "toy"}
-
-
 def pytest_collection_modifyitems(items):
+    """A test is slow when any fixture it uses, however deep, trains or exports a real (tiny) Keras model, read
+    from the fixture's code (helpers/marks.py), so that `pytest -m "not slow"` is the quick loop even after a new
+    training fixture is written. Tests that train or export by themselves carry @pytest.mark.slow."""
+    verdicts: dict = {}
     for item in items:
-        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+        info = getattr(item, "_fixtureinfo", None)
+        definitions = info.name2fixturedefs.values() if info is not None else ()
+        if any(_makes_a_model(definition[-1].func, verdicts) for definition in definitions if definition):
             item.add_marker(pytest.mark.slow)
+
+
+def _makes_a_model(function, verdicts: dict) -> bool:
+    if function not in verdicts:
+        verdicts[function] = function_makes_a_model(function)
+    return verdicts[function]

@@ -157,3 +157,20 @@ def test_augment_grows_the_folder_to_the_requested_size(folder, tmp_path):
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "aug").glob("*/*.png"))) == 20
     assert "20 images written" in result.stdout
+
+
+def test_a_verb_whose_module_is_missing_fails_loudly_instead_of_saying_not_yet_available(monkeypatch):
+    from edgelabels import cli
+
+    monkeypatch.setitem(cli.VERBS, "typo", ("edgelabels.no_such_command", "a verb whose module name is misspelt"))
+    with pytest.raises(ModuleNotFoundError, match="edgelabels.no_such_command"):
+        cli.build_parser()
+
+
+def test_the_train_verbs_help_names_every_tasks_model():
+    from edgelabels import cli
+    from edgelabels.tasks import TASKS
+
+    help_text = cli.build_parser()._subparsers._group_actions[0].choices["train"].description
+    assert all(task.noun in help_text for task in TASKS.values()), help_text
+    assert "multi-label classifier" in help_text and "detector" in help_text

@@ -405,22 +405,85 @@ def test_an_s3_key_symlinked_out_of_its_bucket_is_refused(tmp_path):
         resolve_source_ref("s3://mine/x.png", tmp_path, s3)
 
 
-def test_folder_dataset_skips_and_lists_symlinks_leading_outside_it(tmp_path):
-    root = tmp_path / "data"
-    for label in ("cat", "dog"):
-        for i in range(2):
-            image(root / label / f"{i}.png", i)
-    image(tmp_path / "elsewhere" / "secret.png", 5)
-    image(tmp_path / "store" / "dog" / "s.png", 6)
-    (root / "cat" / "leak.png").symlink_to(tmp_path / "elsewhere" / "secret.png")
-    (root / "cat" / "ok.png").symlink_to(root / "dog" / "0.png")  # a link inside the folder is followed
-    (root / "bird").symlink_to(tmp_path / "store" / "dog")  # a label folder linked from outside
+def symlink_farm(tmp_path) -> Path:
+    """A dataset made of links: label folders linked to a store elsewhere, and images linked one by one."""
+    store, root = tmp_path / "store", tmp_path / "farm"
+    for i in range(3):
+        image(store / "all-cats" / f"c{i}.png", i)
+        image(store / "loose" / f"d{i}.png", 10 + i)
+    root.mkdir()
+    (root / "cat").symlink_to(store / "all-cats")
+    (root / "dog").mkdir()
+    for i in range(3):
+        (root / "dog" / f"d{i}.png").symlink_to(store / "loose" / f"d{i}.png")
+    return root
+
+
+def test_a_folder_dataset_made_of_symlinks_into_an_image_store_elsewhere_loads(tmp_path):
+    root = symlink_farm(tmp_path)
     dataset = load_dataset(root)
     assert sorted(s.path.relative_to(root).as_posix() for s in dataset.samples) == [
-        "cat/0.png", "cat/1.png", "cat/ok.png", "dog/0.png", "dog/1.png"]
+        "cat/c0.png", "cat/c1.png", "cat/c2.png", "dog/d0.png", "dog/d1.png", "dog/d2.png"]
+    assert dataset.label_counts == {"cat": 3, "dog": 3}
+    assert dataset.problems == []
+
+
+def test_a_symlink_farm_splits_with_each_label_in_train_val_and_test(tmp_path):
+    from edgelabels.data.splits import make_split
+
+    for i in range(3, 12):  # enough images for three non-empty parts per label
+        image(tmp_path / "store" / "all-cats" / f"c{i}.png", i)
+    root = symlink_farm(tmp_path)
+    for i in range(3, 12):
+        image(tmp_path / "store" / "loose" / f"d{i}.png", 10 + i)
+        (root / "dog" / f"d{i}.png").symlink_to(tmp_path / "store" / "loose" / f"d{i}.png")
+    split = make_split(load_dataset(root), test_fraction=0.25, val_fraction=0.2, seed=0)
+    for part in (split.train, split.val, split.test):
+        assert {s.label for s in part} == {"cat", "dog"}
+    assert all(str(s.path).startswith(str(root)) for part in split.parts().values() for s in part)
+
+
+@pytest.mark.slow
+def test_a_tiny_run_trains_on_a_symlink_farm_and_its_split_names_the_links(tmp_path):
+    from edgelabels.config import load_config
+    from edgelabels.train.fit import train
+    from helpers.datasets import make_stripes_dataset, tiny_config_overrides
+
+    store = make_stripes_dataset(tmp_path / "store", per_label=8)
+    farm = tmp_path / "farm"
+    (farm / "vertical").mkdir(parents=True)
+    (farm / "horizontal").symlink_to(store / "horizontal")  # a linked label folder
+    for path in sorted((store / "vertical").iterdir()):  # and linked images
+        (farm / "vertical" / path.name).symlink_to(path)
+    run = train(load_config(None, tiny_config_overrides(farm, **{"train.epochs": 1, "train.fine_tune_epochs": 0})),
+                tmp_path / "run")
+    listed = [line.split("\t")[0] for name in ("train", "val", "test")
+              for line in (run / "splits" / f"{name}.txt").read_text().splitlines()]
+    assert len(listed) == 16 and all(path.startswith(str(farm)) for path in listed)
+    assert (run / "model.keras").is_file()
+
+
+def test_a_folder_dataset_lists_a_symlink_that_leads_nowhere_and_one_back_to_itself(tmp_path):
+    root = symlink_farm(tmp_path)
+    (root / "dog" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (root / "cat-again").symlink_to(root)  # a loop: the dataset inside itself
+    dataset = load_dataset(root)
+    assert dataset.label_counts == {"cat": 3, "dog": 3}
     listed = {Path(p.path).relative_to(root).as_posix(): p.problem for p in dataset.problems}
-    assert set(listed) == {"bird", "cat/leak.png"}
-    assert listed["cat/leak.png"].startswith(f"symlink to {tmp_path / 'elsewhere' / 'secret.png'}, outside the dataset")
+    assert listed["dog/gone.png"] == f"symlink to {tmp_path / 'nowhere.png'}, which does not exist: skipped"
+    assert listed["cat-again"].startswith("symlink back to")
+
+
+def test_a_manifest_ref_symlinked_out_of_its_s3_root_is_still_refused(tmp_path):
+    store, s3 = tmp_path / "store", tmp_path / "s3"
+    image(store / "x.png")
+    (s3 / "bucket").mkdir(parents=True)
+    (s3 / "bucket" / "x.png").symlink_to(store / "x.png")  # a folder dataset may do this; an S3 key may not
+    manifest = tmp_path / "train.manifest"
+    manifest.write_text(json.dumps({"source-ref": "s3://bucket/x.png", "cat": 0,
+                                    "cat-metadata": {"class-name": "cat"}}) + "\n")
+    with pytest.raises(UserError, match="points outside its bucket folder"):
+        load_dataset(manifest, s3_root=s3)
 
 
 def test_an_s3_bucket_folder_linked_out_of_the_s3_root_is_refused(tmp_path):

@@ -1,11 +1,12 @@
 """`edgelabels dataset inspect|split|augment|synth-cassettes|to-manifest ...`: check, split, grow, generate or
-convert a dataset. `inspect` recognises a detection source (a YOLO folder, a COCO file, a manifest with boxes)
-and adds box statistics and a box-size histogram."""
+convert a dataset. `inspect` and `split` are one driver each: the task the source holds (a folder per label, a
+manifest with several labels per image, images/ + masks/, or boxes) is told once from its shape, and that task's
+hooks (data/inspection.py, named by the task table) read it and add what the task adds, such as box statistics
+and a box-size histogram for a detection source."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -30,11 +31,12 @@ Run `edgelabels dataset ACTION --help` for an action's options."""
 SOURCE_HELP = ("a folder with one sub-folder per label (Rekognition's rule: only direct sub-folders name labels; "
                "images directly in it are unlabelled), or a SageMaker Ground Truth manifest (.manifest/.jsonl), "
                "e.g. data/cassettes or train.manifest; for detection also a YOLO folder (images/ + labels/) "
-               "or a COCO .json file")
-HISTOGRAM = "box-sizes.png"
+               "or a COCO .json file; for a lung U-Net a folder with images/ + masks/ (same file names)")
 
 
 def add_arguments(parser) -> None:
+    from edgelabels.data.inspection import HISTOGRAM
+
     parser.epilog = EXAMPLES
     actions = parser.add_subparsers(dest="dataset_action", metavar="ACTION", required=True)
 
@@ -155,13 +157,15 @@ def _progress() -> bool:
     return sys.stderr.isatty()
 
 
-def _load(args, source=None):
-    from edgelabels.data.sources import load_dataset
+def _task_of(args):
+    """(task, its inspection hooks, source options): the task is decided here, once, from the source's shape."""
+    from edgelabels.data.inspection import SourceOptions, source_task
+    from edgelabels.tasks import get_task
 
-    source = source if source is not None else args.source
-    if source is None and args.manifest is None:
-        raise UserError("no dataset given: pass SOURCE (a folder per label or a manifest) or --manifest FILE")
-    return load_dataset(source, manifest=args.manifest, s3_root=args.s3_root, group_by=args.group_by)
+    task = get_task(source_task(args.source, args.manifest))
+    options = SourceOptions(manifest=args.manifest, s3_root=args.s3_root, group_by=args.group_by,
+                            class_names=tuple(args.class_names or ()))
+    return task, task.piece("inspection"), options
 
 
 # ---------------------------------------------------------------- inspect
@@ -169,80 +173,30 @@ def _load(args, source=None):
 
 def _inspect(args) -> int:
     from edgelabels import atomic
-    from edgelabels.data.detection import is_detection_source
     from edgelabels.data.validate import NEAR_DISTANCE, inspect_dataset
 
-    detection = is_detection_source(args.source, args.manifest)
-    dataset = _load_detection(args) if detection else _load(args)
+    task, hooks, options = _task_of(args)
+    dataset = hooks.read(args.source, options)
     distance = NEAR_DISTANCE if args.near_distance is None else args.near_distance
     report = inspect_dataset(dataset, near_distance=distance, progress=_progress())
-    print(format_report(report, dataset, distance, args.show, kind=_detection_kind(dataset) if detection else None))
-    document = report.to_json()
-    if detection:
-        document["detection"] = _inspect_boxes(dataset, args)
+    print(format_report(report, dataset, distance, args.show, kind=hooks.kind(dataset)))
+    document = {**report.to_json(), "task": task.name}
+    document.update(hooks.report(dataset, args.show, args.plots or (args.json.parent if args.json else None)))
     if args.json:
         atomic.write_json(args.json, document)
         print(f"report written to {args.json}")
     empty = [name for name, count in report.usable_labels.items() if count == 0]
     if empty:
         raise UserError(f"{dataset.source}: label {empty[0]!r} has no image that decodes "
-                        "(classification needs >= 1 usable image per label)")
+                        f"(a {task.noun} needs >= 1 usable image per label)")
     return 0
 
 
-def _load_detection(args, source=None):
-    """The detection dataset of SOURCE (or --manifest), or of `source` (a separate test source) when given."""
-    from edgelabels.data.detection import is_detection_source, load_detection_dataset
+def format_report(report, dataset, near_distance: int, show: int = SHOW, kind: str = "folder per label") -> str:
+    from edgelabels.data.inspection import relative, section, source_folder
 
-    kwargs = {"class_names": args.class_names or (), "s3_root": args.s3_root, "group_by": args.group_by}
-    if source is not None:
-        if not is_detection_source(source):
-            raise UserError(f"{source}: not a detection source (a manifest with boxes, a YOLO folder or a COCO .json "
-                            f"file); {args.manifest or args.source} has boxes, so its test source needs them too")
-        return load_detection_dataset(source, **kwargs)
-    if args.manifest:
-        return load_detection_dataset(args.manifest, root=args.source, **kwargs)
-    return load_detection_dataset(args.source, **kwargs)
-
-
-def _detection_kind(dataset) -> str:
-    from edgelabels.data.detection import is_coco
-
-    path = Path(dataset.source)
-    split = getattr(dataset, "given_split", None)
-    if path.is_dir():
-        return "YOLO folder" + (f", its own splits {' '.join(f'{k} {len(v)}' for k, v in split.items())}"
-                                if split else "")
-    return "COCO file" if is_coco(path) else "Ground Truth object-detection manifest"
-
-
-def _inspect_boxes(dataset, args) -> dict:
-    """Print box statistics, write the box-size histogram; the statistics for the JSON report."""
-    from edgelabels.data.detection import box_statistics, plot_box_sizes
-
-    stats = box_statistics(dataset)
-    per_image = stats["boxes_per_image"]
-    print(f"boxes: {stats['boxes']} on {stats['images']} images; per image {per_image['min']} min, "
-          f"{per_image['median']:g} median, {per_image['max']} max")
-    width = max(len(name) for name in stats["boxes_per_label"])
-    for name, count in stats["boxes_per_label"].items():
-        print(f"  {name:<{width}}  {count:>7} boxes")
-    base = Path(dataset.source) if Path(dataset.source).is_dir() else Path(dataset.source).parent
-    print("\n".join(_section("images without boxes (negatives)",
-                             [_relative(p, base) for p in stats["images_without_boxes"]], args.show)))
-    folder = args.plots or (args.json.parent if args.json else None)
-    if folder is None:
-        print("box-size histogram: not written (pass --plots DIR or --json FILE)")
-    else:
-        stats["histogram"] = str(plot_box_sizes(stats, Path(folder) / HISTOGRAM))
-        print(f"box-size histogram written to {stats['histogram']}")
-    return stats
-
-
-def format_report(report, dataset, near_distance: int, show: int = SHOW, kind: str | None = None) -> str:
-    base = Path(dataset.source) if Path(dataset.source).is_dir() else Path(dataset.source).parent
-    rel = lambda p: _relative(p, base)  # noqa: E731
-    kind = kind or ("folder per label" if Path(dataset.source).is_dir() else "Ground Truth manifest")
+    base = source_folder(dataset)
+    rel = lambda p: relative(p, base)  # noqa: E731
     lines = [f"dataset: {dataset.source} ({kind})",
              f"images: {report.images} in {len(report.labels)} labels, {report.groups} groups"]
     width = max(len(name) for name in report.labels)
@@ -255,31 +209,21 @@ def format_report(report, dataset, near_distance: int, show: int = SHOW, kind: s
     unusable = report.images - report.usable_images
     lines.append(f"usable: {report.usable_images} of {report.images} images decode"
                  + (f"; {unusable} will be skipped" if unusable else ""))
-    lines += _section("problems", [f"{rel(p.path)}: {p.problem}" for p in report.problems], show)
-    lines += _section("label conflicts (byte-identical, different labels)",
-                      [f"{rel(a)} == {rel(b)}" for a, b in report.label_conflicts], show)
+    lines += section("problems", [f"{rel(p.path)}: {p.problem}" for p in report.problems], show)
+    lines += section("label conflicts (byte-identical, different labels)",
+                     [f"{rel(a)} == {rel(b)}" for a, b in report.label_conflicts], show)
     redundant = _redundant(report.duplicates)
-    lines += _section("duplicates", [f"{rel(a)} == {rel(b)}" for a, b in report.duplicates], show,
-                      detail=f" byte-identical {_plural(len(report.duplicates), 'pair')} ({redundant} redundant "
-                             f"{_plural(redundant, 'file')})")
-    lines += _section("near-duplicates", [f"{rel(a)} ~ {rel(b)} ({d} bits)" for a, b, d in report.near_duplicates],
-                      show, total=report.near_duplicates_total,
-                      detail=f" {_plural(report.near_duplicates_total, 'pair')} within {near_distance} of 256 "
-                             "perceptual-hash bits")
-    lines += _section("notes (handled)", [f"{rel(n['path'])}: {n['note']}" for n in report.notes], show)
-    lines += _section("unlabelled (images directly in the dataset folder, not used)",
-                      [rel(p) for p in report.unlabelled], show)
+    lines += section("duplicates", [f"{rel(a)} == {rel(b)}" for a, b in report.duplicates], show,
+                     detail=f" byte-identical {_plural(len(report.duplicates), 'pair')} ({redundant} redundant "
+                            f"{_plural(redundant, 'file')})")
+    lines += section("near-duplicates", [f"{rel(a)} ~ {rel(b)} ({d} bits)" for a, b, d in report.near_duplicates],
+                     show, total=report.near_duplicates_total,
+                     detail=f" {_plural(report.near_duplicates_total, 'pair')} within {near_distance} of 256 "
+                            "perceptual-hash bits")
+    lines += section("notes (handled)", [f"{rel(n['path'])}: {n['note']}" for n in report.notes], show)
+    lines += section("unlabelled (images directly in the dataset folder, not used)",
+                     [rel(p) for p in report.unlabelled], show)
     return "\n".join(lines)
-
-
-def _section(title: str, items: list[str], show: int, total: int | None = None, detail: str = "") -> list[str]:
-    total = len(items) if total is None else total
-    if not total:
-        return [f"{title}: none"]
-    lines = [f"{title}: {total}{detail}"] + [f"  {item}" for item in items[:show]]
-    if total > show:
-        lines.append(f"  ... and {total - min(show, len(items))} more")
-    return lines
 
 
 def _plural(count: int, word: str) -> str:
@@ -300,74 +244,52 @@ def _redundant(pairs) -> int:
     return len(parent) - len({find(x) for x in list(parent)})
 
 
-def _relative(path, base: Path) -> str:
-    """A path (or MANIFEST:LINE) shown relative to the dataset folder when it lies inside it."""
-    path = str(path)
-    head, sep, line = path.rpartition(":")
-    if not (sep and line.isdigit()):
-        head, sep, line = path, "", ""
-    relative = os.path.relpath(head, base)
-    return path if relative.startswith("..") else relative + sep + line
-
-
 # ---------------------------------------------------------------- split
 
 
 def _split(args) -> int:
     from collections import Counter
 
-    from edgelabels.data.detection import is_detection_source
     from edgelabels.data.splits import check_fractions, make_split, write_split
 
     check_fractions(args.test_fraction, args.val_fraction)  # before minutes of decoding
-    detection = is_detection_source(args.source, args.manifest)
-    if detection:
-        dataset = _usable_for_split(_load_detection(args), boxes=True)
-        test_dataset = (_usable_for_split(_load_detection(args, args.test_source), boxes=True) if args.test_source
-                        else None)
-    else:
-        dataset = _usable_for_split(_load(args))
-        test_dataset = _usable_for_split(_load(args, args.test_source)) if args.test_source else None
+    task, hooks, options = _task_of(args)
+    dataset = _usable_for_split(hooks.read(args.source, options), hooks.notes)
+    test_dataset = (_usable_for_split(hooks.read_test(args.test_source, options), hooks.notes) if args.test_source
+                    else None)
     given = dataset.given_split
     if given:  # a YOLO folder's own train/val/test: kept, as `train` keeps them
         from edgelabels.data.prepare import keep_given_split
 
         split = keep_given_split(dataset, given, test_dataset, test_fraction=args.test_fraction,
                                  val_fraction=args.val_fraction, seed=args.seed)
-    else:
-        # Images with several labels are dealt out the way `task: multilabel` trains them: iterative stratification
-        deal = None
-        if any(len(sample.labels) > 1 for sample in dataset.samples):
-            from edgelabels.tasks import get_task
-
-            deal = get_task("multilabel").piece("deal")
+    else:  # images dealt out as the task's training deals them (multilabel: iterative stratification)
         split = make_split(dataset, test_fraction=args.test_fraction, val_fraction=args.val_fraction, seed=args.seed,
-                           test_dataset=test_dataset, deal=deal)
+                           test_dataset=test_dataset, deal=task.piece("deal"))
     write_split(split, args.out)
     labels = dataset.label_names
-    columns = labels + (["no boxes"] if detection else [])
+    columns = labels + [name for name, _ in hooks.columns]
     width = max(len(name) for name in labels + ["split"])
     print(f"{'split':<{width}}  " + "  ".join(f"{name:>9}" for name in columns) + "     groups")
     for name, samples in split.parts().items():
         counts = Counter(label for s in samples for label in s.labels)
-        negatives = [f"{sum(not s.labels for s in samples):>9}"] if detection else []
-        print(f"{name:<{width}}  " + "  ".join([f"{counts[label]:>9}" for label in labels] + negatives)
+        extra = [f"{count(samples):>9}" for _, count in hooks.columns]
+        print(f"{name:<{width}}  " + "  ".join([f"{counts[label]:>9}" for label in labels] + extra)
               + f"  {len({s.group for s in samples}):>9}")
     if given:
         print(f"kept the source's own {'/'.join(k for k in ('train', 'val', 'test') if given.get(k))} split")
-    files = "train.txt, val.txt, test.txt" + (" and boxes.jsonl" if detection else "")
-    print(f"written to {args.out}/{files} (seed {args.seed})")
+    print(f"written to {args.out}/{hooks.files} (seed {args.seed})")
     return 0
 
 
-def _usable_for_split(dataset, boxes: bool = False):
+def _usable_for_split(dataset, notes: str | None):
     """The dataset with only images that decode (a source's own split too); what was left out or changed on stderr
-    (with boxes: also the detection reader's decisions, boxes clipped or refused)."""
+    (with a `notes` title: also the reader's own decisions, such as boxes clipped or refused)."""
+    from edgelabels.data.inspection import section
     from edgelabels.data.validate import usable_samples
 
-    if boxes and dataset.problems:
-        print("\n".join(_section("box notes (handled; `dataset inspect` lists them all)",
-                                 [f"{p.path}: {p.problem}" for p in dataset.problems], SHOW)), file=sys.stderr)
+    if notes and dataset.problems:
+        print("\n".join(section(notes, [f"{p.path}: {p.problem}" for p in dataset.problems], SHOW)), file=sys.stderr)
     dataset.samples, problems = usable_samples(dataset, progress=_progress())
     for problem in problems:
         print(f"skipped {problem.path}: {problem.problem}", file=sys.stderr)
@@ -414,12 +336,13 @@ def _synth(args) -> int:
 
 
 def _to_manifest(args) -> int:
+    from edgelabels.data.inspection import relative, section
     from edgelabels.data.to_manifest import to_manifest
 
     problems = []
     lines = to_manifest(args.source, args.s3_prefix, args.out, class_names=args.class_names or (), problems=problems)
-    print("\n".join(_section("problems (handled)", [f"{_relative(p.path, Path(args.source))}: {p.problem}"
-                                                    for p in problems], SHOW)))
+    print("\n".join(section("problems (handled)", [f"{relative(p.path, Path(args.source))}: {p.problem}"
+                                                   for p in problems], SHOW)))
     print(f"{lines} images written to {args.out} (source-ref {args.s3_prefix.rstrip('/')}/...): upload "
           f"{args.source} there, then import the manifest")
     return 0

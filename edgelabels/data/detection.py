@@ -2,6 +2,8 @@
 
 Every reader gives samples with boxes in pixels of the image as displayed (after EXIF orientation); then one
 check applies Rekognition's rules to every source alike, each decision listed as a Problem:
+- a box whose pixel values are not all finite (NaN, or infinite once a YOLO ratio is scaled) leaves its image out,
+  whatever the source: its annotation cannot be trusted, and the image without it is no negative;
 - a box partly outside the image is clipped to it (noted); one wholly outside, or empty once clipped, is refused;
 - ERROR_BOUNDING_BOX_TOO_SMALL, as Rekognition documents it: once an image whose longer side exceeds 1280 px is
   scaled down to 1280, a box's width and height must both be greater than 1 px (so a 1x1 box on a 3000x3000
@@ -19,7 +21,11 @@ normalised; a missing or empty .txt is an image without objects), or `images/` +
 folders; class names from `data.yaml` (`names:` list or {id: name}) else `class_names`. A folder with split
 folders keeps them: `dataset.given_split = {"train": [...], "val": [...], "test": [...]}`.
 COCO: `bbox = [left, top, width, height]` in pixels, file names relative to the JSON file's folder; crowd
-regions (`iscrowd: 1`) are not single objects and are left out (noted).
+regions (`iscrowd: 1`) are not single objects and are left out (noted). Ids must be integers (1.0 is 1; 1.7 is
+no id); two categories with one id and different names is a UserError (every box would take the last name);
+two images with one id are both left out, and so are the images of two annotations with one id (listed).
+A YOLO label file may start with a UTF-8 byte order mark (Windows editors write one). A symlink named like an
+image that leads nowhere is listed, not skipped in silence.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -34,7 +41,7 @@ import numpy as np
 
 from edgelabels.data.boxes import displayed_size
 from edgelabels.data.dataset import Box, Dataset, Problem, Sample
-from edgelabels.data.images import is_image_path
+from edgelabels.data.images import dangling_image_link, is_image_path
 from edgelabels.data.paths import Outside, inside
 from edgelabels.data.sources import DETECTION, MANIFEST_SUFFIXES, compile_group_by, group_of, read_manifest
 from edgelabels.errors import UserError
@@ -180,6 +187,10 @@ def _check_sample(sample: Sample) -> tuple[Sample | None, list[str]]:
     if not sample.boxes:
         return sample, ["no boxes: kept as an image without objects (a negative; Rekognition ignores such manifest "
                         "lines, WARNING_NO_ANNOTATIONS)"]
+    broken = [f"box {i} ({b.label}) {_px(b)}" for i, b in enumerate(sample.boxes) if not is_finite(b)]
+    if broken:
+        return None, [f"{where} is not finite numbers in pixels (NaN or infinite): image left out"
+                      for where in broken]
     scale = min(1.0, TRAINING_SIDE / max(width, height))
     boxes, notes = [], []
     for index, box in enumerate(sample.boxes):
@@ -206,6 +217,11 @@ def _check_sample(sample: Sample) -> tuple[Sample | None, list[str]]:
         return None, notes + ["every box refused (ERROR_NO_VALID_ANNOTATIONS): left out, not used as a negative"]
     labels = tuple(sorted({b.label for b in boxes}))
     return Sample(sample.path, labels, sample.group, tuple(boxes)), notes
+
+
+def is_finite(box: Box) -> bool:
+    """The one rule for every reader: a box's pixel values are all finite numbers."""
+    return all(math.isfinite(v) for v in (box.left, box.top, box.width, box.height))
 
 
 def _px(box: Box) -> str:
@@ -286,7 +302,12 @@ def _yolo_names(root: Path, class_names) -> list[str]:
 def _read_yolo_part(images: Path, labels: Path, names: list[str], pattern, problems: list[Problem]) -> list[Sample]:
     samples = []
     stems = set()
-    for path in sorted(p for p in images.iterdir() if p.is_file() and not p.name.startswith(".")):
+    for path in sorted(p for p in images.iterdir() if not p.name.startswith(".")):
+        if not path.is_file():
+            dangling = dangling_image_link(path)
+            if dangling:
+                problems.append(Problem(str(path), dangling))
+            continue
         if not is_image_path(path):
             problems.append(Problem(str(path), "not a PNG/JPEG image: skipped"))
             continue
@@ -305,7 +326,7 @@ def _read_yolo_part(images: Path, labels: Path, names: list[str], pattern, probl
 
 
 def _read_yolo_labels(text_path: Path, image: Path, names: list[str]) -> tuple[Box, ...]:
-    lines = [line for line in text_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [line for line in text_path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     if not lines:
         return ()
     try:
@@ -346,43 +367,49 @@ def read_coco(path: Path, pattern):
     path = Path(os.path.abspath(path))
     try:
         document = json.loads(path.read_bytes())
-        categories = {int(c["id"]): str(c["name"]) for c in document.get("categories") or []}
-        images = {int(i["id"]): i for i in document["images"]}
+        categories = _coco_categories(path, document.get("categories") or [])
+        listed = [(_coco_id(i["id"]), i) for i in document["images"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path}: not a COCO detection file (images with id and file_name, categories with id "
                         f"and name: {exc})") from None
-    boxes: dict[int, list[Box]] = {i: [] for i in images}
     problems: list[Problem] = []
-    bad: set[int] = set()
+    images, bad = _coco_images(path, listed, problems)
+    boxes: dict[int, list[Box]] = {i: [] for i in images}
+    annotation_ids: dict = {}  # id -> (index, image id) of the first annotation with it
     for index, a in enumerate(document.get("annotations") or []):
+        where = f"{path}:annotations[{index}]"
         try:
-            image_id, category = int(a["image_id"]), int(a["category_id"])
+            image_id, category = _coco_id(a["image_id"]), _coco_id(a["category_id"])
             left, top, width, height = (float(v) for v in a["bbox"])
         except (KeyError, TypeError, ValueError):
-            problems.append(Problem(f"{path}:annotations[{index}]", "needs image_id, category_id and bbox "
-                                                                    "[left, top, width, height]: skipped"))
+            problems.append(Problem(where, "needs integer image_id and category_id, and bbox [left, top, width, "
+                                           "height]: skipped"))
             continue
+        if "id" in a and isinstance(a["id"], (int, float, str)):
+            first = annotation_ids.setdefault(a["id"], (index, image_id))
+            if first[0] != index:  # one id, two annotations: which box is meant is unknown
+                problems.append(Problem(where, f"id {a['id']} is also annotations[{first[0]}]'s: "
+                                               "the images of both left out"))
+                bad.update((image_id, first[1]))
         if image_id not in images:
-            problems.append(Problem(f"{path}:annotations[{index}]", f"image_id {image_id} is not in images: skipped"))
+            problems.append(Problem(where, f"image_id {image_id} is not in images: skipped"))
         elif category not in categories:
-            problems.append(Problem(f"{path}:annotations[{index}]", f"category_id {category} is not in categories: "
-                                                                    "its image is left out"))
+            problems.append(Problem(where, f"category_id {category} is not in categories: its image is left out"))
             bad.add(image_id)
         elif a.get("iscrowd"):
-            problems.append(Problem(f"{path}:annotations[{index}]", "a crowd region (iscrowd 1), not one object: "
-                                                                    "left out"))
+            problems.append(Problem(where, "a crowd region (iscrowd 1), not one object: left out"))
         else:
             boxes[image_id].append(Box(categories[category], left, top, width, height))
     samples = []
-    for image_id, image in images.items():
+    for image_id, (index, image) in images.items():
         name = str(image.get("file_name") or "")
         try:
             file = inside(path.parent, name) if name else None
         except Outside:
-            problems.append(Problem(f"{path}:images[{image_id}]", f"file_name {name!r} points outside {path.parent}"))
+            problems.append(Problem(f"{path}:images[{index}]", f"file_name {name!r} points outside {path.parent}"))
             continue
         if file is None or not file.is_file():
-            problems.append(Problem(f"{path}:images[{image_id}]", f"image not found: {file or '(no file_name)'}"))
+            problems.append(Problem(f"{path}:images[{index}]", f"image not found: {file or '(no file_name)'}"))
             continue
         if image_id in bad:
             continue
@@ -390,6 +417,44 @@ def read_coco(path: Path, pattern):
         these = tuple(boxes[image_id])
         samples.append(Sample(file, tuple(sorted({b.label for b in these})), group_of(file, pattern), these))
     return samples, problems, [categories[i] for i in sorted(categories)]
+
+
+def _coco_id(value) -> int:
+    """A COCO id: an integer (1.0 and "1" too); ValueError for 1.7, true, or anything else."""
+    if isinstance(value, bool):
+        raise ValueError(f"id {value!r} is not an integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"id {value!r} is not an integer")
+        return int(value)
+    return int(value)
+
+
+def _coco_categories(path: Path, listed: list) -> dict[int, str]:
+    """Category names by id; two names for one id would rename every box of it, so that is refused."""
+    names: dict[int, str] = {}
+    for category in listed:
+        key, name = _coco_id(category["id"]), str(category["name"])
+        if names.setdefault(key, name) != name:
+            raise UserError(f"{path}: categories has id {key} twice ({names[key]!r} and {name!r}): give each "
+                            "category its own id")
+    return names
+
+
+def _coco_images(path: Path, listed: list, problems: list[Problem]):
+    """({image id: (index in images[], image)}, ids left out): two images with one id are both left out, since
+    their annotations cannot be told apart."""
+    images: dict[int, tuple[int, dict]] = {}
+    bad: set[int] = set()
+    for index, (image_id, image) in enumerate(listed):
+        if image_id in images:
+            first = images[image_id][0]
+            problems.append(Problem(f"{path}:images[{index}]", f"id {image_id} is also images[{first}]'s: both "
+                                                              "images left out (whose boxes are whose is unknown)"))
+            bad.add(image_id)
+            continue
+        images[image_id] = (index, image)
+    return images, bad
 
 
 def _coco_size_note(file: Path, image: dict) -> list[Problem]:

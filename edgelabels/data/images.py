@@ -11,6 +11,7 @@ Only numpy and Pillow: the edge runtime uses it.
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from pathlib import Path
 
@@ -31,6 +32,14 @@ _OTHER_MAGIC = (
 def is_image_path(path: Path) -> bool:
     """True for names Rekognition would consider images (by suffix, case-insensitive)."""
     return path.suffix.lower() in SUFFIXES
+
+
+def dangling_image_link(path: Path) -> str | None:
+    """The problem to list for a symlink named like an image that leads nowhere (the user meant an image there);
+    None for anything else."""
+    if path.is_symlink() and not path.exists() and is_image_path(path):
+        return f"symlink to {os.readlink(path)}, which does not exist: skipped"
+    return None
 
 
 def sniff_format(head: bytes) -> str | None:

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from edgelabels.data.dataset import Dataset, Problem, Sample
-from edgelabels.data.images import is_image_path, read_image
+from edgelabels.data.images import dangling_image_link, is_image_path, read_image
 from edgelabels.data.sources import compile_group_by, group_of
 from edgelabels.errors import ImageProblem, UserError
 
@@ -26,6 +26,12 @@ def mask_path_of(image_path: str | Path) -> Path:
     return image_path.parent.parent / "masks" / image_path.name
 
 
+def is_mask_folder(source: str | Path) -> bool:
+    """True for a folder holding images/ and masks/ (a segmentation dataset), not one sub-folder per label."""
+    root = Path(source)
+    return (root / "images").is_dir() and (root / "masks").is_dir()
+
+
 def load_mask_pairs(source: str | Path, group_by: str | None = None) -> Dataset:
     """Every images/NAME that has masks/NAME; images without a mask and unreadable files become problems."""
     root = Path(source)
@@ -34,7 +40,8 @@ def load_mask_pairs(source: str | Path, group_by: str | None = None) -> Dataset:
         raise UserError(f"{root}: a segmentation dataset needs {root / 'images'}/ and {root / 'masks'}/ "
                         "(same file names; mask 255 = lung, 0 = background, 127 = ignore)")
     pattern = compile_group_by(group_by)
-    samples, problems = [], []
+    samples = []
+    problems = [Problem(str(p), dangling_image_link(p)) for p in sorted(images_dir.iterdir()) if dangling_image_link(p)]
     for image_path in sorted(p for p in images_dir.iterdir() if p.is_file() and is_image_path(p)):
         mask_path = mask_path_of(image_path)
         if not mask_path.is_file():

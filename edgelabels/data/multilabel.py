@@ -57,6 +57,30 @@ def multilabel_dataset(config):
     return dataset, test
 
 
+def manifest_has_several_labels(source) -> bool:
+    """True for a Ground Truth manifest giving some image several labels (on one line, or over several lines)."""
+    from edgelabels.data.sources import MANIFEST_SUFFIXES, parse_manifest_line
+
+    path = Path(source) if source else None
+    if path is None or path.suffix.lower() not in MANIFEST_SUFFIXES or not path.is_file():
+        return False
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError:
+        return False  # the reader says why
+    labels: dict[str, set[str]] = {}
+    for line in text.split("\n"):
+        try:
+            entry = parse_manifest_line(line)
+        except ValueError:
+            continue  # the reader lists it
+        these = labels.setdefault(entry["source-ref"].strip(), set())
+        these.update(entry["labels"])
+        if len(these) > 1:
+            return True
+    return False
+
+
 def _with_copies_merged(dataset):
     """One sample per distinct file content, labelled with the union of its copies' labels (a folder source)."""
     import hashlib

@@ -1,12 +1,11 @@
-"""Where a name that came with the input may lead: one rule for every way a file is named.
+"""Where a name that came with the input may lead: one rule for every name someone else wrote.
 
 A manifest's source-ref, an `s3://BUCKET/KEY` mapped under `--s3-root`, an S3Object sent to the
-server, and a file found while walking a folder dataset are all resolved the same way: `..` and
-every symlink are followed (realpath), and the result must lie inside the folder the name is
-relative to. For S3 that folder is the bucket's own (`S3_ROOT/BUCKET`), so a key cannot reach a
-sibling bucket. A dataset made of symlinks into an image store outside it is refused for the same
-reason a manifest line naming `../other/x.jpeg` is: point the dataset (or the manifest's root) at a
-folder that holds the images.
+server and a COCO file's file_name are all resolved the same way: `..` and every symlink are followed
+(realpath), and the result must lie inside the folder the name is relative to. For S3 that folder is
+the bucket's own (`S3_ROOT/BUCKET`), so a key cannot reach a sibling bucket.
+A folder dataset given on the command line is not held to it: it is the user's own filesystem, and
+its label folders and images may be symlinks into an image store elsewhere (data/sources.py).
 
 Only the standard library: the edge runtime uses it.
 """

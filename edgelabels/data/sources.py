@@ -17,13 +17,14 @@ ERROR_NO_VALID_ANNOTATIONS), and a declared `image_size` that differs from the i
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
 
 from edgelabels.data.boxes import displayed_size
 from edgelabels.data.dataset import Box, Dataset, Problem, Sample
-from edgelabels.data.images import is_image_path
+from edgelabels.data.images import dangling_image_link, is_image_path
 from edgelabels.data.paths import Outside, inside, s3_object, split_s3_uri
 from edgelabels.errors import UserError
 
@@ -116,9 +117,9 @@ def read_folder(root: Path, pattern: re.Pattern | None) -> Dataset:
         else:
             samples.append(Sample(path, (relative.parts[0],), group_of(path, pattern)))
     dataset = Dataset(samples, str(root), problems, unlabelled)
-    skipped = {problem.path for problem in problems}  # label folders that are symlinks out of root
+    looped = {problem.path for problem in problems}  # a label folder that is a symlink back to the dataset
     empty = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-                   and p.name not in dataset.label_counts and str(p) not in skipped)
+                   and p.name not in dataset.label_counts and str(p) not in looped)
     if empty:
         raise UserError(f"{root / empty[0]}: label folder has no PNG/JPEG image "
                         "(classification needs >= 2 labels with >= 1 image each)")
@@ -126,33 +127,30 @@ def read_folder(root: Path, pattern: re.Pattern | None) -> Dataset:
 
 
 def _walk_files(root: Path, problems: list[Problem]):
-    """Every non-hidden file under root, sorted, following symlinked folders once (no loops).
+    """Every non-hidden file under root, sorted, following symlinks wherever they lead (no loops).
 
-    A file or folder whose real location is outside root (a symlink out of it) is listed as a problem and
-    skipped: the rule of data/paths.py, the same as for manifest source-refs and S3 keys.
+    A folder given on the command line is the user's own filesystem: a label folder or an image may be a symlink
+    into an image store elsewhere (a "symlink farm"), as Keras' image_dataset_from_directory, torchvision's
+    ImageFolder and Ultralytics accept. Names that come from someone else (a manifest's source-ref, an S3 key)
+    keep data/paths.py's rule instead. A symlink named like an image that leads nowhere is listed.
     """
-    seen = set()
     for folder, dirs, files in os.walk(root, followlinks=True):
         real = os.path.realpath(folder)
-        if real in seen:
+        ancestors = Path(folder).relative_to(root).parents
+        if any(os.path.realpath(root / above) == real for above in ancestors):
+            problems.append(Problem(folder, f"symlink back to {real}, a folder above it: not read again"))
             dirs[:] = []
             continue
-        seen.add(real)
-        dirs[:] = [name for name in sorted(d for d in dirs if not d.startswith("."))
-                   if _inside_or_listed(root, Path(folder) / name, problems)]
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if not name.startswith(".") and _inside_or_listed(root, Path(folder) / name, problems):
-                yield Path(folder) / name
-
-
-def _inside_or_listed(root: Path, path: Path, problems: list[Problem]) -> bool:
-    try:
-        inside(root, path.relative_to(root))
-        return True
-    except Outside:
-        problems.append(Problem(str(path), f"symlink to {os.path.realpath(path)}, outside the dataset folder: "
-                                           "skipped (copy the image in, or use the folder it is in)"))
-        return False
+            path = Path(folder) / name
+            if name.startswith("."):
+                continue
+            dangling = dangling_image_link(path)
+            if dangling:
+                problems.append(Problem(str(path), dangling))
+                continue
+            yield path
 
 
 # ---------------------------------------------------------------- Ground Truth manifest
@@ -394,7 +392,8 @@ def _read_boxes(name: str, value: dict, class_map: dict) -> tuple[list[Box], lis
             left, top, width, height = (float(a[k]) for k in ("left", "top", "width", "height"))
         except (KeyError, TypeError, ValueError):
             raise ValueError(f"attribute {name!r}: annotation {index} needs numeric left, top, width, height") from None
-        if width <= 0 or height <= 0:
+        # Non-finite values pass on to data/detection.py, whose one rule for every reader leaves the image out.
+        if all(math.isfinite(v) for v in (left, top, width, height)) and (width <= 0 or height <= 0):
             problems.append(f"attribute {name!r}: box {index} dropped (zero width or height)")
             continue
         boxes.append(Box(_class_name(class_map, a.get("class_id"), name), left, top, width, height))

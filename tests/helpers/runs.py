@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from edgelabels.data.preprocess import preprocess
+from helpers.marks import makes_a_model
 
 LABELS = ("circle", "square", "stripes")
 _COLOURS = np.array([[200, 60, 60], [60, 180, 70], [70, 90, 210], [200, 200, 60]], dtype=np.float32)
@@ -67,6 +68,7 @@ def _all_layers(model):
             yield from _all_layers(layer)
 
 
+@makes_a_model
 def trained_classifier(backbone: str, samples, spec, labels=LABELS, epochs: int = 3, seed: int = 0):
     """build_classifier + BatchNorm re-estimation + a brief fit of the head (backbone frozen) on `samples` [(path, label)]."""
     import keras
@@ -86,6 +88,7 @@ def trained_classifier(backbone: str, samples, spec, labels=LABELS, epochs: int 
     return model
 
 
+@makes_a_model
 def make_run(run_dir: Path, backbone: str = "tinycnn", size: int = 32, labels=LABELS, per_label: int = 12,
              epochs: int = 3, seed: int = 0, image_size: int = 40) -> Path:
     """A run directory per the contract: images in run_dir/../images-<name>, split 60/20/20 per label."""
@@ -117,9 +120,10 @@ def make_run(run_dir: Path, backbone: str = "tinycnn", size: int = 32, labels=LA
     return run_dir
 
 
+@makes_a_model
 def make_export(run_dir: Path, **run_options) -> Path:
     """make_run + `export` (fp32): the RUN/export/ folder a Predictor loads."""
-    from edgelabels.export.export_run import export_run
+    from edgelabels.export.driver import export_run
 
     run = make_run(run_dir, **run_options)
     export_run(run, parity_images=8)

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from edgelabels.artifacts import ExportDir, RunDir
+from helpers.marks import makes_a_model
 
 SIZE = 32  # the U-Net's input size
 DARK, LIGHT = 40, 200
@@ -45,6 +46,7 @@ def write_hand_counted_pairs(folder: Path) -> dict[str, tuple[float, float]]:
     return {"a-exact.png": (1.0, 1.0), "b-wider-truth.png": (320 / 384, 160 / 224), "c-ignored-blob.png": (1.0, 1.0)}
 
 
+@makes_a_model
 def make_pixel_unet_run(run_dir: Path, test_paths: list[Path], task: str = "segmentation") -> Path:
     """A run directory whose model.keras marks pixels darker than mid-grey as lung (probability ~1)."""
     import keras
@@ -68,6 +70,7 @@ def make_pixel_unet_run(run_dir: Path, test_paths: list[Path], task: str = "segm
     return run_dir
 
 
+@makes_a_model
 def make_export(run_dir: Path) -> Path:
     """RUN/export/ as `export` writes it for a U-Net (model.onnx, labels, preprocessing, layout), without its checks."""
     from edgelabels.export.onnx_export import keras_to_onnx
