@@ -10,8 +10,8 @@ A reader that works does what a person does: find the cassette's result window, 
 5. export the chain (detector + reader, each parity-checked, and the whole)
 6. predict a few fresh photos with the edge runtime (no TensorFlow)
 
-Each step runs what a user would run; a step whose result is already there is skipped, so an
-interrupted demo picks up where it stopped.
+Each step runs what a user would run (train, evaluate, export: one pipeline job per model, edgelabels/pipeline.py);
+a step whose result is already there is skipped, so an interrupted demo picks up where it stopped.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _step(number: int, text: str) -> float:
     return time.monotonic()
 
 
-def _done(start: float, timings: dict, name: str) -> None:
+def _done(start: float, name: str, timings: dict) -> None:
     timings[name] = time.monotonic() - start
     print(f"      done in {timings[name]:.0f} s", file=sys.stderr, flush=True)
 
@@ -81,26 +81,9 @@ def _verb(*argv) -> None:
         raise UserError(f"demo stopped: `edgelabels {' '.join(map(str, argv))}` exited with code {code}")
 
 
-def _train(run, config_path: Path, overrides: list[str]) -> None:
-    from edgelabels.config import load_config
-    from edgelabels.train.fit import train
-
-    config = load_config(config_path, overrides)
-    if run.is_run() and run.train_state(config.train.monitor).data["done"]:
-        print(f"      {run.dir} already trained (delete it to train again)", file=sys.stderr)
-        return
-    train(config, run.dir, resume=run.is_run())
-
-
-def _export(run) -> None:
-    if run.export_dir.is_dir() and run.export_dir.stat().st_mtime >= run.model_path.stat().st_mtime:
-        print(f"      {run.export_dir} already exported", file=sys.stderr)
-        return
-    _verb("export", run.dir)
-
-
 def run(args) -> int:
     from edgelabels.artifacts import RunDir
+    from edgelabels.pipeline import Job, pipeline
 
     for config in (READER, DETECTOR):
         if not config.is_file():
@@ -115,31 +98,37 @@ def run(args) -> int:
     _generate(boxes_dir, args.detector_images, args.seed + 2000, DETECTOR_MIX)
     _generate(train_dir, args.train_images, args.seed)
     _generate(fresh_dir, args.test_images, args.seed + 1000)
-    _done(start, timings, "photos")
+    _done(start, "photos", timings)
 
     start = _step(2, f"training the window detector ({DETECTOR.name}) into {detector.dir}, then exporting it")
-    _train(detector, DETECTOR, [f"data.source={boxes_dir / 'boxes.manifest'}", f"seed={args.seed}",
-                                *args.detector_overrides])
-    _export(detector)
-    _done(start, timings, "detector")
+    pipeline(Job(run=str(detector.dir), config=str(DETECTOR), evaluate=None, export={}, overrides=(
+        f"data.source={boxes_dir / 'boxes.manifest'}", f"seed={args.seed}", *args.detector_overrides)))
+    _done(start, "detector", timings)
 
-    start = _step(3, f"training the reader ({READER.name}) on the detector's window crops into {reader.dir}")
-    _train(reader, READER, [f"data.source={train_dir}", f"detect={detector.dir}", f"seed={args.seed}",
-                            *args.overrides])
-    _done(start, timings, "reader")
+    reader_steps = {  # pipeline step -> this demo's step: its number, what it says, its name in the timings
+        "train": (3, f"training the reader ({READER.name}) on the detector's window crops into {reader.dir}", "reader"),
+        "evaluate": (4, "evaluating on the fresh photos (another seed, the 90/7/3 mix, never seen in training)",
+                     "evaluation"),
+        "export": (5, "exporting the chain to ONNX (window detector + reader)", "export"),
+    }
+    under_way = []  # the demo step running: (when it started, its name in the timings)
 
-    start = _step(4, "evaluating on the fresh photos (another seed, the 90/7/3 mix, never seen in training)")
-    _verb("evaluate", reader.dir, "--data", fresh_dir, "--review-accuracy", args.review_accuracy)
-    _done(start, timings, "evaluation")
+    def announce(step: str) -> None:
+        if under_way:
+            _done(*under_way.pop(), timings)
+        number, text, name = reader_steps[step]
+        under_way.append((_step(number, text), name))
 
-    start = _step(5, "exporting the chain to ONNX (window detector + reader)")
-    _export(reader)
-    _done(start, timings, "export")
+    pipeline(Job(run=str(reader.dir), config=str(READER), evaluate={"data": str(fresh_dir),
+                                                                    "review_accuracy": args.review_accuracy},
+                 export={}, overrides=(f"data.source={train_dir}", f"detect={detector.dir}", f"seed={args.seed}",
+                                       *args.overrides)), announce)
+    _done(*under_way.pop(), timings)
 
     start = _step(6, "predicting three fresh photos with the edge runtime (onnxruntime, no TensorFlow)")
     examples = [sorted((fresh_dir / label).glob("*.jpg"))[:1] for label in ("positive", "negative", "invalid")]
     _verb("predict", reader.export_dir, *[p for group in examples for p in group])
-    _done(start, timings, "predict")
+    _done(start, "predict", timings)
 
     _print_outcome(reader)
     spent = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.items())

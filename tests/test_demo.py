@@ -1,8 +1,8 @@
 """`edgelabels demo` (issue 15): its steps run in order, and a second run skips every step already done.
 
-Training, exporting and photo generation are replaced by recorders that leave what the real ones leave (a
-run marked finished, an export folder, a generator marker): what is under test is the demo's own logic,
-which decides from those files what to skip. The pieces it calls are tested in their own modules.
+Training, evaluating, exporting (the pipeline's steps) and photo generation are replaced by recorders that leave
+what the real ones leave (a run marked finished, an export folder, a generator marker): what is under test is the
+demo's own logic and the pipeline's, which decide from those files what to skip. The pieces it calls are tested in their own modules.
 """
 
 from __future__ import annotations
@@ -42,11 +42,18 @@ def recorded(monkeypatch):
 
     def verb(*argv):
         calls.append((argv[0], str(argv[1])))
-        if argv[0] == "export":
-            (argv[1] / "export").mkdir(exist_ok=True)
+
+    def evaluate(run_dir, options):
+        calls.append(("evaluate", str(run_dir)))
+
+    def export(run_dir, options):
+        calls.append(("export", str(run_dir)))
+        (run_dir / "export").mkdir(exist_ok=True)
 
     monkeypatch.setattr("edgelabels.data.synthetic.generate_cassettes", generate)
     monkeypatch.setattr("edgelabels.train.fit.train", train)
+    monkeypatch.setattr("edgelabels.pipeline._evaluate", evaluate)
+    monkeypatch.setattr("edgelabels.pipeline._export", export)
     monkeypatch.setattr(demo, "_verb", verb)
     return calls
 

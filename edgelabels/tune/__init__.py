@@ -1,9 +1,10 @@
 """`edgelabels tune`: an Optuna study within a wall-clock budget whose trials are ordinary runs (command.py).
 
-space.py    the config's tune: section as a search space (per-task defaults), a trial's parameters -> Config
+space.py    the config's tune: section as a search space (the task table's defaults), a trial's parameters -> Config,
+            the objective trials are ranked on
 budget.py   the wall-clock budget: parsing "30m", the deadlines, the time spent (kept for --resume)
-study.py    the study: trials in child processes, pruning, --resume, the final evaluation and export
+study.py    the study: trials as child jobs (edgelabels/jobs.py), pruning, --resume, then the chosen run evaluated
+            and exported by the pipeline (edgelabels/pipeline.py) in a child job
 trial.py    one trial's child process: train the run, report each epoch's validation value, obey the pruner
-final.py    the final step's child process: evaluate the chosen run on its test split once, then export it
 report.py   trials.csv and report.html
 """

@@ -17,6 +17,11 @@ The budget is wall-clock and covers everything: the search, then the best trial 
 once on its test split and exported. Outputs: OUT/best (the chosen run: evaluate, export, serve take it),
 OUT/trials.csv, OUT/report.html; one line per trial on the terminal.
 
+Trials are ranked on train.monitor's validation value, except that val_loss does not rank trials whose loss
+functions differ: when the search includes imbalance focal beside another choice (the classification default),
+focal's loss is some 16 times smaller for the same predictions, so the study ranks on val_auc instead (and
+each trial keeps its best epoch by val_auc); the first line printed says which value is used.
+
 The search space is the config's tune: section; a key left out takes its task's default:
   tune:
     learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}   # a range (must hold train.learning_rate)

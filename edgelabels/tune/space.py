@@ -1,9 +1,13 @@
-"""The search space: the config's tune: section, each key left null filled with its task's default.
+"""The search space: the config's tune: section, each key left null filled with its task's default (the task
+table's tune_backbones and tune_keys, tasks.py).
 
 A dimension is one tune key: one value (fixed), a list (choices; the config's own value is added) or a range
 {low, high, log} (it must hold the config's own value). The config's own values are thus always a point of
 the space, enqueued as trial 0, as AutoKeras starts from known-good configurations. `trial_config` turns a
-trial's parameters back into a Config. Imports nothing heavy: Optuna's distributions are made in `distributions`.
+trial's parameters back into a Config. `Space.objective` is what the study ranks trials on: train.monitor, but
+never val_loss while the loss itself is searched (focal loss is some 16 times smaller than crossentropy for the
+same predictions: ranked on it, a focal trial wins whatever its predictions). Imports nothing heavy: Optuna's
+distributions are made in `distributions`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 
 from edgelabels.config import IMBALANCE_CHOICES, Config, config_from_dict
 from edgelabels.errors import UserError
+from edgelabels.tasks import get_task
 
 # tune key -> the config key it sets (imbalance and transforms.* set several: see _overrides).
 CONFIG_KEYS = {
@@ -29,19 +34,7 @@ IMBALANCE = {  # one choice of imbalance handling -> the train keys it sets
     "focal": {"class_weight": "none", "oversample": False, "loss": "focal"},
 }
 assert tuple(IMBALANCE) == IMBALANCE_CHOICES
-
-# Per task (tasks.TASKS' names): the from-scratch backbones searched when model.weights is none, and which keys
-# apply at all. Detection augments image and boxes with its own transforms, so augment.preset stays none there.
-TASK_DEFAULTS = {
-    "classification": {"backbones": ("tinycnn", "smallcnn", "deepcnn"), "keys": (
-        "backbone", "image_size", "learning_rate", "fine_tune_learning_rate", "batch_size", "dropout",
-        "fine_tune_layers", "augment", "transforms", "imbalance")},
-    "segmentation": {"backbones": ("smallcnn", "deepcnn"), "keys": (
-        "backbone", "image_size", "learning_rate", "fine_tune_learning_rate", "batch_size", "fine_tune_layers",
-        "augment", "transforms")},
-    "detection": {"backbones": ("tinycnn", "smallcnn"), "keys": (
-        "backbone", "image_size", "learning_rate", "fine_tune_learning_rate", "batch_size", "fine_tune_layers")},
-}
+LOSS_FREE_MONITOR = "val_auc"  # ranks trials when the loss is searched: the same for focal and crossentropy
 
 
 @dataclass(frozen=True)
@@ -76,6 +69,15 @@ class Space:
     def searched(self) -> list[Dimension]:
         return [d for d in self.dimensions if d.searched]
 
+    @property
+    def objective(self) -> str:
+        """The validation value trials are ranked on, and each trial keeps its best epoch by: train.monitor, or
+        val_auc in place of val_loss when the search mixes loss functions (imbalance with focal and another)."""
+        monitor = self.base.train.monitor
+        imbalance = next((d for d in self.searched if d.name == "imbalance"), None)
+        mixes_losses = imbalance is not None and "focal" in imbalance.choices and len(imbalance.choices) > 1
+        return LOSS_FREE_MONITOR if monitor == "val_loss" and mixes_losses else monitor
+
     def own_params(self) -> dict:
         """Trial 0: the config's own value of every searched key."""
         return {d.name: d.own for d in self.searched}
@@ -103,13 +105,14 @@ class Space:
         values = {d.name: params.get(d.name, d.own) if d.searched else d.choices[0] for d in self.dimensions}
         for name, value in values.items():
             _apply(raw, name, value)
+        raw["train"]["monitor"] = self.objective
         return config_from_dict(raw, where)
 
 
 def build_space(config: Config, where: str = "tune") -> Space:
     """The config's tune: section checked against its task and the backbone registry, defaults filled in."""
     task = config.task
-    allowed = TASK_DEFAULTS[task]["keys"]
+    allowed = get_task(task).tune_keys
     given = {name: getattr(config.tune, name) for name in CONFIG_KEYS if getattr(config.tune, name) is not None}
     given |= {"imbalance": config.tune.imbalance} if config.tune.imbalance is not None else {}
     given |= {f"transforms.{k}": v for k, v in config.tune.transforms.items()}
@@ -128,8 +131,8 @@ def build_space(config: Config, where: str = "tune") -> Space:
 def _defaults(config: Config) -> dict:
     """What a task searches when tune: does not say: the learning rates a decade either side, half and double
     the batch size, and per task the from-scratch backbones, dropout, imbalance handling, augmentation."""
-    t, m, task = config.train, config.model, config.task
-    keys = TASK_DEFAULTS[task]["keys"]
+    t, m, task = config.train, config.model, get_task(config.task)
+    keys = task.tune_keys
     found = {"learning_rate": _decade(t.learning_rate),
              "batch_size": sorted({max(1, t.batch_size // 2), t.batch_size, t.batch_size * 2})}
     if t.fine_tune_epochs:
@@ -137,7 +140,7 @@ def _defaults(config: Config) -> dict:
         if m.fine_tune_layers != -1:
             found["fine_tune_layers"] = sorted({m.fine_tune_layers, m.fine_tune_layers * 2, -1})
     if m.weights == "none":
-        found["backbone"] = [m.backbone] + [b for b in TASK_DEFAULTS[task]["backbones"] if b != m.backbone]
+        found["backbone"] = [m.backbone] + [b for b in task.tune_backbones if b != m.backbone]
     if "dropout" in keys:
         found["dropout"] = {"low": 0.0, "high": max(0.5, m.dropout)}
     if "imbalance" in keys:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from edgelabels.artifacts import TuneDir
 from edgelabels.config import Config, load_config
+from edgelabels.errors import UserError
 from edgelabels.tune.space import Space, build_space
 
 STUDY_NAME = "tune"
@@ -14,19 +15,23 @@ def study_space(tune_dir: TuneDir) -> Space:
     return build_space(load_config(tune_dir.config_path), where=str(tune_dir.config_path))
 
 
-def open_study(tune_dir: TuneDir, config: Config, create: bool = False):
-    """The study in tune_dir's SQLite file, with the config's sampler and pruner. A resumed study's sampler is
-    seeded past the trials it has, so that it does not propose the same random points again."""
+def open_study(tune_dir: TuneDir, space: Space, create: bool = False):
+    """The study in tune_dir's SQLite file, with the config's sampler and pruner, ranking on space.objective. A
+    resumed study's sampler is seeded past the trials it has, so that it does not propose the same random points
+    again."""
     import optuna
 
+    config = space.base
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(tune_dir.study_url, engine_kwargs={"connect_args": {"timeout": 60}})
-    pruner = _pruner(config)
+    pruner, direction = _pruner(config), "minimize" if space.objective == "val_loss" else "maximize"
     if create:
-        return optuna.create_study(study_name=STUDY_NAME, storage=storage, pruner=pruner,
-                                   sampler=optuna.samplers.TPESampler(seed=config.seed),
-                                   direction="minimize" if config.train.monitor == "val_loss" else "maximize")
+        return optuna.create_study(study_name=STUDY_NAME, storage=storage, pruner=pruner, direction=direction,
+                                   sampler=optuna.samplers.TPESampler(seed=config.seed))
     study = optuna.load_study(study_name=STUDY_NAME, storage=storage, pruner=pruner)
+    if study.direction.name.lower() != direction:  # started before val_loss stopped ranking searched losses
+        raise UserError(f"{tune_dir.dir}: its trials were ranked on val_loss across loss functions; this version "
+                        f"ranks them on {space.objective}: start a new study (another --out)")
     study.sampler = optuna.samplers.TPESampler(seed=config.seed + len(study.get_trials(deepcopy=False)))
     return study
 
@@ -53,5 +58,6 @@ def min_epochs(config: Config) -> int:
     return config.tune.min_epochs or max(1, trial_epochs(config) // 10)
 
 
-def study_monitor(tune_dir: TuneDir) -> str:
-    return load_config(tune_dir.config_path).train.monitor
+def study_objective(tune_dir: TuneDir) -> str:
+    """The validation value the study ranks its trials on (Space.objective)."""
+    return study_space(tune_dir).objective

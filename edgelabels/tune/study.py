@@ -6,10 +6,11 @@
 2. trials until the search's deadline: the budget less a reserve for the final step. Optuna's TPE sampler
    (seeded) proposes; each trial is a child process (trial.py) training an ordinary run directory, reporting
    every epoch's validation value to the study, pruned by SuccessiveHalving or Hyperband; it is killed at the
-   deadline, so a crash, an out-of-memory kill or the deadline is one failed trial, never the study's end.
-   A proposal that repeats a finished trial takes its result without training again.
+   deadline (jobs.run_job), so a crash, an out-of-memory kill or the deadline is one failed trial, never the
+   study's end. A proposal that repeats a finished trial takes its result without training again. Trials are
+   ranked on Space.objective: train.monitor, but val_auc in place of val_loss while the loss is searched.
 3. the chosen trial (the best validation value, complete trials only) is evaluated once on its test split and
-   exported (final.py), in a child that must end within the budget plus 5%
+   exported: the pipeline (edgelabels/pipeline.py) in a child job that must end within the budget plus 5%
 4. trials.csv and report.html (report.py), rewritten after every trial.
 """
 
@@ -17,19 +18,18 @@ from __future__ import annotations
 
 import math
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from edgelabels.artifacts import TuneDir
 from edgelabels.config import Config, load_config
 from edgelabels.errors import UserError
+from edgelabels.jobs import DEADLINE, run_job
+from edgelabels.pipeline import Job, pipeline_command
 from edgelabels.tune.budget import Clock, show_duration
 from edgelabels.tune.report import chosen_run_headline
 from edgelabels.tune.space import Space, build_space, space_summary, trial_label
-from edgelabels.tune.store import open_study, study_monitor, study_space
+from edgelabels.tune.store import open_study, study_objective, study_space
 from edgelabels.tune.trial import PRUNED_EXIT
 
 # The final step (a process start, evaluation, export) costs about what a trial takes to its first epoch's end
@@ -38,9 +38,8 @@ from edgelabels.tune.trial import PRUNED_EXIT
 # kept, and before any trial has shown it, FINAL_RESERVE_MIN_S.
 FINAL_STARTUPS = 1.25
 FINAL_RESERVE_MIN_S = 10.0
-DEADLINE = "killed at the deadline"  # a failure that says nothing about the parameters: they may be tried again
+# DEADLINE (jobs.py), like INTERRUPTED, is a failure that says nothing about the parameters: they may be tried again
 INTERRUPTED = "interrupted before it finished an epoch"
-POLL_S = 0.2
 
 
 def tune(config: Config | None, out: str | Path, budget_s: float | None, resume: bool = False) -> int:
@@ -55,14 +54,15 @@ def tune(config: Config | None, out: str | Path, budget_s: float | None, resume:
         clock = Clock(total, saved["spent_s"], tune_dir.write_budget)
     else:
         build_space(config)  # a bad tune: section is refused before anything is written
-        tune_dir.start(config.to_yaml(), budget_s)
+        _start(tune_dir, config, budget_s)
         clock = Clock(budget_s, 0.0, tune_dir.write_budget)
     space = study_space(tune_dir)
-    study = open_study(tune_dir, config, create=not resume)
+    study = open_study(tune_dir, space, create=not resume)
     if not study.trials:
         study.enqueue_trial(space.own_params())
+    why = " (not val_loss: the loss is searched)" if space.objective != config.train.monitor else ""
     _say(f"tune {tune_dir.dir}: {'resuming, ' if resume else ''}{show_duration(clock.left())} left of "
-         f"{show_duration(clock.total_s)}; selecting on {config.train.monitor} ({study.direction.name.lower()}); "
+         f"{show_duration(clock.total_s)}; selecting on {space.objective}{why} ({study.direction.name.lower()}); "
          f"space: {'; '.join(space_summary(space))}")
     try:
         for number in _left_running(study):
@@ -71,6 +71,20 @@ def tune(config: Config | None, out: str | Path, budget_s: float | None, resume:
         return _final(tune_dir, study, space, clock)
     finally:
         clock.save(force=True)
+
+
+def _start(tune_dir: TuneDir, config: Config, budget_s: float) -> None:
+    """The new study's folder, or one line saying why `out` cannot be one (nothing written then)."""
+    existing = next(p for p in (tune_dir.dir, *tune_dir.dir.parents) if p.exists() or p == p.parent)
+    if existing.exists() and not existing.is_dir():
+        where = "it is a file" if existing == tune_dir.dir else f"{existing} is a file"
+        raise UserError(f"--out {tune_dir.dir}: cannot be the study's folder: {where}")
+    if existing != tune_dir.dir and not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--out {tune_dir.dir}: cannot be created: {existing} is not writable")
+    try:
+        tune_dir.start(config.to_yaml(), budget_s)
+    except OSError as exc:
+        raise UserError(f"--out {tune_dir.dir}: cannot write the study's folder: {exc.strerror or exc}") from None
 
 
 def _search(tune_dir: TuneDir, study, space: Space, clock: Clock) -> None:
@@ -112,27 +126,18 @@ def _run_trial(tune_dir: TuneDir, study, number: int, limit_s: float, clock: Clo
     """Trial `number` in a child process, killed after limit_s seconds; its outcome told to the study."""
     import optuna
 
-    log_path = tune_dir.trial_log(number)
-    started = time.monotonic()
-    with open(log_path, "ab") as log:
-        child = subprocess.Popen(trial_command(tune_dir, number), stdout=log, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, start_new_session=True)
-        code = _wait(child, limit_s, clock)
-    seconds = round(time.monotonic() - started, 1)
-    state, failure, value = optuna.trial.TrialState.FAIL, None, None
-    if code is None:
-        failure = DEADLINE
-    elif code == 0:
-        value = tune_dir.trial_run(number).train_state(study_monitor(tune_dir)).data["best"]
+    outcome = run_job(trial_command(tune_dir, number), tune_dir.trial_log(number), limit_s, poll=clock.save)
+    state, failure = optuna.trial.TrialState.FAIL, outcome.reason
+    if outcome.ok:
+        objective = study_objective(tune_dir)
+        value = tune_dir.trial_run(number).train_state(objective).data["best"]
         if value is None or not math.isfinite(value):
-            failure = f"no finite validation value ({study_monitor(tune_dir)} = {value})"
+            failure = f"no finite validation value ({objective} = {value})"
         else:
-            state = optuna.trial.TrialState.COMPLETE
-    elif code == PRUNED_EXIT:
-        state = optuna.trial.TrialState.PRUNED
-    else:
-        failure = _why(code, log_path)
-    _set_attrs(study, number, seconds=seconds, **({"failure": failure} if failure else {}))
+            state, failure = optuna.trial.TrialState.COMPLETE, None
+    elif outcome.code == PRUNED_EXIT:
+        state, failure = optuna.trial.TrialState.PRUNED, None
+    _set_attrs(study, number, seconds=outcome.seconds, **({"failure": failure} if failure else {}))
     if state == optuna.trial.TrialState.COMPLETE:
         study.tell(number, value)
     else:
@@ -145,42 +150,9 @@ def trial_command(tune_dir: TuneDir, number: int) -> list[str]:
     return [sys.executable, "-m", "edgelabels.tune.trial", str(tune_dir.dir), str(number), str(os.getpid())]
 
 
-def final_command(run_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "edgelabels.tune.final", str(run_dir), str(os.getpid())]
-
-
-def _wait(child: subprocess.Popen, limit_s: float, clock: Clock) -> int | None:
-    """The child's exit code, or None once it was killed at limit_s. Ctrl-C kills it too (the trial stays RUNNING
-    in the study: --resume continues it)."""
-    deadline = time.monotonic() + limit_s
-    try:
-        while child.poll() is None:
-            if time.monotonic() >= deadline:
-                _kill(child)
-                return None
-            clock.save()
-            time.sleep(POLL_S)
-    except KeyboardInterrupt:
-        _kill(child)
-        raise
-    return child.returncode
-
-
-def _kill(child: subprocess.Popen) -> None:
-    try:
-        os.killpg(child.pid, signal.SIGKILL)  # its own session: the loader threads' process and anything it started
-    except ProcessLookupError:
-        pass
-    child.wait()
-
-
-def _why(code: int, log_path: Path) -> str:
-    if code < 0:
-        name = signal.Signals(-code).name
-        return f"killed by {name}" + (" (out of memory?)" if -code == signal.SIGKILL else "")
-    lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
-    last = lines[-1].strip()[:300] if lines else "no output"
-    return f"exited with code {code}: {last}"
+def final_job(run_dir: Path) -> Job:
+    """The chosen run evaluated on its test split (no Grad-CAM: it is seen once, in the report) and exported."""
+    return Job(run=str(run_dir), evaluate={"gradcam_per_kind": 0, "progress": False}, export={})
 
 
 def _set_attrs(study, number: int, **attrs) -> None:
@@ -251,7 +223,7 @@ def best_trial(study):
 def _final(tune_dir: TuneDir, study, space: Space, clock: Clock) -> int:
     best = best_trial(study)
     _report(tune_dir, study)
-    monitor = space.base.train.monitor
+    monitor = space.objective
     if best is None:
         raise UserError(f"{tune_dir.dir}: no trial finished within the budget ({len(study.trials)} tried; see "
                         f"{tune_dir.trials_csv_path} and {tune_dir.dir / TuneDir.LOGS}/): give a larger --budget, or "
@@ -259,15 +231,13 @@ def _final(tune_dir: TuneDir, study, space: Space, clock: Clock) -> int:
     run = tune_dir.write_best(best.number, best.value, monitor)
     _say(f"chosen: trial {best.number}, {monitor} {best.value:.4f} on validation ({trial_label(best.params)}); "
          f"evaluating it on its test split and exporting it")
-    code = 0
+    outcome = None
     if not (run.export_dir.is_dir() and run.evaluation_dir.is_dir()):  # a resumed study may have done this
-        with open(tune_dir.final_log, "ab") as log:
-            child = subprocess.Popen(final_command(run.dir), stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-            code = _wait(child, max(1.0, clock.hard_left()), clock)
+        outcome = run_job(pipeline_command(final_job(run.dir)), tune_dir.final_log, max(1.0, clock.hard_left()),
+                          poll=clock.save)
     _report(tune_dir, study)
-    if code is None or code != 0:
-        what = "did not finish within the budget" if code is None else _why(code, tune_dir.final_log)
+    if outcome is not None and not outcome.ok:
+        what = "did not finish within the budget" if outcome.killed_at_deadline else outcome.reason
         print(f"edgelabels: error: the chosen run's evaluation and export: {what} (see {tune_dir.final_log}); "
               f"`edgelabels evaluate {run.dir}` and `edgelabels export {run.dir}` finish it", file=sys.stderr)
         return 1

@@ -1,20 +1,20 @@
 """One trial in its own process: `python -m edgelabels.tune.trial TUNE_DIR NUMBER PARENT_PID`.
 
 It trains trial NUMBER's run (the study's parameters applied to the tune directory's config; a run that
-already has a config is resumed from its own checkpoint), reports the monitored validation value after every
-epoch to the study, and stops when the pruner says so. Exit codes: 0 finished, PRUNED_EXIT pruned, 2 a
-UserError (one line on stderr), anything else a crash. It dies with its parent (a study killed with kill -9
-leaves no trial training on), so the trial stays RUNNING in the study for --resume to find. Its output goes to
-OUT/logs/NNNN.log; TensorFlow's start-up logging is quiet there through TF_CPP_MIN_LOG_LEVEL, which the
+already has a config is resumed from its own checkpoint), reports the study's objective (Space.objective, the
+run's train.monitor) on validation after every epoch to the study, and stops when the pruner says so. Exit
+codes: 0 finished, PRUNED_EXIT pruned, 2 a UserError (one line on stderr), anything else a crash. It dies with
+its parent (jobs.die_with: a study killed with kill -9 leaves no trial training on), so the trial stays RUNNING
+in the study for --resume to find. Its output goes to OUT/logs/NNNN.log; TensorFlow's start-up logging is quiet there through TF_CPP_MIN_LOG_LEVEL, which the
 `edgelabels` process sets and this one inherits.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-import threading
 import time
+
+from edgelabels.jobs import die_with
 
 PRUNED_EXIT = 3
 
@@ -26,7 +26,7 @@ class Pruned(Exception):
 def main(argv: list[str]) -> int:
     started = time.time()
     tune_path, number, parent = argv[0], int(argv[1]), int(argv[2])
-    _die_with(parent)
+    die_with(parent)
     from edgelabels.errors import UserError
 
     try:
@@ -45,7 +45,7 @@ def _train_trial(tune_path: str, number: int, started: float) -> int:
 
     tune = TuneDir(tune_path)
     space = study_space(tune)
-    study = open_study(tune, space.base)
+    study = open_study(tune, space)
     import optuna
 
     frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
@@ -68,17 +68,6 @@ def _train_trial(tune_path: str, number: int, started: float) -> int:
     resume = run.is_run()
     train(None if resume else config, run.dir, resume=resume, on_epoch=on_epoch)
     return 0
-
-
-def _die_with(parent: int) -> None:
-    """Exit as soon as the study's process is gone (its kill -9 runs no cleanup that could stop this one)."""
-    def watch():
-        while True:
-            if os.getppid() != parent:
-                os._exit(137)
-            time.sleep(0.5)
-
-    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
 if __name__ == "__main__":
