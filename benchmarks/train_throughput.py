@@ -13,6 +13,7 @@ images when that folder is absent. Weights none (nothing is downloaded).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -73,9 +74,9 @@ def main() -> None:
     for size in args.sizes:
         for name in args.backbones:
             spec = get_backbone(name).preprocess_spec(size, size, grayscale=True)
-            augment = build_augmenter("xray", seed=0)
+            augmenter = functools.partial(build_augmenter, "xray", ())  # a seed -> that batch's augmenter
             cache = PixelCache(paths, spec, max_bytes=8e9)
-            batches = ImageBatches(cache, labels, 2, args.batch_size, augment=augment, shuffle=True,
+            batches = ImageBatches(cache, labels, 2, args.batch_size, augmenter=augmenter, shuffle=True,
                                    workers=args.workers)
             loader_rates = []
             for _ in range(2):  # first pass decodes, second is served from the cache

@@ -26,14 +26,14 @@ class DataConfig:
     test_source: str | None = None  # a separate test folder/manifest (else test_fraction is held out)
     manifest: str | None = None  # a manifest whose source-refs point into `source`
     s3_root: str | None = None  # local folder standing in for s3://bucket/key
-    image_size: int | list[int] = 224  # one number or [height, width]
+    image_size: int | list[int] = 224  # one number or [height, width], each 1-4096 (a 4096 px image is 50 MB)
     grayscale: bool = False  # read as one channel, repeated for three-channel backbones
     resize: str = "bilinear"
     group_by: str | None = None  # regex on the file name: one group (patient) never spans two splits
-    limit_per_label: int | None = None  # sample at most N images per label (seeded)
+    limit_per_label: int | None = None  # sample at most N images per label (seeded), 1-10**9
     test_fraction: float = 0.2  # Rekognition holds out 20%
     val_fraction: float = 0.1  # of what remains after the test split
-    cache_max_gb: float = 4.0  # decoded, resized pixels are cached in memory up to this size
+    cache_max_gb: float = 4.0  # decoded, resized pixels are cached in memory up to this size (0-4096)
     class_names: list = field(default_factory=list)  # detection: YOLO class names by id, when there is no data.yaml
 
 
@@ -41,31 +41,31 @@ class DataConfig:
 class ModelConfig:
     backbone: str = "efficientnetb0"
     weights: str = "imagenet"  # imagenet | none | PATH to a no-top weights file | run:RUN_DIR
-    fine_tune_layers: int = 20  # top weighted backbone layers unfrozen in stage b (-1: all)
-    dropout: float = 0.3
+    fine_tune_layers: int = 20  # top weighted backbone layers unfrozen in stage b (-1: all), up to 100000
+    dropout: float = 0.3  # in [0, 1)
     pooling: str = "avg"  # avg | max: max suits small local evidence (a faint test line in a photo)
-    dense_units: int = 0  # an extra hidden dense layer in the head (0: none)
+    dense_units: int = 0  # an extra hidden dense layer in the head (0: none), up to 16384
     implementation: str = "edgelabels"  # segmentation: edgelabels (our U-Net decoder) | segmentation-models
-    max_detections: int = 100  # detection: boxes the model's own decoding keeps per image (top-K)
+    max_detections: int = 100  # detection: boxes the model's own decoding keeps per image (top-K), 1-10000
     stride: int = 4  # detection: output stride of the centre heatmap (4 or 8)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 5  # stage a: backbone frozen, head trained
+    epochs: int = 5  # stage a: backbone frozen, head trained (1-10000)
     stage_a_trains: str = "auto"  # head | all | auto (head with pretrained weights, all with weights none)
-    fine_tune_epochs: int = 5  # stage b: top layers unfrozen at a lower learning rate (0 skips it)
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    fine_tune_learning_rate: float = 1e-4
+    fine_tune_epochs: int = 5  # stage b: top layers unfrozen at a lower learning rate (0 skips it), up to 10000
+    batch_size: int = 32  # 1-65536
+    learning_rate: float = 1e-3  # in (0, 10]: 0 or less would not descend
+    fine_tune_learning_rate: float = 1e-4  # in (0, 10]
     lr_schedule: str = "constant"  # constant | cosine (decays to 0 over each stage)
     class_weight: str | dict = "balanced"  # balanced | none | {label: weight}
     oversample: bool = False  # resample each epoch so every label is seen equally often
     loss: str = "crossentropy"  # crossentropy | focal
-    focal_gamma: float = 2.0
-    label_smoothing: float = 0.0
+    focal_gamma: float = 2.0  # in [0, 100]
+    label_smoothing: float = 0.0  # in [0, 1)
     monitor: str = "val_loss"  # val_loss | val_accuracy | val_auc: picks the saved best epoch
-    workers: int = 2  # loader threads
+    workers: int = 2  # loader threads, 0-256 (0 and 1: the training thread itself)
     tensorboard: bool = False
     verbose: int = 1  # Keras progress bar (0 silent, 1 bar, 2 one line per epoch)
     distribute: str = "none"  # none | data_parallel: every JAX device (and host: train --coordinator), train/distribute.py
@@ -105,11 +105,20 @@ class CropConfig:
 
     label: str = "window"  # the detector's label to cut out: its most confident box above its assumed threshold
     margin: float = 0.25  # share of the box's size added on each side (keeps the printed C and T marks in)
-    size: int | list[int] = field(default_factory=lambda: [64, 32])  # the crop's [height, width] (or one number)
+    size: int | list[int] = field(default_factory=lambda: [64, 32])  # the crop's [height, width] (or one number), 1-4096
     orient_by: str | None = None  # a label (e.g. well) whose box centre is turned to lie below the crop's centre
     # the lowest detector score a box may have (0-1); null: each label's assumed threshold (F1-best per box on
     # the detector's validation split), which is stricter than "is there a window at all" needs
     min_confidence: float | None = None
+    # A box of crop.label that cannot be the part sought is no box (the chain stops, the image gets no answer): a
+    # detector's spot on a sheet of paper scored above min_confidence is not a window. Each is a [low, high] range
+    # (null: not checked); the defaults hold every result window the synthetic cassettes draw, with margin (README).
+    aspect: list | None = field(default_factory=lambda: [1.0, 6.0])  # the box's height / width in pixels: a
+    #   window stands upright (turned up to 25 degrees, or upside down); one lying across is turned 90 degrees
+    # when crop.orient_by's box is found too, the box relative to it (in units of that box's size, the square root
+    # of its area): the box's own size, and the distance between the two centres
+    relative_size: list | None = field(default_factory=lambda: [0.4, 2.8])
+    relative_distance: list | None = field(default_factory=lambda: [0.8, 3.8])
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -154,8 +163,8 @@ class TuneConfig:
     # successive-halving | hyperband | none: trials cut by epochs. Successive halving by default: a budgeted study
     # here has a handful of trials, and Hyperband's brackets would leave each one almost nothing to compare with.
     pruner: str = "successive-halving"
-    min_epochs: int | None = None  # epochs every trial trains before it may be pruned (null: a tenth, at least 1)
-    reduction_factor: int = 3  # the pruner's: about 1 in this many trials goes on at each rung
+    min_epochs: int | None = None  # epochs every trial trains before it may be pruned (null: a tenth, at least 1), up to 10000
+    reduction_factor: int = 3  # the pruner's: about 1 in this many trials goes on at each rung (2-100)
 
 
 TUNE_SEARCHED = ("backbone", "image_size", "learning_rate", "fine_tune_learning_rate", "batch_size", "dropout",
@@ -169,7 +178,7 @@ class Config:
     # classification | multilabel (several labels per image, from a manifest) | segmentation (a U-Net on images/ +
     # masks/) | detection (boxes)
     task: str = "classification"
-    seed: int = 0
+    seed: int = 0  # 0 to 2**32 - 1 (what numpy's generators take)
     segment: str | None = None  # classification: a U-Net run directory; images keep only the lungs (a keep-lungs stage)
     detect: str | None = None  # classification: an exported detection run; images are cut to a box (a crop-box stage)
     stages: list = field(default_factory=list)  # steps before the model: [{kind, run, masking}] (see StageConfig)
@@ -216,6 +225,54 @@ CHOICES = {
     "augment.preset": ("none", "xray", "photo"),
     "tune.pruner": ("successive-halving", "hyperband", "none"),
 }
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric key may take: low to high, either end open or closed."""
+
+    low: float
+    high: float
+    open_low: bool = False
+    open_high: bool = False
+
+    def __contains__(self, value) -> bool:
+        above = value > self.low if self.open_low else value >= self.low
+        below = value < self.high if self.open_high else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        return f"{'(' if self.open_low else '['}{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
+
+
+# Every numeric key's allowed values (the caps are in each key's comment above). A value outside them would crash
+# deep inside Keras or numpy (a negative seed, dropout 1.5, a 100000-pixel side asks 30 GB per image) or train
+# silently wrong (a negative learning rate climbs the loss; 10**23 epochs never end).
+RANGES = {
+    "seed": Range(0, 2 ** 32 - 1),
+    "data.image_size": Range(1, 4096),
+    "data.limit_per_label": Range(1, 10 ** 9),
+    "data.test_fraction": Range(0, 1, open_high=True),
+    "data.val_fraction": Range(0, 1, open_high=True),
+    "data.cache_max_gb": Range(0, 4096),
+    "model.fine_tune_layers": Range(-1, 100_000),
+    "model.dropout": Range(0, 1, open_high=True),
+    "model.dense_units": Range(0, 16384),
+    "model.max_detections": Range(1, 10_000),
+    "train.epochs": Range(1, 10_000),
+    "train.fine_tune_epochs": Range(0, 10_000),
+    "train.batch_size": Range(1, 65536),
+    "train.learning_rate": Range(0, 10, open_low=True),
+    "train.fine_tune_learning_rate": Range(0, 10, open_low=True),
+    "train.focal_gamma": Range(0, 100),
+    "train.label_smoothing": Range(0, 1, open_high=True),
+    "train.workers": Range(0, 256),
+    "train.verbose": Range(0, 2),
+    "augment.vertical_flip": Range(0, 1),
+    "tune.min_epochs": Range(1, 10_000),
+    "tune.reduction_factor": Range(2, 100),
+}
+STRIDES = (4, 8)  # model.stride: what models/detector.py builds
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -287,6 +344,13 @@ def _build(cls, raw, prefix: str, where: str):
     config = cls(**values)
     if cls is Config:
         _check_semantics(config, where)
+        # crop: describes detect:'s stage; alone (or beside segment:/stages:) nothing would read it. A saved
+        # config.yaml (it writes detect: null) holds crop: at its defaults: that is not a crop: given.
+        crop, defaults = raw.get("crop") or {}, dataclasses.asdict(CropConfig())
+        changed = any(crop.get(key, value) != value for key, value in defaults.items())
+        if crop and not config.detect and ("detect" not in raw or changed):
+            raise UserError(f"{where}: crop: applies with detect: (an exported detection run), which is not set; set "
+                            "detect: RUN_DIR, or give a crop-box stage its own crop: under stages:")
     return config
 
 
@@ -317,25 +381,32 @@ def _check_semantics(config: Config, where: str) -> None:
         if isinstance(value, str) and value not in choices:
             raise UserError(f"{where}: {key} must be one of {', '.join(choices)}, not {value!r}")
     size = config.data.image_size
-    if isinstance(size, list) and (len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size)):
+    if isinstance(size, list) and (len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                              for s in size)):
         raise UserError(f"{where}: data.image_size must be a number or [height, width], not {size!r}")
-    if isinstance(size, int) and size <= 0:
-        raise UserError(f"{where}: data.image_size must be positive, not {size}")
-    if not 0 <= config.data.test_fraction < 1 or not 0 <= config.data.val_fraction < 1:
-        raise UserError(f"{where}: data.test_fraction and data.val_fraction must be in [0, 1)")
+    _check_ranges(config, where)
+    if config.model.stride not in STRIDES:
+        raise UserError(f"{where}: model.stride must be one of {', '.join(map(str, STRIDES))}, "
+                        f"not {config.model.stride}")
     t = config.train
-    if t.epochs < 1 or t.fine_tune_epochs < 0 or t.batch_size < 1:
-        raise UserError(f"{where}: train.epochs must be >= 1, fine_tune_epochs >= 0, batch_size >= 1")
     if isinstance(t.class_weight, dict):
-        bad = {k: v for k, v in t.class_weight.items() if not isinstance(v, (int, float)) or v <= 0}
+        bad = {k: v for k, v in t.class_weight.items() if not isinstance(v, (int, float)) or not 0 < v <= 1e6}
         if bad:
-            raise UserError(f"{where}: train.class_weight weights must be positive numbers: {bad}")
-    if config.data.limit_per_label is not None and config.data.limit_per_label < 1:
-        raise UserError(f"{where}: data.limit_per_label must be >= 1 or null")
+            raise UserError(f"{where}: train.class_weight weights must be numbers in (0, 1e6]: {bad}")
     if not config.data.source:
         raise UserError(f"{where}: data.source is required (a folder per label or a manifest; "
                         "for segmentation a folder with images/ and masks/)")
     _check_task(config, where)
+
+
+def _check_ranges(config: Config, where: str) -> None:
+    for key, allowed in RANGES.items():
+        node = config
+        for part in key.split("."):
+            node = getattr(node, part)
+        for value in node if isinstance(node, list) else [node]:
+            if value is not None and value not in allowed:
+                raise UserError(f"{where}: {key} must be in {allowed}, not {value!r}")
 
 
 def _check_task(config: Config, where: str) -> None:
@@ -351,8 +422,6 @@ def _check_task(config: Config, where: str) -> None:
                         "several steps, list them in order under stages:")
     _check_masking(config.masking, where)
     _check_crop(config.crop, where)
-    if not 0 <= config.augment.vertical_flip <= 1:
-        raise UserError(f"{where}: augment.vertical_flip is a probability in [0, 1], not {config.augment.vertical_flip:g}")
     if config.augment.vertical_flip and config.task != "detection":
         raise UserError(f"{where}: augment.vertical_flip is for detection (boxes flip with the image); a "
                         f"{config.task} run flips with augment.transforms: [{{VerticalFlip: {{p: 0.5}}}}]")
@@ -378,9 +447,9 @@ def _check_task(config: Config, where: str) -> None:
 
 def _check_crop(c: CropConfig, where: str) -> None:
     size = c.size
-    if isinstance(size, list) and (len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size)) \
-            or isinstance(size, int) and size <= 0:
-        raise UserError(f"{where}: crop.size must be a positive number or [height, width], not {size!r}")
+    if isinstance(size, list) and (len(size) != 2 or not all(isinstance(s, int) and 0 < s <= 4096 for s in size)) \
+            or isinstance(size, int) and not 0 < size <= 4096:
+        raise UserError(f"{where}: crop.size must be a number or [height, width] in [1, 4096], not {size!r}")
     if not 0 <= c.margin <= 2:
         raise UserError(f"{where}: crop.margin must be in [0, 2] (a share of the box added on each side), "
                         f"not {c.margin:g}")
@@ -388,6 +457,11 @@ def _check_crop(c: CropConfig, where: str) -> None:
         raise UserError(f"{where}: crop.min_confidence must be in (0, 1) or null, not {c.min_confidence:g}")
     if not c.label or c.label == c.orient_by:
         raise UserError(f"{where}: crop.label must name a detected label, and crop.orient_by another one")
+    for name in ("aspect", "relative_size", "relative_distance"):
+        bounds = getattr(c, name)
+        numbers = bounds is not None and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+        if bounds is not None and (len(bounds) != 2 or not numbers or not 0 < bounds[0] <= bounds[1]):
+            raise UserError(f"{where}: crop.{name} must be [low, high] with 0 < low <= high, or null, not {bounds!r}")
 
 
 def _check_masking(m: MaskingConfig, where: str) -> None:
@@ -399,8 +473,6 @@ def _check_masking(m: MaskingConfig, where: str) -> None:
 def _check_tune(tune: TuneConfig, where: str) -> None:
     """The tune: section's shapes: ranges {low, high, log}, non-empty lists of plain values, known choices. What
     needs the task and the registry (a backbone's weights, the config's value inside a range) is tune/space.py's."""
-    if tune.min_epochs is not None and tune.min_epochs < 1 or tune.reduction_factor < 2:
-        raise UserError(f"{where}: tune.min_epochs must be >= 1 and tune.reduction_factor >= 2")
     searched = {f"tune.{name}": getattr(tune, name) for name in TUNE_SEARCHED}
     for key, spec in tune.transforms.items():
         name, dot, param = str(key).partition(".")

@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from edgelabels.config import load_config
+from edgelabels.config import config_from_dict, load_config
 from edgelabels.errors import UserError
 from helpers.datasets import REPO
 
@@ -93,3 +93,76 @@ def test_segment_and_stages_together_or_on_a_unet_are_refused():
     with pytest.raises(UserError, match="apply to classification runs"):
         load_config(None, ["data.source=x", "task=segmentation", "train.monitor=val_dice",
                            "stages=[{kind: keep-lungs, run: r}]"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("seed=-1", "seed must be in [0, 4.29497e+09], not -1"),
+    ("seed=4294967296", "seed must be in [0, 4.29497e+09], not 4294967296"),
+    ("model.dropout=1.5", "model.dropout must be in [0, 1), not 1.5"),
+    ("data.image_size=100000", "data.image_size must be in [1, 4096], not 100000"),
+    ("data.image_size=[64, 100000]", "data.image_size must be in [1, 4096], not 100000"),
+    ("data.image_size=0", "data.image_size must be in [1, 4096], not 0"),
+    ("train.learning_rate=-1", "train.learning_rate must be in (0, 10], not -1.0"),
+    ("train.fine_tune_learning_rate=0", "train.fine_tune_learning_rate must be in (0, 10], not 0.0"),
+    ("train.epochs=100000000000000000000000", "train.epochs must be in [1, 10000], not 100000000000000000000000"),
+    ("train.batch_size=0", "train.batch_size must be in [1, 65536], not 0"),
+    ("train.label_smoothing=1", "train.label_smoothing must be in [0, 1), not 1.0"),
+    ("train.verbose=3", "train.verbose must be in [0, 2], not 3"),
+    ("data.test_fraction=1", "data.test_fraction must be in [0, 1), not 1.0"),
+    ("model.max_detections=0", "model.max_detections must be in [1, 10000], not 0"),
+    ("tune.reduction_factor=1", "tune.reduction_factor must be in [2, 100], not 1"),
+    ("train.learning_rate=.nan", "train.learning_rate must be in (0, 10], not nan"),
+])
+def test_a_number_outside_its_range_is_refused_naming_key_value_and_range(override, message):
+    with pytest.raises(UserError) as refused:
+        load_config(None, ["data.source=x", override])
+    assert str(refused.value) == f"config: {message}"
+
+
+def test_every_numeric_key_has_a_range_or_its_own_check():
+    import dataclasses
+    import typing
+
+    from edgelabels.config import RANGES, Config
+
+    own_checks = {"model.stride", "masking.threshold", "masking.dilate", "masking.fill", "crop.margin", "crop.size",
+                  "crop.min_confidence"}  # a choice, or checked with the stages' copies of masking: and crop:
+    numeric = set()
+    for section in dataclasses.fields(Config):
+        hint = typing.get_type_hints(Config)[section.name]
+        fields = [(f"{section.name}.{f.name}", typing.get_type_hints(hint)[f.name]) for f in dataclasses.fields(hint)] \
+            if dataclasses.is_dataclass(hint) else [(section.name, hint)]
+        for key, kind in fields:
+            kinds = set(typing.get_args(kind)) or {kind}
+            if kinds & {int, float} and not kinds & {dict} and not key.startswith("tune.") or \
+                    key in ("tune.min_epochs", "tune.reduction_factor"):
+                numeric.add(key)
+    assert "train.learning_rate" in numeric and "data.image_size" in numeric
+    assert numeric - own_checks == set(RANGES)
+
+
+def test_the_largest_allowed_values_are_accepted():
+    config = load_config(None, ["data.source=x", "seed=4294967295", "data.image_size=[4096, 4096]",
+                                "model.dropout=0.99", "train.epochs=10000", "train.learning_rate=10"])
+    assert (config.seed, config.image_hw, config.train.epochs) == (2 ** 32 - 1, (4096, 4096), 10000)
+
+
+def test_crop_without_detect_is_refused_in_one_line():
+    with pytest.raises(UserError, match="crop: applies with detect:") as refused:
+        load_config(None, ["data.source=x", "crop.label=window"])
+    assert "\n" not in str(refused.value)
+    with pytest.raises(UserError, match="crop: applies with detect:"):
+        load_config(None, ["data.source=x", "segment=runs/unet", "crop.margin=0.5"])
+    config = load_config(None, ["data.source=x", "detect=runs/d", "crop.label=window", "crop.margin=0.5"])
+    assert config.stage_list()[0].crop.margin == 0.5
+    plain = load_config(None, ["data.source=x"])
+    assert config_from_dict(plain.to_dict()) == plain  # a saved config's default crop: is not "set"
+
+
+def test_a_saved_config_with_crop_at_its_defaults_and_no_detect_still_loads(tmp_path):
+    saved = tmp_path / "config.yaml"
+    saved.write_text("data: {source: x}\ndetect: null\ncrop: {label: window, margin: 0.25}\n")  # an older run's
+    assert load_config(saved).crop.margin == 0.25
+    saved.write_text("data: {source: x}\ndetect: null\ncrop: {label: cassette}\n")
+    with pytest.raises(UserError, match="crop: applies with detect:"):
+        load_config(saved)

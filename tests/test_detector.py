@@ -335,7 +335,7 @@ def tiny_training(folder: Path, epochs: int, augment: bool = False):
     keras.utils.set_random_seed(0)
     cache, _ = caches_for(config, samples, [])
     batches = DetectionBatches(cache, samples, LABELS, 4, batch_size=4, shuffle=True, workers=1,
-                               augment=box_augmenter(0) if augment else None)
+                               augmenter=box_augmenter if augment else None)
     model = create_model(config, len(LABELS))
     model.compile(optimizer=keras.optimizers.Adam(3e-3), **detection_objectives(config.train))
     history = model.fit(batches, epochs=epochs, verbose=0)

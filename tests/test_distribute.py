@@ -13,7 +13,7 @@ import pytest
 
 from edgelabels.config import load_config
 from edgelabels.errors import UserError
-from edgelabels.train.distribute import Processes, cluster_from, rows_of
+from edgelabels.train.distribute import Processes, cluster_from, for_devices, rows_of
 from helpers.runs import write_images
 
 TINY = ["model.backbone=tinycnn", "model.weights=none", "data.image_size=32", "train.epochs=2",
@@ -49,6 +49,54 @@ def test_rows_of_a_global_batch_pad_the_short_last_batch_and_split_it_over_proce
     assert rows_of(batch, Processes(count=2, index=1, devices=4)).tolist() == [4, 5, 0, 1]
     x, y = rows_of((np.arange(8), np.arange(8) * 10), Processes(count=2, index=1, devices=2))
     assert x.tolist() == [4, 5, 6, 7] and y.tolist() == [40, 50, 60, 70]
+
+
+def test_padded_rows_weigh_nothing_and_real_rows_are_scaled_to_keep_the_mean():
+    import numpy as np
+
+    from edgelabels.train.distribute import padding_scales
+
+    assert padding_scales(24, 8, 4, validation=False) is None  # no batch padded: batches stay as they are
+    assert padding_scales(20, 6, 3, validation=False) == [1, 1, 1, 1.5]  # the last 2 rows padded to 3
+    assert padding_scales(20, 6, 3, validation=True) == [21 / 20] * 4
+    x, y, w = rows_of((np.arange(2), np.arange(2) * 10), Processes(count=1, index=0, devices=3), scale=1.5)
+    assert x.tolist() == [0, 1, 0] and y.tolist() == [0, 10, 0] and w.tolist() == [1.5, 1.5, 0]
+    weights = np.array([[1.0, 2.0], [3.0, 4.0]])  # (N, K): a multi-label batch's own weights are kept, times scale
+    _, _, w = rows_of((np.arange(2), np.arange(2), weights), Processes(count=1, index=0, devices=3), scale=2.0)
+    assert w.tolist() == [[2.0, 4.0], [6.0, 8.0], [0.0, 0.0]]
+
+
+@pytest.mark.parametrize("images, batch", [(8, 8), (20, 6)])
+def test_validation_over_three_devices_scores_each_real_image_once(images, batch):
+    """8 validation images on 3 devices were scored as 9 (the first one twice): val_accuracy 5/9 or 7/9."""
+    import keras
+    import numpy as np
+    from PIL import Image
+
+    from edgelabels.data.preprocess import PreprocessSpec
+    from edgelabels.train.fit import _compile
+    from edgelabels.train.loader import ImageBatches, PixelCache
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (images, 8, 8, 3), np.uint8)
+    cache = PixelCache([str(i) for i in range(images)], PreprocessSpec(8, 8), 1e9,
+                       read=lambda path: Image.fromarray(pixels[int(path)]))
+    keras.utils.set_random_seed(0)
+    small = keras.initializers.RandomNormal(0, 0.01)  # probabilities far from 0: a finite crossentropy
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(2, "softmax", kernel_initializer=small)])
+    probs = model.predict(ImageBatches(cache, batch_size=batch, workers=1), verbose=0)
+    guess = probs.argmax(axis=1)
+    labels = 1 - guess  # all wrong but the first image: what counting it twice changes most
+    labels[0] = guess[0]
+    config = load_config(None, ["data.source=x", "train.distribute=data_parallel"])
+    _compile(model, config, 0.01)
+    three = Processes(count=1, index=0, devices=3)
+    scores = model.evaluate(for_devices(ImageBatches(cache, labels, 2, batch, workers=1), three, validation=True),
+                            verbose=0, return_dict=True)
+    assert scores["accuracy"] == pytest.approx(1 / images)
+    crossentropy = -np.log(probs[np.arange(images), labels]).mean()
+    assert scores["loss"] == pytest.approx(crossentropy, rel=1e-5)
 
 
 def test_several_processes_need_all_three_settings_and_a_valid_id(monkeypatch):
@@ -121,3 +169,26 @@ def test_two_processes_on_localhost_write_one_run_directory(images, tmp_path):
     assert "data parallel over 2 devices in 2 processes (this one 0)" in (run / "train.log").read_text()
     after = {p.name for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("edgelabels-process1-*")}
     assert after <= before  # process 1's scratch copy is gone
+
+
+@pytest.mark.slow
+def test_three_devices_with_padded_batches_validate_as_one_device(tmp_path):
+    """14 training and 4 validation images in batches of 6 on 3 devices: both last batches are padded."""
+    folder = tmp_path / "images"
+    write_images(folder, labels=("circle", "square"), per_label=11)
+    (tmp_path / "tiny.yaml").write_text(f"data:\n  source: {folder}\n")
+    runs = {}
+    for devices in (1, 3):
+        run = tmp_path / f"run{devices}"
+        result = _train([str(tmp_path / "tiny.yaml"), "--out", str(run), *[a for t in TINY for a in ("--set", t)],
+                         # head only: a BatchNorm that trains takes its batch statistics over the padded copies too
+                         "--set", "train.batch_size=6", "--set", "train.stage_a_trains=head"], _jax_env(devices))
+        _, err = result.communicate(timeout=300)
+        assert result.returncode == 0, err
+        rows = [line.split(",") for line in (run / "history.csv").read_text().splitlines()]
+        runs[devices] = [dict(zip(rows[0], row)) for row in rows[1:]]
+    splits = tmp_path / "run1" / "splits"
+    assert [len((splits / f"{name}.txt").read_text().splitlines()) for name in ("train", "val")] == [14, 4]
+    for one, three in zip(runs[1], runs[3]):
+        for column in ("val_loss", "val_accuracy", "val_auc"):
+            assert float(three[column]) == pytest.approx(float(one[column]), rel=1e-4), (column, one, three)

@@ -131,7 +131,7 @@ def test_segmenter_refuses_a_classification_run(chained_run):
 
 
 def test_unet_export_matches_keras_and_marks_itself_as_a_unet(unet_run):
-    from edgelabels.export.export_run import export_run
+    from edgelabels.export.driver import export_run
     from edgelabels.runtime.predictor import Predictor
 
     report = export_run(unet_run)
@@ -158,7 +158,7 @@ def test_chained_run_evaluates_through_the_lungs(chained_run, unet_run):
 
     from edgelabels.data.images import read_image
     from edgelabels.data.preprocess import preprocess
-    from edgelabels.evaluate.command import evaluate_model
+    from edgelabels.evaluate.driver import evaluate_model
     from edgelabels.runtime.masking import keep_lungs
     from edgelabels.runtime.segmenter import at_image_size
 
@@ -189,7 +189,7 @@ def test_chained_run_evaluates_through_the_lungs(chained_run, unet_run):
 def test_chained_export_writes_both_models_and_the_onnx_chain_equals_the_keras_chain(chained_run):
     from edgelabels.data.images import read_image
     from edgelabels.data.preprocess import preprocess
-    from edgelabels.export.export_run import export_run
+    from edgelabels.export.driver import export_run
     from edgelabels.artifacts import RunDir
     from edgelabels.models.factory import load_model
     from edgelabels.runtime.predictor import Predictor
@@ -216,7 +216,7 @@ def test_chained_export_writes_both_models_and_the_onnx_chain_equals_the_keras_c
 
 
 def test_chained_predictor_imports_neither_tensorflow_nor_keras(chained_run):
-    from edgelabels.export.export_run import export_run
+    from edgelabels.export.driver import export_run
 
     if not (chained_run / "export" / "stages.json").is_file():
         export_run(chained_run)
@@ -352,8 +352,8 @@ def test_segmentation_models_unet_trains_evaluates_and_exports_like_ours(tmp_pat
 
     if importlib.util.find_spec("segmentation_models") is None:
         pytest.skip("segmentation-models not installed (pip install -e '.[sm]')")
-    from edgelabels.evaluate.command import evaluate_model
-    from edgelabels.export.export_run import export_run
+    from edgelabels.evaluate.driver import evaluate_model
+    from edgelabels.export.driver import export_run
 
     run = train(tmp_path / "sm", UNET, **{"data.source": make_lung_pairs(tmp_path / "pairs", n=10),
                                           "model.implementation": "segmentation-models", "model.backbone": "vgg16",

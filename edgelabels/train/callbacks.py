@@ -41,6 +41,27 @@ def epoch_end(run, state, stage: str, on_epoch=None):
     return EpochEnd()
 
 
+def seeded_epochs(batches, seed: int, first_epoch: int):
+    """A Keras callback: at the start of epoch e of this fit, the run's epoch first_epoch + e (stage b's first
+    follows stage a's last), the training batches' order and augmentation and every random layer's seed (dropout)
+    are set from (seed, that epoch) alone. A resumed run then draws what the uninterrupted one drew: neither the
+    loader's generators nor the layers' seed states (which model.keras does not keep) carry over from earlier
+    epochs."""
+    import keras
+    import numpy as np
+
+    class SeededEpochs(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            at = first_epoch + epoch
+            batches.set_epoch(at)
+            states = [v for v in self.model.non_trainable_variables if v.name == "seed_generator_state"]
+            seeds = np.random.SeedSequence([seed, at]).generate_state(len(states)) if states else []
+            for state, start in zip(states, seeds):
+                state.assign(np.array([start, 0], dtype=state.dtype))
+
+    return SeededEpochs()
+
+
 def attach_log(run) -> logging.Handler:
     """Everything edgelabels logs during training also goes to the run's train.log."""
     handler = logging.FileHandler(run.log_path)

@@ -11,6 +11,7 @@ an all-zero heatmap and no centre.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 
@@ -102,12 +103,13 @@ def _splat(channel: np.ndarray, x: int, y: int, radius: int) -> None:
 class DetectionBatches(ImageBatches):
     """(x, {"heatmap", "size", "offset"}) batches; order, reshuffling and worker threads are ImageBatches'."""
 
-    def __init__(self, cache, samples, labels: list[str], stride: int, batch_size: int = 16, augment=None,
+    def __init__(self, cache, samples, labels: list[str], stride: int, batch_size: int = 16, augmenter=None,
                  shuffle: bool = False, seed: int = 0, workers: int = 2):
-        super().__init__(cache, batch_size=batch_size, shuffle=shuffle, seed=seed, workers=workers)
+        """augmenter: seed -> a box_augmenter (one per batch, seeded as ImageBatches seeds its augmenters)."""
+        super().__init__(cache, batch_size=batch_size, augmenter=augmenter, shuffle=shuffle, seed=seed,
+                         workers=workers)
         self.samples = list(samples)
         self.index = {name: i for i, name in enumerate(labels)}
-        self.box_augment = augment
         self.grid = (cache.spec.height // stride, cache.spec.width // stride)
         self.ratios: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -132,10 +134,11 @@ class DetectionBatches(ImageBatches):
     def __getitem__(self, index: int):
         rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
         pixels, targets = [], []
+        augment = self.augment_for(index)
         for i in rows:
             image, (boxes, ids) = self.cache[int(i)], self.boxes_of(int(i))
-            if self.box_augment is not None:
-                image, boxes, ids = self.box_augment(image, boxes, ids)
+            if augment is not None:
+                image, boxes, ids = augment(image, boxes, ids)
             pixels.append(image)
             targets.append(centernet_targets(boxes, ids, len(self.index), *self.grid))
         x = normalise(np.stack(pixels), self.cache.spec)
@@ -143,13 +146,13 @@ class DetectionBatches(ImageBatches):
         return x, {"heatmap": heatmap, "size": size, "offset": offset}
 
 
-def detection_batches(config, split, labels: list[str], caches, augment):
+def detection_batches(config, split, labels: list[str], caches, augmenter):
     """(train, val) batches of images + CenterNet targets; training batches augment image and boxes together.
 
-    `augment` is the config's image-only augmenter (augment.preset / augment.transforms): it would move pixels
+    `augmenter` is the config's image-only one (augment.preset / augment.transforms): it would move pixels
     without their boxes, so a detection run refuses one; detection's own box-aware transforms always apply.
     """
-    if augment is not None:
+    if augmenter is not None:
         raise UserError("augment.preset / augment.transforms: a detection run augments image and boxes together "
                         "with its own transforms (flip, scale, translate, colour, blur); set augment.preset: none "
                         "and leave augment.transforms empty")
@@ -160,7 +163,7 @@ def detection_batches(config, split, labels: list[str], caches, augment):
     log.info("labels %s; train %d images (%d boxes, %d without boxes), val %d, test %d", labels, len(split.train),
              boxes, negatives, len(split.val), len(split.test))
     stride = config.model.stride
-    augment = box_augmenter(config.seed, config.augment.vertical_flip)
-    return (DetectionBatches(train_cache, split.train, labels, stride, t.batch_size, augment=augment,
+    augmenter = functools.partial(box_augmenter, vertical_flip=config.augment.vertical_flip)
+    return (DetectionBatches(train_cache, split.train, labels, stride, t.batch_size, augmenter=augmenter,
                              shuffle=True, seed=config.seed, workers=t.workers),
             DetectionBatches(val_cache, split.val, labels, stride, t.batch_size, workers=t.workers))

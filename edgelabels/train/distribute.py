@@ -13,7 +13,15 @@ Designed around Keras 3.15's limits: with more than one process, Keras shards on
 builds the same global batch (same seed, same order) and keeps its own rows of it (`ProcessShard`); the price
 is that each process decodes the whole batch. The global batch must divide by the process count and by the
 device count; the last, shorter batch of an epoch is padded with its own first images to a multiple of the
-device count (JAX splits a batch only evenly). Only process 0 writes the run directory; the others train into a scratch copy of it (a resumed
+device count (JAX splits a batch only evenly). The padded rows weigh nothing: where a dataset needs padding, its
+batches carry sample weights, 0 on padded rows, and the fit loop compiles the metrics as weighted ones (so under
+data_parallel the training-side accuracy/auc follow train.class_weight as the loss does; the validation ones, which
+pick the best epoch, have no class weights). Real rows are scaled so that a padded training batch's loss is its
+real rows' mean (the one-device step), and a validation epoch's loss is the mean over its real rows. Losses that
+normalise over the whole batch (segmentation's Dice, detection's per-object sums) take the weights themselves
+(models/losses.py row_weighted), so the copies count there neither; only the batch statistics of a BatchNorm layer
+that trains still see them.
+Only process 0 writes the run directory; the others train into a scratch copy of it (a resumed
 run is copied first, so every process resumes from the same checkpoint) that is removed at the end.
 The TensorFlow backend's distribution is a prototype in Keras: asking for it is an error.
 """
@@ -125,12 +133,30 @@ def finish(run_dir: Path, cluster: dict) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def for_devices(batches, processes: Processes):
+def for_devices(batches, processes: Processes, validation: bool = False):
     """The batches this process trains on: each global batch padded to a multiple of the device count (the last
-    batch of an epoch may be short; JAX splits a batch only evenly), then this process's rows of it."""
+    batch of an epoch may be short; JAX splits a batch only evenly), then this process's rows of it.
+    validation: real rows scaled so that the epoch's loss, not each batch's, is their mean (see padding_scales)."""
     if processes.devices == 1 and processes.count == 1:
         return batches
-    return _shard_class()(batches, processes)
+    return _shard_class()(batches, processes, padding_scales(len(batches.order), batches.batch_size,
+                                                             processes.devices, validation))
+
+
+def padding_scales(rows: int, batch_size: int, devices: int, validation: bool) -> list[float] | None:
+    """Per batch, the sample weight of its real rows when padded rows weigh 0; None when no batch is padded.
+
+    Keras divides a batch's weighted loss sum by the batch's length (padded rows included) and averages an epoch's
+    batch losses weighted by their lengths. Training: the padded batch's real rows get length / real rows, so the
+    step's loss is theirs alone. Validation: every real row gets (rows after padding) / (real rows), so the epoch's
+    loss is the mean over the real rows (a batch's own loss is then not)."""
+    sizes = [min(batch_size, rows - start) for start in range(0, rows, batch_size)]
+    padded = [size + -size % devices for size in sizes]
+    if padded == sizes:
+        return None
+    if validation:
+        return [sum(padded) / rows] * len(sizes)
+    return [p / s for p, s in zip(padded, sizes)]
 
 
 def _shard_class():
@@ -139,15 +165,15 @@ def _shard_class():
     class ProcessShard(keras.utils.PyDataset):
         """Global batches -> this process's contiguous rows of each, the same steps in every process."""
 
-        def __init__(self, batches, processes: Processes):
+        def __init__(self, batches, processes: Processes, scales: list[float] | None):
             super().__init__()
-            self.batches, self.processes = batches, processes
+            self.batches, self.processes, self.scales = batches, processes, scales
 
         def __len__(self) -> int:
             return len(self.batches)
 
         def __getitem__(self, i):
-            return rows_of(self.batches[i], self.processes)
+            return rows_of(self.batches[i], self.processes, None if self.scales is None else self.scales[i])
 
         def on_epoch_end(self):
             self.batches.on_epoch_end()
@@ -155,18 +181,47 @@ def _shard_class():
     return ProcessShard
 
 
-def rows_of(batch, processes: Processes):
+def rows_of(batch, processes: Processes, scale: float | None = None):
     """A global batch (arrays, or tuples/dicts of them) -> this process's rows, after padding the batch with its own
-    first rows to a multiple of the device count (which the process count divides)."""
-    if isinstance(batch, dict):
-        return {k: rows_of(v, processes) for k, v in batch.items()}
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(rows_of(part, processes) for part in batch)
+    first rows to a multiple of the device count (which the process count divides).
+
+    scale: given, an (x, y[, weights]) batch gets sample weights: `scale` on its real rows (times their own
+    weights), 0 on the padded ones."""
     import numpy as np
 
+    real = len(_first_array(batch))
+    batch = _padded(batch, -real % processes.devices)
+    if scale is not None:
+        x, y, *weights = batch
+        weight = np.zeros(len(_first_array(x)), np.float32)
+        weight[:real] = scale
+        if weights:
+            weight = np.asarray(weights[0], np.float32) * weight.reshape(-1, *[1] * (np.ndim(weights[0]) - 1))
+        batch = (x, y, weight)
+    return _slice(batch, processes)
+
+
+def _first_array(batch):
+    while isinstance(batch, (dict, tuple, list)):
+        batch = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
+    return batch
+
+
+def _padded(batch, short: int):
+    import numpy as np
+
+    if isinstance(batch, dict):
+        return {k: _padded(v, short) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_padded(part, short) for part in batch)
     batch = np.asarray(batch)
-    short = -len(batch) % processes.devices
-    if short:
-        batch = np.concatenate([batch, batch[np.arange(short) % len(batch)]])
+    return np.concatenate([batch, batch[np.arange(short) % len(batch)]]) if short else batch
+
+
+def _slice(batch, processes: Processes):
+    if isinstance(batch, dict):
+        return {k: _slice(v, processes) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_slice(part, processes) for part in batch)
     size = len(batch) // processes.count
     return batch[processes.index * size:(processes.index + 1) * size]

@@ -12,11 +12,14 @@ validation metric improves, all written atomically (train/callbacks.py). --resum
 last completed epoch in exactly the state an uninterrupted run has there: the checkpoint's stage,
 trainable set and optimizer (its step count, hence the cosine schedule's position, checked against
 state.json); killed before stage b's first epoch finished, the checkpoint is stage a's and stage b starts
-from it as it would have. What differs per task comes from the task table (tasks.py).
+from it as it would have. Each epoch's randomness (order, augmentation, dropout) is drawn from (seed, epoch)
+alone (callbacks.seeded_epochs), so the epochs after a resume are the uninterrupted run's too. What differs
+per task comes from the task table (tasks.py).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -44,14 +47,14 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, on_e
     real_dir, run_dir = Path(run_dir), distribute.scratch_run(Path(run_dir), cluster, resume)
     run = RunDir(run_dir)
     config, how = _start_or_resume(run, config, resume)  # before TensorFlow is loaded: a refusal comes at once
-
-    import keras
+    keras = _import_keras()  # a backend Keras cannot load is refused before the run folder is made
+    _begin(run, config, how)
 
     from edgelabels.data.prepare import prepare_split
     from edgelabels.models.backbones import get_backbone
     from edgelabels.models.classifier import freeze_backbone, unfreeze_top
     from edgelabels.models.factory import create_model, load_model
-    from edgelabels.train.callbacks import attach_log, detach_log, epoch_end
+    from edgelabels.train.callbacks import attach_log, detach_log, epoch_end, seeded_epochs
 
     handler = attach_log(run)
     processes = distribute.Processes()
@@ -80,9 +83,10 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, on_e
         verbose = 2 if t.verbose == 1 and not sys.stdout.isatty() else t.verbose
         chain = _stage_chain(config, run, split, resume, progress=verbose == 1)
         split = _answerable(split, chain)
-        train_batches, val_batches = (distribute.for_devices(b, processes)
-                                      for b in _batches(config, split, labels, spec, chain))
-        steps = len(train_batches)
+        train_batches, val_batches = _batches(config, split, labels, spec, chain)
+        fed_train = distribute.for_devices(train_batches, processes)
+        fed_val = distribute.for_devices(val_batches, processes, validation=True)
+        steps = len(fed_train)
         extra = [keras.callbacks.TensorBoard(log_dir=str(run.tensorboard_dir))] if t.tensorboard else []
 
         if resume and run.last_path.exists():
@@ -100,8 +104,12 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, on_e
             log.info("stage a: %s, %d trainable weights, lr %g",
                      "backbone frozen" if head_only else "whole model trained (weights none: nothing to preserve)",
                      len(model.trainable_weights), t.learning_rate)
-            model.fit(train_batches, validation_data=val_batches, epochs=t.epochs, initial_epoch=at[1] if at else 0,
-                      callbacks=[epoch_end(run, state, "a", on_epoch), *extra], verbose=verbose)
+            # shuffle=False: the batches shuffle themselves, by epoch (Keras would reorder them from its global RNG,
+            # which a resumed process has not advanced as the uninterrupted one had).
+            model.fit(fed_train, validation_data=fed_val, epochs=t.epochs, initial_epoch=at[1] if at else 0,
+                      shuffle=False, verbose=verbose,
+                      callbacks=[seeded_epochs(train_batches, config.seed, 0), epoch_end(run, state, "a", on_epoch),
+                                 *extra])
 
         if t.fine_tune_epochs:
             if at is None or at[0] == "a":  # stage b begins here, also when the kill came before its first epoch ended
@@ -113,9 +121,10 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, on_e
                          len(model.trainable_weights), t.fine_tune_learning_rate)
             stage_b_start = at[1] if at and at[0] == "b" else 0
             if stage_b_start < t.fine_tune_epochs:
-                model.fit(train_batches, validation_data=val_batches, epochs=t.fine_tune_epochs,
-                          initial_epoch=stage_b_start, callbacks=[epoch_end(run, state, "b", on_epoch), *extra],
-                          verbose=verbose)
+                model.fit(fed_train, validation_data=fed_val, epochs=t.fine_tune_epochs, initial_epoch=stage_b_start,
+                          shuffle=False, verbose=verbose,
+                          callbacks=[seeded_epochs(train_batches, config.seed, t.epochs),
+                                     epoch_end(run, state, "b", on_epoch), *extra])
         state.data["done"] = True
         state.save()
         log.info("finished: best %s = %.4f at epoch %s; %s holds that epoch", t.monitor,
@@ -129,24 +138,63 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, on_e
 
 def _start_or_resume(run: RunDir, config: Config | None, resume: bool) -> tuple[Config, str]:
     """(config, "resuming" | "starting" | "restarting"): a resumed run's own saved config (resume never takes
-    another), a new run started with `config`, or one whose earlier attempt completed no epoch started again."""
-    from edgelabels import atomic
+    another), a new run started with `config`, or one whose earlier attempt completed no epoch started again.
+    Nothing is written yet (`_begin` does): whatever is refused here or next leaves the folder as it was."""
     from edgelabels.config import load_config
 
+    _check_writable(run.dir)
     if resume:
         if not run.config_path.exists():
             raise UserError(f"{run.dir}: nothing to resume (no {run.config_path.name}); start it without --resume")
-        atomic.sweep(run.dir)  # what a killed save left
         return load_config(run.config_path), "resuming"
-    how = "starting"
     if run.dir.exists() and any(run.dir.iterdir()):
         if not run.restartable():
             raise UserError(f"{run.dir}: already exists (use --resume to continue it, or --out for a new run)")
-        atomic.sweep(run.dir)
+        return config, "restarting"
+    return config, "starting"
+
+
+def _check_writable(folder: Path) -> None:
+    """The run folder, or the nearest folder above it that exists, must be a folder this process can write in."""
+    import os
+
+    existing = next(p for p in (folder, *folder.parents) if p.exists() or p == Path(p.anchor))
+    if not existing.is_dir():
+        what = "is a file" if existing == folder else f"cannot be made: {existing} is a file"
+        raise UserError(f"{folder}: {what}, not a folder (give --out a folder)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == folder else f" (in {existing})"
+        raise UserError(f"{folder}: cannot write there{where}: permission denied")
+
+
+def _begin(run: RunDir, config: Config, how: str) -> None:
+    """Write what `_start_or_resume` decided: a resumed run's leftovers swept, a new run's folder and config."""
+    from edgelabels import atomic
+
+    if how != "starting":
+        atomic.sweep(run.dir)  # what a killed save left
+    if how == "resuming":
+        return
+    if how == "restarting":
         run.clear()
-        how = "restarting"
-    run.start(config.to_yaml())
-    return config, how
+    try:
+        run.start(config.to_yaml())
+    except OSError as exc:  # what the checks above could not foresee (a full disk, a folder made meanwhile)
+        raise UserError(f"{run.dir}: cannot write the run folder ({exc.strerror or exc})") from None
+
+
+def _import_keras():
+    """keras, or one line when the backend it is told to load (KERAS_BACKEND or keras.json) cannot be loaded."""
+    import os
+
+    try:
+        import keras
+    except (ImportError, ValueError) as exc:
+        told = os.environ.get("KERAS_BACKEND")
+        where = f"KERAS_BACKEND={told}" if told else "Keras' configured backend"
+        raise UserError(f"{where}: Keras cannot load it ({str(exc).splitlines()[0]}); use KERAS_BACKEND=tensorflow "
+                        "or jax") from None
+    return keras
 
 
 def _checkpoint_position(run: RunDir, model, state, stage_a_epochs: int, steps: int) -> tuple[str, int]:
@@ -233,10 +281,14 @@ def _batches(config: Config, split, labels: list[str], spec, chain):
     from edgelabels.train.loader import PixelCache
 
     budget = config.data.cache_max_gb * 1e9
-    augment = build_augmenter(config.augment.preset, config.augment.transforms, seed=config.seed)
+    a = config.augment
+    # seed -> augmenter: the loader seeds one per batch (train/loader.py); built once here so that a bad
+    # transform is refused before training starts.
+    augmenter = functools.partial(build_augmenter, a.preset, a.transforms) \
+        if build_augmenter(a.preset, a.transforms, seed=config.seed) is not None else None
     train_cache = PixelCache([s.path for s in split.train], spec, budget, read=chain)
     val_cache = PixelCache([s.path for s in split.val], spec, budget - train_cache.nbytes, read=chain)
-    return get_task(config.task).piece("batches")(config, split, labels, (train_cache, val_cache), augment)
+    return get_task(config.task).piece("batches")(config, split, labels, (train_cache, val_cache), augmenter)
 
 
 def _compile(model, config: Config, learning_rate: float, steps: int = 0) -> None:
@@ -245,5 +297,8 @@ def _compile(model, config: Config, learning_rate: float, steps: int = 0) -> Non
 
     if config.train.lr_schedule == "cosine" and steps:
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  **get_task(config.task).piece("objectives")(config.train))
+    objectives = get_task(config.task).piece("objectives")(config.train)
+    if config.train.distribute != "none":
+        # Padded rows weigh 0 (train/distribute.py): only weighted metrics see the weights.
+        objectives["weighted_metrics"] = [*objectives.get("weighted_metrics", []), *objectives.pop("metrics", [])]
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), **objectives)

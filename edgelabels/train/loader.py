@@ -2,6 +2,10 @@
 
 Decoded, resized uint8 pixels are cached in memory the first time an image is read, so later
 epochs cost only augmentation and normalisation. Backend-agnostic (keras.utils.PyDataset).
+
+An epoch's order and each batch's augmentation are drawn from generators seeded with (seed, epoch) and
+(seed, epoch, batch) alone: epoch k's batches do not depend on how many epochs this process ran before (a
+resumed run draws what the uninterrupted one drew) nor on which worker thread builds which batch first.
 """
 
 from __future__ import annotations
@@ -70,44 +74,64 @@ class MaskCache:
         return self.rows[index]
 
 
+def batch_seed(seed: int, epoch: int, index: int) -> int:
+    """The augmentation seed of one batch: a function of (seed, epoch, batch) alone."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
 class ImageBatches(keras.utils.PyDataset):
-    """(x, one-hot y, sample weight) batches; or x only when `labels` is None (prediction)."""
+    """(x, one-hot y, sample weight) batches; or x only when `labels` is None (prediction).
+
+    augmenter: seed -> augment callable (data.augment.build_augmenter with its settings bound), or None; each
+    batch gets its own, seeded with batch_seed(seed, epoch, index). set_epoch(k) puts the batches at epoch k."""
 
     def __init__(self, cache: PixelCache, labels=None, num_classes: int = 0, batch_size: int = 32,
-                 augment=None, class_weights=None, shuffle: bool = False, oversample: bool = False,
+                 augmenter=None, class_weights=None, shuffle: bool = False, oversample: bool = False,
                  seed: int = 0, workers: int = 2):
         super().__init__(workers=max(1, workers), use_multiprocessing=False, max_queue_size=max(4, 2 * workers))
         self.cache = cache
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         self.num_classes = num_classes
         self.batch_size = batch_size
-        self.augment = augment
+        self.augmenter = augmenter
         self.class_weights = None if class_weights is None else np.asarray(class_weights, np.float32)
         self.shuffle = shuffle
         self.oversample = oversample
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self.lock = threading.Lock()
+        self.epoch = 0
         self.order = self._epoch_order()
+
+    def set_epoch(self, epoch: int) -> None:
+        with self.lock:
+            self.epoch = epoch
+            self.order = self._epoch_order()
 
     def _epoch_order(self) -> np.ndarray:
         n = len(self.cache.paths)
+        rng = np.random.default_rng([self.seed, self.epoch])
         if self.oversample and self.labels is not None:
             # Every label drawn equally often; the epoch keeps the dataset's size.
             present = np.unique(self.labels)
             per_label = math.ceil(n / len(present))
-            order = np.concatenate([self.rng.choice(np.flatnonzero(self.labels == c), per_label, replace=True)
+            order = np.concatenate([rng.choice(np.flatnonzero(self.labels == c), per_label, replace=True)
                                     for c in present])[:n]
-            return self.rng.permutation(order)
-        return self.rng.permutation(n) if self.shuffle else np.arange(n)
+            return rng.permutation(order)
+        return rng.permutation(n) if self.shuffle else np.arange(n)
 
     def __len__(self) -> int:
         return math.ceil(len(self.order) / self.batch_size)
 
+    def augment_for(self, index: int):
+        """Batch `index`'s augment callable (None without augmentation)."""
+        return None if self.augmenter is None else self.augmenter(batch_seed(self.seed, self.epoch, index))
+
     def __getitem__(self, index: int):
         rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
         pixels = [self.cache[int(i)] for i in rows]
-        if self.augment is not None:
-            pixels = [self.augment(p) for p in pixels]
+        augment = self.augment_for(index)
+        if augment is not None:
+            pixels = [augment(p) for p in pixels]
         x = normalise(np.stack(pixels), self.cache.spec)
         if self.labels is None:
             return (x,)
@@ -118,8 +142,7 @@ class ImageBatches(keras.utils.PyDataset):
         return x, y, self.class_weights[y_index]
 
     def on_epoch_end(self) -> None:
-        with self.lock:
-            self.order = self._epoch_order()
+        self.set_epoch(self.epoch + 1)  # the fit loop's callback (train/callbacks.py) also sets it at each start
 
 
 class MaskBatches(ImageBatches):
@@ -128,9 +151,10 @@ class MaskBatches(ImageBatches):
     Order, epoch reshuffling and worker threads are ImageBatches'; only the batch contents differ.
     """
 
-    def __init__(self, cache: PixelCache, masks: MaskCache, batch_size: int = 8, augment=None,
+    def __init__(self, cache: PixelCache, masks: MaskCache, batch_size: int = 8, augmenter=None,
                  shuffle: bool = False, seed: int = 0, workers: int = 2):
-        super().__init__(cache, batch_size=batch_size, augment=augment, shuffle=shuffle, seed=seed, workers=workers)
+        super().__init__(cache, batch_size=batch_size, augmenter=augmenter, shuffle=shuffle, seed=seed,
+                         workers=workers)
         self.masks = masks
 
     def __getitem__(self, index: int):
@@ -138,8 +162,9 @@ class MaskBatches(ImageBatches):
 
         rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
         pairs = [(self.cache[int(i)], self.masks[int(i)]) for i in rows]
-        if self.augment is not None:
-            pairs = [self.augment(p, m) for p, m in pairs]
+        augment = self.augment_for(index)
+        if augment is not None:
+            pairs = [augment(p, m) for p, m in pairs]
         x = normalise(np.stack([p for p, _ in pairs]), self.cache.spec)
         y = np.stack([mask_target(m) for _, m in pairs])[..., None]
         return x, y
@@ -167,7 +192,7 @@ def class_weights(config, labels: list[str], y: np.ndarray) -> np.ndarray | None
     return np.asarray([float(cw.get(name, 1.0)) for name in labels], np.float32)
 
 
-def classification_batches(config, split, labels: list[str], caches, augment):
+def classification_batches(config, split, labels: list[str], caches, augmenter):
     """(train, val) batches of images + one-hot labels, class-weighted and (optionally) oversampled."""
     t = config.train
     train_cache, val_cache = caches
@@ -178,18 +203,18 @@ def classification_batches(config, split, labels: list[str], caches, augment):
     log.info("labels %s; train %d, val %d, test %d images; train counts %s; class weights %s", labels,
              len(split.train), len(split.val), len(split.test), np.bincount(y_train, minlength=len(labels)).tolist(),
              None if weights is None else np.round(weights, 3).tolist())
-    return (ImageBatches(train_cache, y_train, len(labels), t.batch_size, augment=augment, class_weights=weights,
+    return (ImageBatches(train_cache, y_train, len(labels), t.batch_size, augmenter=augmenter, class_weights=weights,
                          shuffle=True, oversample=t.oversample, seed=config.seed, workers=t.workers),
             ImageBatches(val_cache, y_val, len(labels), t.batch_size, workers=t.workers))
 
 
-def segmentation_batches(config, split, labels: list[str], caches, augment):
+def segmentation_batches(config, split, labels: list[str], caches, augmenter):
     """(train, val) batches of images + mask targets, image and mask augmented together."""
     t = config.train
     train_cache, val_cache = caches
     spec = train_cache.spec
     log.info("train %d, val %d, test %d image/mask pairs", len(split.train), len(split.val), len(split.test))
     return (MaskBatches(train_cache, MaskCache(train_cache.paths, spec.height, spec.width), t.batch_size,
-                        augment=augment, shuffle=True, seed=config.seed, workers=t.workers),
+                        augmenter=augmenter, shuffle=True, seed=config.seed, workers=t.workers),
             MaskBatches(val_cache, MaskCache(val_cache.paths, spec.height, spec.width), t.batch_size,
                         workers=t.workers))

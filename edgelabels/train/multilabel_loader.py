@@ -37,9 +37,10 @@ def positive_weights(class_weight, labels: list[str], y: np.ndarray) -> np.ndarr
 class MultiHotBatches(ImageBatches):
     """(x, multi-hot y, per-label weights) batches; (x, y) without weights."""
 
-    def __init__(self, cache, targets: np.ndarray, batch_size: int = 32, augment=None, pos_weight=None,
+    def __init__(self, cache, targets: np.ndarray, batch_size: int = 32, augmenter=None, pos_weight=None,
                  shuffle: bool = False, seed: int = 0, workers: int = 2):
-        super().__init__(cache, batch_size=batch_size, augment=augment, shuffle=shuffle, seed=seed, workers=workers)
+        super().__init__(cache, batch_size=batch_size, augmenter=augmenter, shuffle=shuffle, seed=seed,
+                         workers=workers)
         self.targets = np.asarray(targets, np.float32)
         self.pos_weight = None if pos_weight is None else np.asarray(pos_weight, np.float32)
 
@@ -51,7 +52,7 @@ class MultiHotBatches(ImageBatches):
         return x, y, 1.0 + (self.pos_weight[None, :] - 1.0) * y
 
 
-def multilabel_batches(config, split, labels: list[str], caches, augment):
+def multilabel_batches(config, split, labels: list[str], caches, augmenter):
     """(train, val) batches of images + multi-hot labels, positives weighted per label (train.class_weight)."""
     t = config.train
     if t.oversample:
@@ -63,6 +64,6 @@ def multilabel_batches(config, split, labels: list[str], caches, augment):
     log.info("labels %s; train %d, val %d, test %d images; train positives %s; positive weights %s", labels,
              len(split.train), len(split.val), len(split.test), y_train.sum(axis=0).astype(int).tolist(),
              None if weights is None else np.round(weights, 3).tolist())
-    return (MultiHotBatches(train_cache, y_train, t.batch_size, augment=augment, pos_weight=weights, shuffle=True,
+    return (MultiHotBatches(train_cache, y_train, t.batch_size, augmenter=augmenter, pos_weight=weights, shuffle=True,
                             seed=config.seed, workers=t.workers),
             MultiHotBatches(val_cache, y_val, t.batch_size, workers=t.workers))
