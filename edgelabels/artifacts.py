@@ -7,7 +7,7 @@ so a file is whole or absent.
 runs/NAME/ (RunDir)
   layout.json        {"layout": "run", "version": 2}
   config.yaml        the resolved config
-  splits/            train.txt, val.txt, test.txt (data/splits.py)
+  splits/            train.txt, val.txt, test.txt; a detector's also boxes.jsonl (data/splits.py)
   labels.json        label names in model output order
   preprocess.json    the PreprocessSpec the model was trained with
   model.keras        the best epoch by the monitored validation metric
@@ -20,11 +20,14 @@ runs/NAME/ (RunDir)
   export/            an export folder
 
 RUN/export/ (ExportDir)
-  layout.json        {"layout": "export", "version": 2, "task": "classification" | "segmentation"}
-  model.onnx         fp32, input "input" (N, H, W, C), output "probabilities"
+  layout.json        {"layout": "export", "version": 2,
+                      "task": "classification" | "multilabel" | "segmentation" | "detection"}
+  model.onnx         fp32, input "input" (N, H, W, C), output "probabilities" (a detector's: "detections")
   model.int8.onnx    with --int8, when it pays
   labels.json, preprocess.json
-  thresholds.json    classification: label -> assumed threshold (0-1)
+  thresholds.json    label -> assumed threshold (0-1), for the tasks that have thresholds
+  review.json        {"threshold": 0-1, "source": ...}: a classifier's review threshold, when the run was evaluated
+                     with one (--review-accuracy chooses it on validation): `predict` then adds "HumanReview"
   export_report.json parity, latencies, sizes
   stages.json        [{"kind", "model": "stages/N", ...}]; stages/N/ is that stage's own export folder
 
@@ -371,6 +374,7 @@ class ExportDir(_ModelFolder):
     MODEL = "model.onnx"
     MODEL_INT8 = "model.int8.onnx"
     THRESHOLDS = "thresholds.json"
+    REVIEW = "review.json"
     REPORT = "export_report.json"
     STAGES_DIR = "stages"
     V1_STAGE_DIR = "segment"
@@ -378,6 +382,7 @@ class ExportDir(_ModelFolder):
     model_path = property(lambda self: self.dir / self.MODEL)
     int8_path = property(lambda self: self.dir / self.MODEL_INT8)
     thresholds_path = property(lambda self: self.dir / self.THRESHOLDS)
+    review_path = property(lambda self: self.dir / self.REVIEW)
     report_path = property(lambda self: self.dir / self.REPORT)
 
     def stage_dir(self, index: int) -> Path:
@@ -430,6 +435,18 @@ class ExportDir(_ModelFolder):
             raise UserError(f"{self.thresholds_path}: no threshold for labels {missing}")
         return {name: float(thresholds[name]) for name in self.labels}
 
+    def read_review_threshold(self) -> float | None:
+        """The top confidence (0-1) below which an answer goes to a person; None when the export carries none
+        (exported before review.json existed, or from a run not evaluated with a review threshold)."""
+        if not self.review_path.is_file():
+            return None
+        review = _read_json(self.review_path, "the review threshold")
+        threshold = review.get("threshold") if isinstance(review, dict) else None
+        # a threshold no validation image reached is just above the top confidence: a hair above 1 at most
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1 + 1e-6:
+            raise UserError(f"{self.review_path}: threshold must be a number from 0 to 1, not {threshold!r}")
+        return float(threshold)
+
     def read_report(self) -> dict:
         return _read_json(self.report_path, "the export report")
 
@@ -449,6 +466,10 @@ class ExportDir(_ModelFolder):
 
     def write_thresholds(self, thresholds: dict[str, float]) -> None:
         atomic.write_json(self.thresholds_path, thresholds)
+
+    def write_review(self, review: dict) -> None:
+        """review: {"threshold": 0-1, "source": where it came from, ...}."""
+        atomic.write_json(self.review_path, review)
 
     def write_report(self, report: dict) -> None:
         atomic.write_json(self.report_path, report)

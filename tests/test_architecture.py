@@ -35,7 +35,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("train", ("edgelabels.train",)),
     ("evaluate", ("edgelabels.evaluate",)),
     ("export", ("edgelabels.export",)),  # the only TensorFlow-side layer besides evaluate/gradients.py
-    ("tune", ("edgelabels.tune",)),  # studies of runs: trains, evaluates and exports them
+    ("pipeline", ("edgelabels.pipeline", "edgelabels.jobs")),  # one job (train, evaluate, export); child jobs
+    ("tune", ("edgelabels.tune",)),  # studies of runs: trials and the chosen run's pipeline as child jobs
     ("serve", ("edgelabels.serve", "edgelabels.benchmark")),
     ("cli", ("edgelabels.cli", "edgelabels.demo")),
 ]
@@ -49,7 +50,7 @@ LAYOUT_MODULE = "edgelabels.artifacts"
 LAYOUT_NAMES = (
     "config.yaml", "labels.json", "preprocess.json", "model.keras", "history.csv", "train.log", "state.json",
     "last.keras", "thresholds.json", "model.onnx", "model.int8.onnx", "export_report.json", "segment.json",
-    "segmentation.json", "stages.json", "layout.json", "segment-cache", "stage-cache",
+    "segmentation.json", "stages.json", "layout.json", "segment-cache", "stage-cache", "review.json",
 )
 
 CYCLES_TOOL = REPO.parent / "shared" / "tools" / "import_cycles.py"

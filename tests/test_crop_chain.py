@@ -56,7 +56,7 @@ def chained(tmp_path_factory):
         f"data.source={train_dir}", f"data.test_source={fresh}", "data.image_size=16", "data.val_fraction=0.25",
         "model.backbone=tinycnn", "model.weights=none", "train.epochs=2", "train.fine_tune_epochs=0",
         "train.batch_size=4", "train.verbose=0", "train.workers=1", f"detect={detector}", "crop.label=red",
-        "crop.margin=0", "crop.size=16"])
+        "crop.margin=0", "crop.size=16", "crop.aspect=null"])  # the red box is wider than tall: no cassette window
     run = train(config, root / "run")
     return {"root": root, "run": Path(run), "detector": detector, "fresh": fresh}
 
@@ -64,7 +64,8 @@ def chained(tmp_path_factory):
 def test_crop_is_the_detected_box_of_the_image(chained):
     from edgelabels.runtime.stages import CropBox
 
-    stage = CropBox.load(chained["detector"], {"crop": {"label": "red", "margin": 0, "size": [16, 18]}})
+    stage = CropBox.load(chained["detector"], {"crop": {"label": "red", "margin": 0, "size": [16, 18],
+                                                        "aspect": None}})
     photo = _photo("one", True, np.random.default_rng(7))
     (crop,) = stage.apply([photo])
     expected = np.asarray(photo.crop(BOX).resize((18, 16), Image.Resampling.BILINEAR), np.float32)
@@ -73,7 +74,7 @@ def test_crop_is_the_detected_box_of_the_image(chained):
     bluish = _photo("one", False, np.random.default_rng(7))  # mean red about 0.26: under red's 0.7 threshold
     assert stage.apply([bluish]) == [None]
     lower = CropBox.load(chained["detector"], {"crop": {"label": "red", "margin": 0, "size": [16, 18],
-                                                        "min_confidence": 0.1}})
+                                                        "min_confidence": 0.1, "aspect": None}})
     assert lower.apply([bluish])[0].size == (18, 16)
 
 
@@ -109,7 +110,7 @@ def test_evaluation_sends_images_without_a_box_to_a_human(chained):
 
 @pytest.fixture(scope="module")
 def exported(chained):
-    from edgelabels.export.export_run import export_run
+    from edgelabels.export.driver import export_run
 
     return export_run(chained["run"], parity_images=8)
 

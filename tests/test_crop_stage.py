@@ -135,3 +135,83 @@ def test_config_detect_becomes_one_crop_box_stage_and_refuses_segment_beside_it(
     with pytest.raises(UserError, match="crop.margin must be in"):
         load_config(None, ["data.source=x", "detect=runs/d", "crop.margin=5"])
 
+
+
+# -- a box that cannot be a window is no window (issue 25 item 10) -------------------------------------------------
+
+def _turned_quarter(photo, boxes):
+    """The photo turned 90 degrees counter-clockwise (PIL's rotate(90, expand=True)) and its boxes with it."""
+    turned = {name: (b[1], 1 - b[0] - b[2], b[3], b[2]) for name, b in boxes.items()}
+    return photo.rotate(90, expand=True), turned
+
+
+CASSETTE_CROP = CropConfig(label="window", margin=0.5, size=[64, 32], orient_by="well")  # configs/cassettes.yaml's
+
+
+@pytest.mark.parametrize("result,seed", [("positive", 3), ("negative", 2)])
+def test_a_cassette_turned_90_degrees_gets_no_window_where_upright_it_gets_one(result, seed):
+    photo, _, boxes = _cassette(result, seed)
+    assert CropBox(_stub_detector(boxes), CASSETTE_CROP).apply([photo])[0] is not None
+    turned_photo, turned_boxes = _turned_quarter(photo, boxes)
+    stage = CropBox(_stub_detector(turned_boxes), CASSETTE_CROP)
+    assert stage.apply([turned_photo], ["k"]) == [None]
+    assert stage.finds_nothing("k") is True
+
+
+def test_a_window_box_far_from_the_well_or_of_another_size_is_no_window():
+    photo, _, boxes = _cassette("positive", 3)
+    w, h = photo.size
+    left, top, bw, bh = boxes["window"]
+    for wrong in ((0.02, 0.02, bw, bh),  # the window's shape, in a corner of the photo far from the well
+                  (left, top, bw / 4, bh / 4),  # a speck where the window is
+                  (max(0.0, left - bw * 2), max(0.0, top - bh), bw * 5, bh * 2.5)):  # most of the cassette
+        assert 1.0 <= wrong[3] * h / (wrong[2] * w) <= 6.0, "the wrong box's shape alone would pass"
+        stage = CropBox(_stub_detector({**boxes, "window": wrong}), CASSETTE_CROP)
+        assert stage.apply([photo]) == [None], wrong
+    no_checks = CropConfig(label="window", orient_by="well", aspect=None, relative_size=None, relative_distance=None)
+    assert CropBox(_stub_detector({**boxes, "window": (0.02, 0.02, bw, bh)}), no_checks).apply([photo])[0] is not None
+
+
+def test_the_most_confident_box_that_could_be_a_window_is_the_one_cut():
+    photo, _, boxes = _cassette("positive", 11)
+    w, h = photo.size
+    spot = (0.05, 0.05, 0.2, 0.2 * w / h / 3)  # three times wider than tall: a spot on a sheet of paper
+    rows = [("window", spot), ("window", boxes["window"]), ("well", boxes["well"])]  # most confident first
+    stage = CropBox(_stub_detector({}), CASSETTE_CROP)
+    assert stage.geometry(rows, photo.size)["box"] == boxes["window"]
+
+
+def test_every_window_of_the_demos_synthetic_cassettes_passes_the_default_checks():
+    from edgelabels.runtime.stages import could_be
+
+    crop, turned_over = CropConfig(orient_by="well"), 0
+    for index in range(60):  # random phone sizes, poses and upside-down cassettes, as the demo draws them
+        rng = np.random.default_rng(np.random.SeedSequence([5, 1, index]))
+        photo, geometry = render_cassette_with_geometry(("negative", "positive", "invalid")[index % 3], rng)
+        w, h = photo.size
+        boxes = {b.label: (b.left / w, b.top / h, b.width / w, b.height / h) for b in geometry.boxes}
+        assert could_be(boxes["window"], boxes["well"], photo.size, crop), (index, geometry.rotation, boxes)
+        turned_over += abs(geometry.rotation) > 90
+    assert turned_over >= 2  # upside-down cassettes are among them
+
+
+def test_a_detectors_box_wider_than_tall_is_no_window_unless_the_shape_check_is_off(tmp_path):
+    from helpers.detection import solid_image, write_detector_dir
+
+    detector = write_detector_dir(tmp_path / "detector")  # its red box is 0.3 x 0.4 of any image, score mean red
+    red = (230, 40, 40)
+    crop = {"label": "red", "margin": 0, "size": [16, 16]}
+    stage = CropBox.load(detector, {"crop": crop})
+    assert stage.apply([solid_image(red, (100, 60))]) == [None]  # 30 x 24 px: wider than tall
+    assert stage.apply([solid_image(red, (60, 100))])[0].size == (16, 16)  # 18 x 40 px: a window's shape
+    unchecked = CropBox.load(detector, {"crop": {**crop, "aspect": None}})
+    assert unchecked.apply([solid_image(red, (100, 60))])[0].size == (16, 16)
+
+
+def test_crop_checks_of_an_earlier_run_take_their_defaults_and_bad_ranges_are_refused():
+    earlier = {"label": "window", "margin": 0.5, "size": [64, 32], "orient_by": "well", "min_confidence": 0.2}
+    crop = CropConfig.from_json(earlier, where="stages.json")  # written before the checks existed
+    assert (crop.aspect, crop.relative_size, crop.relative_distance) == ([1.0, 6.0], [0.4, 2.8], [0.8, 3.8])
+    for bad in ("crop.aspect=[2, 1]", "crop.relative_size=[0, 2]", "crop.relative_distance=[1]"):
+        with pytest.raises(UserError, match="must be \\[low, high\\] with 0 < low <= high, or null"):
+            load_config(None, ["data.source=x", "detect=runs/d", bad])

@@ -19,28 +19,29 @@ from PIL import Image
 from edgelabels.data.images import read_image
 from edgelabels.data.preprocess import normalise, to_pixels
 from edgelabels.errors import UserError
-from edgelabels.runtime.runner import OnnxModel, open_export, predict_images, run_prepared
+from edgelabels.runtime.runner import open_export, predict_images, run_prepared
 from edgelabels.runtime.stages import export_chain
-
-# A multi-label export is answered the same way: every label at or above its own threshold (custom_labels), so
-# an image may get several labels, or none; a single-label (softmax) model rarely passes two thresholds at once.
-ANSWERS = ("classification", "multilabel")
 
 
 class Predictor:
-    """An exported model (RUN/export/) loaded into onnxruntime.
+    """An exported classifier (RUN/export/) loaded into onnxruntime: every export whose task names it as its edge
+    class. A multi-label export is answered the same way: every label at or above its own threshold
+    (custom_labels), so an image may get several labels, or none; a single-label (softmax) model rarely passes
+    two thresholds at once.
 
     precision: "auto" (INT8 when model.int8.onnx exists, else fp32), "fp32" or "int8".
     threads: onnxruntime intra-op threads (None: onnxruntime's default, one per physical core).
     """
 
+    answers_boxes = False  # labels only, no Geometry (`predict --draw` needs boxes)
+
     def __init__(self, model_dir: str | Path, precision: str = "auto", threads: int | None = None):
-        export, self.precision, self.model_path = open_export(model_dir, ANSWERS, "classifier", precision)
-        self.dir = export.dir
-        self.labels: list[str] = list(export.labels)
-        self.spec = export.spec
-        self.thresholds: dict[str, float] = export.read_thresholds()
-        self.model = OnnxModel(self.model_path, threads)
+        opened = open_export(model_dir, Predictor, "classifier", precision, threads)
+        export, self.labels, self.thresholds = opened.export, opened.labels, opened.thresholds
+        # review.json: the top confidence below which an answer goes to a person (None: the export carries none)
+        self.review_threshold = export.read_review_threshold()
+        self.dir, self.spec = export.dir, export.spec
+        self.precision, self.model_path, self.model = opened.precision, opened.model_path, opened.model
         # A classifier trained behind stages (a lung U-Net that keeps only the lungs): they run first, in prepare().
         self.chain = export_chain(export, threads)
         width = self.model.output_shape[-1]
@@ -107,6 +108,16 @@ class Predictor:
                 found.append({"Name": name, "Confidence": confidence})
         found.sort(key=lambda label: label["Confidence"], reverse=True)
         return found if max_results is None else found[:max_results]
+
+    def human_review(self, probabilities: np.ndarray) -> dict | None:
+        """One image's probabilities -> {"Needed": its top confidence is below the export's review threshold (or it
+        got no answer), "Threshold": that threshold in percent, as Confidence is}; None when the export carries no
+        review threshold. `predict` writes it beside CustomLabels as "HumanReview"; DetectCustomLabels (`serve`)
+        keeps Rekognition's shape, so it never carries it."""
+        if self.review_threshold is None:
+            return None
+        top = float(np.max(probabilities)) if len(probabilities) else 0.0
+        return {"Needed": bool(top < self.review_threshold), "Threshold": self.review_threshold * 100.0}
 
     def detect(self, image, min_confidence: float | None = None, max_results: int | None = None) -> dict:
         """DetectCustomLabels for one image (path, bytes or PIL image)."""

@@ -8,7 +8,7 @@ empty CustomLabels; evaluation sends it to a human). A `Chain` is what a run
 with `stages:` (or `segment:`) reads its images through in training (each stage's model output
 computed once per image and cached on disk, not per epoch), evaluation, export's parity checks and
 the edge Predictor. Export writes each stage's model as its own export folder and checks the whole
-chain (export/export_run.py); nothing here knows more than one stage kind at a time: a kind is one
+chain (export/driver.py); nothing here knows more than one stage kind at a time: a kind is one
 class plus an entry in tasks.STAGES.
 
 Stage interface (duck-typed): `kind`, `source`, `cache` (`.get(key)` is None until computed),
@@ -151,13 +151,31 @@ class GeometryCache:
             atomic.write_json(self.folder / f"{key}.json", geometry)
 
 
-def _best_box(labels: list[dict], name: str) -> tuple[float, float, float, float] | None:
-    """The most confident box of label `name` in a CustomLabels list (sorted by confidence), as ratios."""
-    for found in labels:
-        if found["Name"] == name:
-            b = found["Geometry"]["BoundingBox"]
-            return (b["Left"], b["Top"], b["Width"], b["Height"])
-    return None
+def _boxes(labels: list[dict], name: str) -> list[tuple[float, float, float, float]]:
+    """The boxes of label `name` in a CustomLabels list (sorted by confidence), as ratios, most confident first."""
+    return [(b["Left"], b["Top"], b["Width"], b["Height"])
+            for b in (found["Geometry"]["BoundingBox"] for found in labels if found["Name"] == name)]
+
+
+def _within(value: float, bounds) -> bool:
+    return bounds is None or bounds[0] <= value <= bounds[1]
+
+
+def could_be(box, toward, image_size: tuple[int, int], crop: CropConfig) -> bool:
+    """Whether `box` (ratios) can be what crop.label names: its height / width in pixels within crop.aspect and,
+    when crop.orient_by's box `toward` is found, its size and its centre's distance from that box's centre, both in
+    units of that box's size (the square root of its area), within crop.relative_size and crop.relative_distance.
+    A window turned 90 degrees, or a spot on a sheet of paper far from the well, is no window."""
+    width, height = image_size
+    w, h = box[2] * width, box[3] * height
+    if w <= 0 or h <= 0 or not _within(h / w, crop.aspect):
+        return False
+    if toward is None:
+        return True
+    unit = math.sqrt(max(toward[2] * width * toward[3] * height, 1e-12))
+    distance = math.hypot((box[0] + box[2] / 2 - toward[0] - toward[2] / 2) * width,
+                          (box[1] + box[3] / 2 - toward[1] - toward[3] / 2) * height)
+    return _within(math.sqrt(w * h) / unit, crop.relative_size) and _within(distance / unit, crop.relative_distance)
 
 
 def crop_affine(box, image_size: tuple[int, int], crop: CropConfig, toward=None) -> list[float]:
@@ -199,9 +217,9 @@ def crop_affine(box, image_size: tuple[int, int], crop: CropConfig, toward=None)
 
 class CropBox:
     """The crop-box stage: a detector's most confident box of crop.label (above crop.min_confidence, else that
-    label's assumed threshold)
-    -> the image cut to it, turned upright by crop.orient_by's box, resampled to crop.size; None when no box of
-    the label is found."""
+    label's assumed threshold) that could be one (could_be: its shape, and its size and place beside crop.orient_by's
+    box) -> the image cut to it, turned upright by crop.orient_by's box, resampled to crop.size; None when no such
+    box of the label is found."""
 
     kind = "crop-box"
 
@@ -248,8 +266,8 @@ class CropBox:
         """One image's detections (K, 6) -> {"affine": coefficients or None, "box", "toward"}."""
         bar = None if self.crop.min_confidence is None else self.crop.min_confidence * 100
         found = self.detector.custom_labels(rows, min_confidence=bar)
-        box = _best_box(found, self.crop.label)
-        toward = _best_box(found, self.crop.orient_by) if self.crop.orient_by else None
+        toward = next(iter(_boxes(found, self.crop.orient_by)), None) if self.crop.orient_by else None
+        box = next((b for b in _boxes(found, self.crop.label) if could_be(b, toward, image_size, self.crop)), None)
         affine = None if box is None else crop_affine(box, image_size, self.crop, toward)
         return {"affine": affine, "box": box, "toward": toward}
 
