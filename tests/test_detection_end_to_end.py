@@ -10,47 +10,12 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from helpers.datasets import REPO
+from helpers.detection import make_box_photos as _photos
 
 pytestmark = pytest.mark.slow
-
-COLOURS = {"red": (220, 40, 40), "blue": (40, 60, 220)}
-
-
-def _photos(folder, n: int, seed: int, size: int = 64):
-    """n photos with 1-2 squares each, and the Ground Truth object-detection manifest describing them."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    lines, truth = [], {}
-    for i in range(n):
-        pixels = np.clip(rng.normal(128, 12, (size, size, 3)), 0, 255)
-        annotations, boxes = [], []
-        for _ in range(int(rng.integers(1, 3))):
-            label = ("red", "blue")[int(rng.integers(0, 2))]
-            side = int(rng.integers(14, 22))
-            left, top = (int(v) for v in rng.integers(0, size - side, 2))
-            pixels[top:top + side, left:left + side] = COLOURS[label]
-            annotations.append({"class_id": 0 if label == "red" else 1, "left": left, "top": top,
-                                "width": side, "height": side})
-            boxes.append((label, left, top, side, side))
-        name = f"photo_{seed}_{i:03d}.png"
-        Image.fromarray(pixels.astype(np.uint8)).save(folder / name)
-        truth[name] = boxes
-        lines.append(json.dumps({
-            "source-ref": name,
-            "bounding-box": {"image_size": [{"width": size, "height": size, "depth": 3}], "annotations": annotations},
-            "bounding-box-metadata": {"objects": [{"confidence": 1}] * len(annotations),
-                                      "class-map": {"0": "red", "1": "blue"}, "type": "groundtruth/object-detection",
-                                      "human-annotated": "yes", "creation-date": "2026-12-01T00:00:00",
-                                      "job-name": "labeling-job/squares"}}))
-    manifest = folder / "boxes.manifest"
-    manifest.write_text("\n".join(lines) + "\n")
-    return manifest, truth
-
 
 def _cli(*args, timeout=600):
     return subprocess.run([sys.executable, "-m", "edgelabels.cli", *args], cwd=REPO, capture_output=True, text=True,
