@@ -242,7 +242,12 @@ class Range:
         return above and below
 
     def __str__(self) -> str:
-        return f"{'(' if self.open_low else '['}{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
+        return f"{'(' if self.open_low else '['}{_number(self.low)}, {_number(self.high)}{')' if self.open_high else ']'}"
+
+
+def _number(value) -> str:
+    """A bound as written: whole numbers in full (a seed's 4294967295, not 4.29497e+09), others by :g."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e18 else f"{value:g}"
 
 
 # Every numeric key's allowed values (the caps are in each key's comment above). A value outside them would crash

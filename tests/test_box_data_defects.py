@@ -187,3 +187,16 @@ def test_a_dangling_symlink_named_like_an_image_is_listed_in_a_yolo_and_a_mask_f
     (masks / "images" / "gone.png").symlink_to(tmp_path / "nowhere.png")
     assert listed(load_mask_pairs(masks), "does not exist") == [
         f"gone.png: symlink to {tmp_path / 'nowhere.png'}, which does not exist: skipped"]
+
+
+def test_a_coco_file_whose_every_image_is_left_out_says_why_in_its_one_line(tmp_path):
+    """Two images of one id leave no usable box: the refusal names the first problem, not just the count."""
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (80, 64), (200, 40, 40)).save(tmp_path / name)
+    (tmp_path / "ann.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png", "width": 80, "height": 64},
+                   {"id": 1, "file_name": "b.png", "width": 80, "height": 64}],
+        "categories": [{"id": 1, "name": "bee"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 20, 10]}]}))
+    with pytest.raises(UserError, match=r"no usable box .*first problem: .*id 1 is also images\[0\]'s"):
+        load_detection_dataset(tmp_path / "ann.json")

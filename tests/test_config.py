@@ -96,8 +96,8 @@ def test_segment_and_stages_together_or_on_a_unet_are_refused():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("seed=-1", "seed must be in [0, 4.29497e+09], not -1"),
-    ("seed=4294967296", "seed must be in [0, 4.29497e+09], not 4294967296"),
+    ("seed=-1", "seed must be in [0, 4294967295], not -1"),
+    ("seed=4294967296", "seed must be in [0, 4294967295], not 4294967296"),
     ("model.dropout=1.5", "model.dropout must be in [0, 1), not 1.5"),
     ("data.image_size=100000", "data.image_size must be in [1, 4096], not 100000"),
     ("data.image_size=[64, 100000]", "data.image_size must be in [1, 4096], not 100000"),

@@ -125,8 +125,9 @@ def read_detection_source(source, *, class_names=(), s3_root=None, group_by=None
                                for name in SPLIT_FOLDERS}
     labels = dataset.label_names
     if not labels:
+        first = f"; first problem: {dataset.problems[0].path}: {dataset.problems[0].problem}" if dataset.problems else ""
         raise UserError(f"{dataset.source}: no usable box in {len(dataset.samples)} images "
-                        "(detection needs at least one labelled box)")
+                        f"(detection needs at least one labelled box){first}")
     if len(labels) > MAX_LABELS:
         raise UserError(f"{dataset.source}: {len(labels)} labels, more than Rekognition's {MAX_LABELS} per dataset")
     return dataset, names
