@@ -5,9 +5,6 @@ and tiny detectors that train (TensorFlow and JAX) and export to ONNX with the d
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +18,6 @@ from edgelabels.errors import UserError
 
 LABELS = ["blue", "red"]
 COLOURS = {"blue": (40, 60, 230), "red": (230, 40, 40)}
-TESTS = Path(__file__).parent
 
 
 def make_squares(folder: Path, n: int = 16, width: int = 96, height: int = 80, seed: int = 0) -> list[Sample]:
@@ -363,32 +359,28 @@ def test_a_tiny_detector_trains_and_finds_the_squares(tmp_path):
     assert hits >= boxes / 2, f"{hits} of {boxes} squares found"
 
 
-JAX_SMOKE = """
-import sys; sys.path.insert(0, {tests!r})
-import keras
-from test_detector import tiny_training
-from pathlib import Path
-model, samples, history, config = tiny_training(Path({folder!r}), epochs=1, augment=True)
-import numpy as np
-from edgelabels.models.detector import decode_numpy, inference_model
-x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype(np.float32)
-heads = model.predict(x, verbose=0)
-gap = np.abs(inference_model(model, 10).predict(x, verbose=0) - decode_numpy(*(heads[k] for k in
-                                                                              ("heatmap", "size", "offset")), 10)).max()
-print("backend", keras.backend.backend(), "loss", history["loss"][0], "decode_gap", gap)
-"""
+def tiny_detector(root):
+    """A JAX job (helpers/jax_worker.py): one augmented epoch of tiny_training, and how far the graph decoding of
+    the trained heads is from the numpy reference."""
+    import keras
+
+    from edgelabels.models.detector import decode_numpy, inference_model
+
+    model, samples, history, config = tiny_training(root / "sq", epochs=1, augment=True)
+    x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype(np.float32)
+    heads = model.predict(x, verbose=0)
+    decoded = inference_model(model, 10).predict(x, verbose=0)
+    gap = np.abs(decoded - decode_numpy(*(heads[k] for k in ("heatmap", "size", "offset")), 10)).max()
+    return {"backend": keras.backend.backend(), "loss": float(history["loss"][0]), "decode_gap": float(gap)}
 
 
 @pytest.mark.slow
-def test_a_tiny_detector_trains_under_the_jax_backend(tmp_path):
-    pytest.importorskip("jax")
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
-    result = subprocess.run([sys.executable, "-c", JAX_SMOKE.format(tests=str(TESTS), folder=str(tmp_path / "sq"))],
-                            check=False, capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    line = result.stdout.strip().splitlines()[-1].split()
-    assert line[:2] == ["backend", "jax"] and math.isfinite(float(line[3])), result.stdout
-    assert float(line[5]) < 1e-5, result.stdout  # the graph decoding under JAX equals the numpy reference
+def test_a_tiny_detector_trains_under_the_jax_backend(request):
+    from helpers.jax_worker import result
+
+    answer = result("test_detector:tiny_detector", 1, request)
+    assert answer["backend"] == "jax" and math.isfinite(answer["loss"]), answer
+    assert answer["decode_gap"] < 1e-5, answer  # the graph decoding under JAX equals the numpy reference
 
 
 @pytest.mark.slow

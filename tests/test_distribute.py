@@ -124,29 +124,54 @@ def test_data_parallel_under_tensorflow_is_refused(images, tmp_path):
         load_config(None, [f"data.source={images}", "train.distribute=model_parallel"])
 
 
-@pytest.mark.slow
-def test_a_batch_that_does_not_split_over_the_devices_is_refused(images, tmp_path):
-    result = _train([str(images.parent / "tiny.yaml"), "--out", str(tmp_path / "run"),
-                     *[a for t in TINY for a in ("--set", t)], "--set", "train.batch_size=6"], _jax_env(4))
-    out, err = result.communicate(timeout=240)
-    assert result.returncode == 2, err
-    assert "train.batch_size 6 must divide by the 4 devices" in err and "Traceback" not in err
+def indivisible_batch(root):
+    """A JAX job (helpers/jax_worker.py), 4 devices: the CLI asked for a batch of 6; its exit code and stderr."""
+    import contextlib
+    import io
+
+    from edgelabels.cli import main
+
+    images = root / "images"
+    write_images(images, per_label=12)
+    (root / "tiny.yaml").write_text(f"data:\n  source: {images}\n")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["train", str(root / "tiny.yaml"), "--out", str(root / "run"),
+                     *[a for t in TINY for a in ("--set", t)], "--set", "train.batch_size=6"])
+    return {"code": code, "err": err.getvalue()}
 
 
 @pytest.mark.slow
-def test_four_devices_train_with_the_same_losses_as_one(images, tmp_path):
-    runs = {}
-    for devices in (1, 4):
-        run = tmp_path / f"run{devices}"
-        result = _train([str(images.parent / "tiny.yaml"), "--out", str(run),
-                         *[a for t in TINY for a in ("--set", t)]], _jax_env(devices))
-        _, err = result.communicate(timeout=300)
-        assert result.returncode == 0, err
-        runs[devices] = [line.split(",") for line in (run / "history.csv").read_text().splitlines()]
-    assert "data parallel over 4 devices in 1 processes" in (tmp_path / "run4" / "train.log").read_text()
-    header = runs[1][0]
-    loss = header.index("loss")
-    one, four = ([float(row[loss]) for row in runs[d][1:]] for d in (1, 4))
+def test_a_batch_that_does_not_split_over_the_devices_is_refused(request):
+    from helpers.jax_worker import result
+
+    answer = result("test_distribute:indivisible_batch", 4, request)
+    assert answer["code"] == 2, answer["err"]
+    assert "train.batch_size 6 must divide by the 4 devices" in answer["err"] and "Traceback" not in answer["err"]
+
+
+def _history(run: Path) -> list[dict]:
+    rows = [line.split(",") for line in (run / "history.csv").read_text().splitlines()]
+    return [dict(zip(rows[0], row)) for row in rows[1:]]
+
+
+def four_device_run(root):
+    """A JAX job (helpers/jax_worker.py), run with 1 and with 4 devices: 24 images in 3 whole batches of 8."""
+    from edgelabels.train.fit import train
+
+    images = root / "images"
+    write_images(images, per_label=12)
+    train(load_config(None, [f"data.source={images}", *TINY]), root / "run")
+    return {"history": _history(root / "run"), "log": (root / "run" / "train.log").read_text()}
+
+
+@pytest.mark.slow
+def test_four_devices_train_with_the_same_losses_as_one(request):
+    from helpers.jax_worker import result
+
+    one, four = (result("test_distribute:four_device_run", devices, request) for devices in (1, 4))
+    assert "data parallel over 4 devices in 1 processes" in four["log"]
+    one, four = ([float(row["loss"]) for row in answer["history"]] for answer in (one, four))
     assert len(one) == len(four) == 2
     # same global batch, same seed, no dropout: the same curve up to float summation order
     assert max(abs(a - b) / abs(a) for a, b in zip(one, four)) < 1e-3
@@ -171,24 +196,28 @@ def test_two_processes_on_localhost_write_one_run_directory(images, tmp_path):
     assert after <= before  # process 1's scratch copy is gone
 
 
+def padded_classifier(root):
+    """A JAX job (helpers/jax_worker.py), run with 1 and with 3 devices: 14 training and 4 validation images in
+    batches of 6 (on 3 devices both last batches are padded); the history and the split sizes."""
+    from edgelabels.train.fit import train
+
+    images = root / "images"
+    write_images(images, labels=("circle", "square"), per_label=11)
+    # head only: a BatchNorm that trains takes its batch statistics over the padded copies too
+    train(load_config(None, [f"data.source={images}", *TINY, "train.batch_size=6", "train.stage_a_trains=head"]),
+          root / "run")
+    splits = root / "run" / "splits"
+    return {"history": _history(root / "run"), "log": (root / "run" / "train.log").read_text(),
+            "splits": [len((splits / f"{name}.txt").read_text().splitlines()) for name in ("train", "val")]}
+
+
 @pytest.mark.slow
-def test_three_devices_with_padded_batches_validate_as_one_device(tmp_path):
-    """14 training and 4 validation images in batches of 6 on 3 devices: both last batches are padded."""
-    folder = tmp_path / "images"
-    write_images(folder, labels=("circle", "square"), per_label=11)
-    (tmp_path / "tiny.yaml").write_text(f"data:\n  source: {folder}\n")
-    runs = {}
-    for devices in (1, 3):
-        run = tmp_path / f"run{devices}"
-        result = _train([str(tmp_path / "tiny.yaml"), "--out", str(run), *[a for t in TINY for a in ("--set", t)],
-                         # head only: a BatchNorm that trains takes its batch statistics over the padded copies too
-                         "--set", "train.batch_size=6", "--set", "train.stage_a_trains=head"], _jax_env(devices))
-        _, err = result.communicate(timeout=300)
-        assert result.returncode == 0, err
-        rows = [line.split(",") for line in (run / "history.csv").read_text().splitlines()]
-        runs[devices] = [dict(zip(rows[0], row)) for row in rows[1:]]
-    splits = tmp_path / "run1" / "splits"
-    assert [len((splits / f"{name}.txt").read_text().splitlines()) for name in ("train", "val")] == [14, 4]
-    for one, three in zip(runs[1], runs[3]):
+def test_three_devices_with_padded_batches_validate_as_one_device(request):
+    from helpers.jax_worker import result
+
+    one, three = (result("test_distribute:padded_classifier", devices, request) for devices in (1, 3))
+    assert one["splits"] == [14, 4] and "data parallel over 3 devices" in three["log"]
+    assert len(one["history"]) == len(three["history"]) == 2
+    for a, b in zip(one["history"], three["history"]):
         for column in ("val_loss", "val_accuracy", "val_auc"):
-            assert float(three[column]) == pytest.approx(float(one[column]), rel=1e-4), (column, one, three)
+            assert float(b[column]) == pytest.approx(float(a[column]), rel=1e-4), (column, a, b)

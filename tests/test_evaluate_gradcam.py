@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -24,12 +19,16 @@ def classifier():
     return build_classifier("tinycnn", 3, 32, 32)  # backbone = nested Functional model "backbone"
 
 
-@pytest.fixture(scope="module")
-def inputs():
+def spatial_inputs():
     # A bright square on the left half: something spatial to look at.
     x = np.random.default_rng(0).normal(0, 0.2, (3, 32, 32, 3)).astype("float32")
     x[:, 8:20, 2:14] += 1.5
     return x
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return spatial_inputs()
 
 
 def test_last_feature_map_is_found_inside_the_nested_backbone(classifier):
@@ -69,25 +68,24 @@ def test_model_without_a_feature_map_is_a_user_error():
         last_feature_map(model)
 
 
-@pytest.mark.slow  # a second Python process with the JAX backend
-def test_jax_backend_gives_the_same_heatmaps_as_tensorflow(tmp_path, classifier, inputs):
-    pytest.importorskip("jax")
-    model_path, x_path = tmp_path / "model.keras", tmp_path / "x.npy"
-    classifier.save(model_path)
-    np.save(x_path, inputs)
-    script = (
-        "import json, sys, numpy as np, keras\n"
-        "from edgelabels.evaluate.gradcam import gradcam\n"
-        f"model = keras.saving.load_model({str(model_path)!r})\n"
-        f"x = np.load({str(x_path)!r})\n"
-        "print(json.dumps({'backend': keras.backend.backend(), 'maps': gradcam(model, x, [0, 1, 2]).tolist()}))\n"
-    )
-    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["backend"] == "jax"
-    np.testing.assert_allclose(np.array(result["maps"]), gradcam(classifier, inputs, [0, 1, 2]), atol=2e-3)
+def heatmaps(root):
+    """A JAX job (helpers/jax_worker.py): the tiny classifier saved, and its heatmaps once read back under JAX."""
+    keras.utils.set_random_seed(0)
+    path = root / "model.keras"
+    build_classifier("tinycnn", 3, 32, 32).save(path)
+    model = keras.saving.load_model(path)
+    return {"backend": keras.backend.backend(), "model": str(path),
+            "maps": gradcam(model, spatial_inputs(), [0, 1, 2]).tolist()}
+
+
+@pytest.mark.slow  # runs in the JAX child
+def test_jax_backend_gives_the_same_heatmaps_as_tensorflow(request, inputs):
+    from helpers.jax_worker import result
+
+    answer = result("test_evaluate_gradcam:heatmaps", 1, request)
+    assert answer["backend"] == "jax"
+    model = keras.saving.load_model(answer["model"])  # the same weights, under TensorFlow
+    np.testing.assert_allclose(np.array(answer["maps"]), gradcam(model, inputs, [0, 1, 2]), atol=2e-3)
 
 
 def test_gallery_writes_right_and_wrong_panels(tmp_path, classifier):

@@ -270,23 +270,26 @@ def test_segmentation_run_resumes_from_its_checkpoint(tmp_path):
     assert [(r["stage"], int(r["epoch"])) for r in rows] == [("a", 1), ("a", 2)]
 
 
-@pytest.mark.slow  # a second Python process with the JAX backend
-def test_unet_trains_under_the_jax_backend(tmp_path):
-    import os
+def unet_cli(root):
+    """A JAX job (helpers/jax_worker.py): the train command, one epoch of the tiny U-Net, in the JAX child."""
+    from edgelabels.cli import main
 
-    pytest.importorskip("jax")
-    pairs = make_lung_pairs(tmp_path / "pairs", n=8)
-    args = [sys.executable, "-m", "edgelabels.cli", "train", "--out", str(tmp_path / "jaxunet")]
-    values = {**UNET, "data.source": pairs, "train.epochs": 1}
-    for item in overrides(values):
-        args += ["--set", item]
-    config = tmp_path / "empty.yaml"
+    config = root / "empty.yaml"
     config.write_text("{}\n")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([*args, str(config)], capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "backend jax" in (tmp_path / "jaxunet" / "train.log").read_text()
-    assert "val_dice" in (tmp_path / "jaxunet" / "history.csv").read_text()
+    values = {**UNET, "data.source": make_lung_pairs(root / "pairs", n=8), "train.epochs": 1}
+    run = root / "jaxunet"
+    code = main(["train", "--out", str(run), *[a for item in overrides(values) for a in ("--set", item)], str(config)])
+    return {"code": code, "run": str(run)}
+
+
+@pytest.mark.slow  # trains in the JAX child
+def test_unet_trains_under_the_jax_backend(request):
+    from helpers.jax_worker import result
+
+    answer = result("test_lung_chain:unet_cli", 1, request)
+    assert answer["code"] == 0
+    assert "backend jax" in (Path(answer["run"]) / "train.log").read_text()
+    assert "val_dice" in (Path(answer["run"]) / "history.csv").read_text()
 
 
 def test_unet_encoder_starts_from_a_classification_runs_backbone(chained_run, unet_run):
@@ -355,9 +358,10 @@ def test_segmentation_models_unet_trains_evaluates_and_exports_like_ours(tmp_pat
     from edgelabels.evaluate.driver import evaluate_model
     from edgelabels.export.driver import export_run
 
-    run = train(tmp_path / "sm", UNET, **{"data.source": make_lung_pairs(tmp_path / "pairs", n=10),
+    # 32 px films at 32 px, VGG16's smallest side (5 poolings): the checks are of the chain, not of mask quality
+    run = train(tmp_path / "sm", UNET, **{"data.source": make_lung_pairs(tmp_path / "pairs", n=10, size=32),
                                           "model.implementation": "segmentation-models", "model.backbone": "vgg16",
-                                          "train.epochs": 1, "train.learning_rate": 0.001})
+                                          "data.image_size": 32, "train.epochs": 1, "train.learning_rate": 0.001})
     from edgelabels.data.masks import read_mask
 
     result = evaluate_model(run, progress=False)
@@ -368,7 +372,7 @@ def test_segmentation_models_unet_trains_evaluates_and_exports_like_ours(tmp_pat
     maps = Segmenter.load(run).probabilities(test)
     dices = []
     for path, probability in zip(test, maps):
-        truth = read_mask(Path(path).parent.parent / "masks" / Path(path).name, 64, 64)
+        truth = read_mask(Path(path).parent.parent / "masks" / Path(path).name, 32, 32)
         valid, lung, guess = truth != 127, truth == 255, probability >= 0.5
         both = (guess & lung & valid).sum()
         total = (guess & valid).sum() + (lung & valid).sum()
@@ -379,4 +383,4 @@ def test_segmentation_models_unet_trains_evaluates_and_exports_like_ours(tmp_pat
     exported = evaluate_model(run / "export", out=tmp_path / "eval-export", progress=False)
     assert exported["metrics"]["dice"] == pytest.approx(result["metrics"]["dice"], abs=1e-3)
     maps = Segmenter.load(run / "export").probabilities([next((tmp_path / "pairs" / "images").glob("*.png"))])
-    assert maps.shape == (1, 64, 64)
+    assert maps.shape == (1, 32, 32)

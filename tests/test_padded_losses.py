@@ -144,57 +144,45 @@ def test_a_compiled_u_net_reads_back_with_the_weighted_loss_or_the_bare_one_of_e
     assert load_model(tmp_path / "earlier.keras", compile=True).loss is bce_dice_loss
 
 
-TRAIN_SCRIPT = """
-import json, sys
-from edgelabels.config import load_config
-from edgelabels.train.fit import train
-
-histories = {}
-for task, source, run, *extra in json.loads(sys.argv[1]):
-    train(load_config(None, [f"task={task}", f"data.source={source}", *extra]), run)
-    rows = [line.split(",") for line in open(f"{run}/history.csv").read().splitlines()]
-    histories[task] = [dict(zip(rows[0], row)) for row in rows[1:]]
-print(json.dumps(histories))
-"""
-
-
-@pytest.mark.slow
-def test_three_jax_devices_with_a_padded_validation_batch_validate_as_one_device(tmp_path):
-    """A tiny U-Net and a tiny detector, 2 epochs on 12 training images (no padding: a BatchNorm that trains sees
-    its batch) and 4 validation images, padded to 6 on 3 devices. Before the losses took the weights, the
-    detector's val_loss was 1.8e-3 off and the U-Net's 1.2e-4 (a lung film's copy is much like the other films;
-    the tests above, on random masks, are the sharper check)."""
-    import json
-    import os
-    import subprocess
-    import sys
-
+def padded_unet_and_detector(root):
+    """A JAX job (helpers/jax_worker.py), run with 1 and with 3 devices: a tiny U-Net and a tiny detector, 2 epochs
+    on 12 training images (no padding: a BatchNorm that trains sees its batch) and 4 validation images, padded to 6
+    on 3 devices; their histories, split sizes and train logs."""
+    from edgelabels.config import load_config
+    from edgelabels.train.fit import train
     from helpers.detection import make_box_photos
     from helpers.lungs import make_lung_pairs
 
-    pytest.importorskip("jax")
     common = ["model.backbone=tinycnn", "model.weights=none", "data.image_size=32", "train.epochs=2",
               "train.fine_tune_epochs=0", "train.batch_size=6", "train.verbose=0", "train.workers=1",
               "augment.preset=none", "train.distribute=data_parallel", "data.val_fraction=0.25",
               "data.test_fraction=0.2"]
-    lungs = make_lung_pairs(tmp_path / "lungs", n=20, size=32)
-    boxes, _ = make_box_photos(tmp_path / "boxes", 20, seed=0, size=32)
-    histories = {}
-    for devices in (1, 3):
-        runs = [["segmentation", str(lungs), str(tmp_path / f"unet{devices}"), *common],
-                ["detection", str(boxes), str(tmp_path / f"detector{devices}"), *common, "train.class_weight=none"]]
-        env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3",
-               "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-        result = subprocess.run([sys.executable, "-c", TRAIN_SCRIPT, json.dumps(runs)], env=env, capture_output=True,
-                                text=True, timeout=300)
-        assert result.returncode == 0, result.stderr[-3000:]
-        histories[devices] = json.loads(result.stdout.strip().splitlines()[-1])
-    assert "data parallel over 3 devices" in (tmp_path / "detector3" / "train.log").read_text()
-    for name in ("unet1", "detector1"):
-        splits = tmp_path / name / "splits"
-        assert [len((splits / f"{s}.txt").read_text().splitlines()) for s in ("train", "val")] == [12, 4]
-    assert {"val_heatmap_loss", "val_size_loss", "val_offset_loss"} <= set(histories[1]["detection"][0])
+    lungs = make_lung_pairs(root / "lungs", n=20, size=32)
+    boxes, _ = make_box_photos(root / "boxes", 20, seed=0, size=32)
+    answer = {}
+    for task, source, extra in (("segmentation", lungs, []), ("detection", boxes, ["train.class_weight=none"])):
+        run = root / task
+        train(load_config(None, [f"task={task}", f"data.source={source}", *common, *extra]), run)
+        rows = [line.split(",") for line in (run / "history.csv").read_text().splitlines()]
+        splits = [len((run / "splits" / f"{name}.txt").read_text().splitlines()) for name in ("train", "val")]
+        answer[task] = {"history": [dict(zip(rows[0], row)) for row in rows[1:]], "splits": splits,
+                        "log": (run / "train.log").read_text()}
+    return answer
+
+
+@pytest.mark.slow
+def test_three_jax_devices_with_a_padded_validation_batch_validate_as_one_device(request):
+    """Before the losses took the weights, the detector's val_loss was 1.8e-3 off and the U-Net's 1.2e-4 (a lung
+    film's copy is much like the other films; the tests above, on random masks, are the sharper check)."""
+    from helpers.jax_worker import result
+
+    one, three = (result("test_padded_losses:padded_unet_and_detector", devices, request)
+                  for devices in (1, 3))
+    assert "data parallel over 3 devices" in three["detection"]["log"]
+    assert one["segmentation"]["splits"] == one["detection"]["splits"] == [12, 4]
+    assert {"val_heatmap_loss", "val_size_loss", "val_offset_loss"} <= set(one["detection"]["history"][0])
     for task in ("segmentation", "detection"):
-        for one, three in zip(histories[1][task], histories[3][task]):
-            for column in [c for c in one if c.startswith("val_")]:
-                assert float(three[column]) == pytest.approx(float(one[column]), rel=1e-4), (task, column, one, three)
+        assert len(one[task]["history"]) == len(three[task]["history"]) == 2, task
+        for a, b in zip(one[task]["history"], three[task]["history"]):
+            for column in [c for c in a if c.startswith("val_")]:
+                assert float(b[column]) == pytest.approx(float(a[column]), rel=1e-4), (task, column, a, b)

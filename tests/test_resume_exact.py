@@ -61,47 +61,29 @@ def test_a_run_stopped_and_resumed_has_every_epoch_of_the_uninterrupted_run(conf
             np.testing.assert_allclose(mine[column], reference[column], rtol=1e-5, err_msg=f"{mine['at']} {column}")
 
 
-CHILD = r'''
-import json, sys
+def data_parallel_resume(root):
+    """A JAX job (helpers/jax_worker.py), 3 devices: the uninterrupted run, and a run stopped after epoch a1 then
+    resumed; both histories and the resumed run's log."""
+    from edgelabels.train.fit import train
 
-from edgelabels.config import load_config
-from edgelabels.train.fit import train
-
-
-class Stopped(Exception):
-    pass
-
-
-def stop_after_a1(stage, epoch, logs):
-    if (stage, epoch) == ("a", 1):
-        raise Stopped
-
-
-root, overrides = sys.argv[1], sys.argv[2:]
-config = load_config(None, overrides)
-train(config, root + "/whole")
-try:
-    train(config, root + "/run", on_epoch=stop_after_a1)
-except Stopped:
-    pass
-train(None, root + "/run", resume=True)
-'''
+    source = make_stripes_dataset(root / "data", per_label=16)
+    config = load_config(None, tiny_config_overrides(source, **SETTINGS, **{"train.distribute": "data_parallel"}))
+    train(config, root / "whole")
+    try:
+        train(config, root / "run", on_epoch=_stop_after("a", 1))
+    except Stopped:
+        pass
+    train(None, root / "run", resume=True)
+    return {"whole": _history(root / "whole"), "resumed": _history(root / "run"),
+            "log": (root / "run" / "train.log").read_text()}
 
 
-def test_a_data_parallel_run_stopped_and_resumed_has_every_epoch_of_the_uninterrupted_run(tmp_path):
-    import os
-    import subprocess
-    import sys
+def test_a_data_parallel_run_stopped_and_resumed_has_every_epoch_of_the_uninterrupted_run(request):
+    from helpers.jax_worker import result
 
-    pytest.importorskip("jax")
-    source = make_stripes_dataset(tmp_path / "data", per_label=16)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    overrides = tiny_config_overrides(source, **SETTINGS, **{"train.distribute": "data_parallel"})
-    result = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path), *overrides], env=env, capture_output=True,
-                            text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    whole, resumed = _history(tmp_path / "whole"), _history(tmp_path / "run")
-    assert "data parallel over 2 devices" in (tmp_path / "run" / "train.log").read_text()
+    answer = result("test_resume_exact:data_parallel_resume", 3, request)
+    whole, resumed = answer["whole"], answer["resumed"]
+    assert "data parallel over 3 devices" in answer["log"]
     assert [row["at"] for row in resumed] == [row["at"] for row in whole] == ["a1", "a2", "a3", "b1", "b2"]
     for mine, reference in zip(resumed, whole):
         for column in COLUMNS:

@@ -2,11 +2,11 @@
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,12 +157,22 @@ def test_resume_after_a_kill_continues_from_the_last_completed_epoch(tmp_path):
     assert "resumed from stage a epoch" in (run / "train.log").read_text()
 
 
-def test_training_runs_under_the_jax_backend(stripes, tmp_path):
-    pytest.importorskip("jax")
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
-    run = tmp_path / "jaxrun"
-    result = _train_cli(str(REPO / "configs" / "pneumonia.yaml"), "--out", str(run), *_sets(stripes), env=env)
-    assert result.returncode == 0, result.stderr
+def classifier_cli(root):
+    """A JAX job (helpers/jax_worker.py): the train command on the stripes, in the JAX child."""
+    from edgelabels.cli import main
+
+    run = root / "jaxrun"
+    code = main(["train", str(REPO / "configs" / "pneumonia.yaml"), "--out", str(run),
+                 *_sets(make_stripes_dataset(root / "stripes"))])
+    return {"code": code, "run": str(run)}
+
+
+def test_training_runs_under_the_jax_backend(request):
+    from helpers.jax_worker import result
+
+    answer = result("test_train:classifier_cli", 1, request)
+    assert answer["code"] == 0
+    run = Path(answer["run"])
     assert "backend jax" in (run / "train.log").read_text()
     assert (run / "model.keras").is_file()
 
