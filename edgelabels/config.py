@@ -113,8 +113,9 @@ class CropConfig:
     # A box of crop.label that cannot be the part sought is no box (the chain stops, the image gets no answer): a
     # detector's spot on a sheet of paper scored above min_confidence is not a window. Each is a [low, high] range
     # (null: not checked); the defaults hold every result window the synthetic cassettes draw, with margin (README).
-    aspect: list | None = field(default_factory=lambda: [1.0, 6.0])  # the box's height / width in pixels: a
-    #   window stands upright (turned up to 25 degrees, or upside down); one lying across is turned 90 degrees
+    aspect: list | None = field(default_factory=lambda: [0.95, 6.0])  # the box's height / width in pixels: a
+    #   window stands upright (turned up to 25 degrees, or upside down; a detector's box of a turned window can come
+    #   out nearly square, 0.97 seen); one lying across (0.25-0.79) is turned 90 degrees
     # when crop.orient_by's box is found too, the box relative to it (in units of that box's size, the square root
     # of its area): the box's own size, and the distance between the two centres
     relative_size: list | None = field(default_factory=lambda: [0.4, 2.8])

@@ -165,7 +165,7 @@ def test_a_window_box_far_from_the_well_or_of_another_size_is_no_window():
     for wrong in ((0.02, 0.02, bw, bh),  # the window's shape, in a corner of the photo far from the well
                   (left, top, bw / 4, bh / 4),  # a speck where the window is
                   (max(0.0, left - bw * 2), max(0.0, top - bh), bw * 5, bh * 2.5)):  # most of the cassette
-        assert 1.0 <= wrong[3] * h / (wrong[2] * w) <= 6.0, "the wrong box's shape alone would pass"
+        assert 0.95 <= wrong[3] * h / (wrong[2] * w) <= 6.0, "the wrong box's shape alone would pass"
         stage = CropBox(_stub_detector({**boxes, "window": wrong}), CASSETTE_CROP)
         assert stage.apply([photo]) == [None], wrong
     no_checks = CropConfig(label="window", orient_by="well", aspect=None, relative_size=None, relative_distance=None)
@@ -179,6 +179,20 @@ def test_the_most_confident_box_that_could_be_a_window_is_the_one_cut():
     rows = [("window", spot), ("window", boxes["window"]), ("well", boxes["well"])]  # most confident first
     stage = CropBox(_stub_detector({}), CASSETTE_CROP)
     assert stage.geometry(rows, photo.size)["box"] == boxes["window"]
+
+
+def test_a_more_confident_well_elsewhere_neither_refuses_the_window_nor_turns_its_crop():
+    """A coin on the table detected as a well above the real well (4 of the demo's 1,000 fresh photos lost their
+    window to it when the most confident well was taken): the window pairs with the well it can lie beside."""
+    photo, _, boxes = _cassette("positive", 3)
+    coin = (0.85, 0.8, boxes["well"][2], boxes["well"][3])  # a well's size, far from the window
+    rows = [("window", boxes["window"]), ("well", coin), ("well", boxes["well"])]  # most confident first
+    stage = CropBox(_stub_detector({}), CASSETTE_CROP)
+    found = stage.geometry(rows, photo.size)
+    assert found["box"] == boxes["window"] and found["toward"] == boxes["well"]
+    alone = stage.geometry([("window", boxes["window"]), ("well", boxes["well"])], photo.size)
+    assert found["affine"] == alone["affine"]  # turned by the real well, as without the coin
+    assert stage.geometry([("window", boxes["window"]), ("well", coin)], photo.size)["box"] is None
 
 
 def test_every_window_of_the_demos_synthetic_cassettes_passes_the_default_checks():
@@ -211,7 +225,7 @@ def test_a_detectors_box_wider_than_tall_is_no_window_unless_the_shape_check_is_
 def test_crop_checks_of_an_earlier_run_take_their_defaults_and_bad_ranges_are_refused():
     earlier = {"label": "window", "margin": 0.5, "size": [64, 32], "orient_by": "well", "min_confidence": 0.2}
     crop = CropConfig.from_json(earlier, where="stages.json")  # written before the checks existed
-    assert (crop.aspect, crop.relative_size, crop.relative_distance) == ([1.0, 6.0], [0.4, 2.8], [0.8, 3.8])
+    assert (crop.aspect, crop.relative_size, crop.relative_distance) == ([0.95, 6.0], [0.4, 2.8], [0.8, 3.8])
     for bad in ("crop.aspect=[2, 1]", "crop.relative_size=[0, 2]", "crop.relative_distance=[1]"):
         with pytest.raises(UserError, match="must be \\[low, high\\] with 0 < low <= high, or null"):
             load_config(None, ["data.source=x", "detect=runs/d", bad])
