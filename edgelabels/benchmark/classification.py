@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgelabels.benchmark import report
-from edgelabels.benchmark.driver import BenchmarkHooks
-from edgelabels.errors import UserError
+from edgelabels.benchmark.driver import BenchmarkHooks, scorable
 from edgelabels.evaluate.page import escape, format_value
 
 
@@ -29,12 +28,7 @@ def test_samples(source, labels: list[str]):
     from edgelabels.data.sources import load_dataset
 
     dataset = load_dataset(source)
-    if not dataset.samples:
-        raise UserError(f"{source}: no labelled test images")
-    unknown = sorted({s.label for s in dataset.samples} - set(labels))
-    if unknown:
-        raise UserError(f"{source}: labels {unknown} are not among the local model's labels {labels}")
-    return dataset
+    return scorable(source, dataset, {s.label for s in dataset.samples}, labels, empty="no labelled test images")
 
 
 def read_answers(responses: list[dict], labels: list[str], name: str) -> tuple[np.ndarray, list[str], dict]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgelabels.benchmark import report
-from edgelabels.benchmark.driver import BenchmarkHooks
+from edgelabels.benchmark.driver import BenchmarkHooks, scorable
 from edgelabels.errors import UserError
 from edgelabels.evaluate.page import format_value
 
@@ -78,12 +78,8 @@ def test_samples(source, labels: list[str]):
     from edgelabels.data.detection import load_detection_dataset
 
     dataset = load_detection_dataset(source, class_names=labels)
-    if not dataset.samples:
-        raise UserError(f"{source}: no test images with boxes")
-    unknown = sorted({b.label for s in dataset.samples for b in s.boxes} - set(labels))
-    if unknown:
-        raise UserError(f"{source}: box labels {unknown} are not among the local model's labels {labels}")
-    return dataset
+    return scorable(source, dataset, {b.label for s in dataset.samples for b in s.boxes}, labels,
+                    empty="no test images with boxes", what="box labels")
 
 
 def image_counts(truth, pred, thresholds: dict, labels, iou: float) -> dict:

@@ -58,6 +58,17 @@ def hooks_of(local) -> tuple:
     return task, task.piece("benchmarking")
 
 
+def scorable(source, dataset, found: set, labels: list[str], *, empty: str, what: str = "labels"):
+    """The test set a task's test_samples read, refused in one line when it has no image (`empty` says what it
+    lacks) or `found` (its truth's labels) names one the local model lacks."""
+    if not dataset.samples:
+        raise UserError(f"{source}: {empty}")
+    unknown = sorted(found - set(labels))
+    if unknown:
+        raise UserError(f"{source}: {what} {unknown} are not among the local model's labels {labels}")
+    return dataset
+
+
 def check_options(*, rekognition_arn, endpoint, responses, training_hours, price_training, price_inference_unit_hour,
                   concurrency, gallery) -> None:
     if responses is not None and (rekognition_arn or endpoint):

@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgelabels.benchmark import report
-from edgelabels.benchmark.driver import BenchmarkHooks
-from edgelabels.errors import UserError
+from edgelabels.benchmark.driver import BenchmarkHooks, scorable
 from edgelabels.evaluate.page import escape, format_value
 
 RETURNED = "the labels Rekognition returned (recorded without MinConfidence)"
@@ -36,12 +35,8 @@ def test_samples(source, labels: list[str]):
     from edgelabels.data.sources import load_dataset
 
     dataset = _with_copies_merged(load_dataset(source))
-    if not dataset.samples:
-        raise UserError(f"{source}: no labelled test images")
-    unknown = sorted({label for s in dataset.samples for label in s.labels} - set(labels))
-    if unknown:
-        raise UserError(f"{source}: labels {unknown} are not among the local model's labels {labels}")
-    return dataset
+    return scorable(source, dataset, {label for s in dataset.samples for label in s.labels}, labels,
+                    empty="no labelled test images")
 
 
 def read_answers(responses: list[dict], labels: list[str], name: str) -> tuple[np.ndarray, list[str], dict]:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import glob
 import os
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -159,40 +157,29 @@ def answer_images(model, paths, *, batch_size: int = 32, min_confidence: float |
     the export's stages) on worker threads while the model runs the batch before; timer["seconds"] accumulates
     the model's own time; progress: a bar on stderr when it is a terminal. An image a crop stage finds nothing in
     answers an empty CustomLabels (never a guess)."""
+    import functools
     import time
 
-    from tqdm import tqdm
+    from edgelabels.runtime.runner import prepared_batches
 
-    paths = list(paths)
     if batch_size < 1:
         raise UserError(f"batch size must be at least 1, not {batch_size}")
-    batches = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
-    # One batch and no bar: nothing to overlap, so no threads (serve's one image per request).
-    workers = 0 if len(batches) <= 1 and not progress else 2
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
-            tqdm(total=len(paths), unit="img", file=sys.stderr, disable=None if progress else True) as bar:
-        def ahead(batch):
-            return [pool.submit(_prepare, model, image) for image in batch] if workers else batch
-
-        pending = ahead(batches[0]) if batches else []
-        for index, batch in enumerate(batches):
-            prepared = [job.result() for job in pending] if workers else [_prepare(model, i) for i in pending]
-            pending = ahead(batches[index + 1]) if index + 1 < len(batches) else []
-            good = [i for i, (x, error) in enumerate(prepared) if error is None]
-            rows = {}
-            if good:
-                began = time.perf_counter()
-                rows = dict(zip(good, model.run_many([prepared[i][0] for i in good])))
-                if timer is not None:
-                    timer["seconds"] = timer.get("seconds", 0.0) + time.perf_counter() - began
-            for i, image in enumerate(batch):
-                if i in rows:
-                    labels = model.custom_labels(rows[i], min_confidence, max_results)
-                    review = model.human_review(rows[i]) if hasattr(model, "human_review") else None
-                    yield Answer(image, {"CustomLabels": labels}, None, review)
-                else:
-                    yield Answer(image, None, prepared[i][1])
-            bar.update(len(batch))
+    review_of = getattr(model, "human_review", None)  # a Predictor's; looked up once, not per image
+    for batch, prepared in prepared_batches(list(paths), functools.partial(_prepare, model), batch_size,
+                                            progress=None if progress else False):
+        good = [i for i, (x, error) in enumerate(prepared) if error is None]
+        rows = {}
+        if good:
+            began = time.perf_counter()
+            rows = dict(zip(good, model.run_many([prepared[i][0] for i in good])))
+            if timer is not None:
+                timer["seconds"] = timer.get("seconds", 0.0) + time.perf_counter() - began
+        for i, image in enumerate(batch):
+            if i in rows:
+                labels = model.custom_labels(rows[i], min_confidence, max_results)
+                yield Answer(image, {"CustomLabels": labels}, None, review_of(rows[i]) if review_of else None)
+            else:
+                yield Answer(image, None, prepared[i][1])
 
 
 def _prepare(model, image) -> tuple[object, str | None]:

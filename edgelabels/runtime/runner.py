@@ -65,32 +65,40 @@ def predict_images(images, prepare, run_batch, batch_size: int = 32, workers: in
     """
     import time
 
-    from tqdm import tqdm
-
     images = list(images)
     if not images:
         raise ValueError("no images to predict")
-
-    def run(prepared: list) -> list:
+    rows = []
+    for _batch, prepared in prepared_batches(images, prepare, batch_size, workers, progress, desc):
         began = time.perf_counter()
-        rows = _run_some(run_batch, prepared)
+        rows.extend(_run_some(run_batch, prepared))
         if timer is not None:
             timer["seconds"] = timer.get("seconds", 0.0) + time.perf_counter() - began
-        return rows
-
-    if len(images) <= batch_size and not progress:  # one batch: nothing to overlap, so no threads (per-image edge path)
-        return _rows(run([prepare(image) for image in images]), width)
-    rows = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
-            tqdm(total=len(images), unit="img", desc=desc, file=sys.stderr, disable=not progress) as bar:
-        pending = [pool.submit(prepare, image) for image in images[:batch_size]]
-        for start in range(0, len(images), batch_size):
-            prepared = [job.result() for job in pending]
-            following = images[start + batch_size:start + 2 * batch_size]
-            pending = [pool.submit(prepare, image) for image in following]
-            rows.extend(run(prepared))
-            bar.update(len(prepared))
     return _rows(rows, width)
+
+
+def prepared_batches(images: list, prepare, batch_size: int, workers: int = 2, progress: bool | None = False,
+                     desc: str | None = None):
+    """(batch, [prepare(image) for image in batch]) for each `batch_size` images in order, the next batch prepared
+    on `workers` threads while the caller uses this one; one batch and no bar: nothing to overlap, so no threads
+    (the per-image edge path). progress: a bar on stderr (None: only when stderr is a terminal; False: none)."""
+    from tqdm import tqdm
+
+    batches = [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
+    if len(batches) <= 1 and progress is False:
+        for batch in batches:
+            yield batch, [prepare(image) for image in batch]
+        return
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
+            tqdm(total=len(images), unit="img", desc=desc, file=sys.stderr,
+                 disable=None if progress is None else not progress) as bar:
+        pending = [pool.submit(prepare, image) for image in (batches[0] if batches else [])]
+        for index, batch in enumerate(batches):
+            prepared = [job.result() for job in pending]
+            following = batches[index + 1] if index + 1 < len(batches) else []
+            pending = [pool.submit(prepare, image) for image in following]
+            yield batch, prepared
+            bar.update(len(batch))
 
 
 def run_prepared(run_batch, prepared: list, width: int | None = None) -> np.ndarray:
