@@ -422,12 +422,8 @@ def read_coco(path: Path, pattern):
 
 def _coco_id(value) -> int:
     """A COCO id: an integer (1.0 and "1" too); ValueError for 1.7, true, or anything else."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
         raise ValueError(f"id {value!r} is not an integer")
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(f"id {value!r} is not an integer")
-        return int(value)
     return int(value)
 
 

@@ -36,12 +36,12 @@ def load_mask_pairs(source: str | Path, group_by: str | None = None) -> Dataset:
     """Every images/NAME that has masks/NAME; images without a mask and unreadable files become problems."""
     root = Path(source)
     images_dir, masks_dir = root / "images", root / "masks"
-    if not images_dir.is_dir() or not masks_dir.is_dir():
+    if not is_mask_folder(root):
         raise UserError(f"{root}: a segmentation dataset needs {root / 'images'}/ and {root / 'masks'}/ "
                         "(same file names; mask 255 = lung, 0 = background, 127 = ignore)")
     pattern = compile_group_by(group_by)
     samples = []
-    problems = [Problem(str(p), dangling_image_link(p)) for p in sorted(images_dir.iterdir()) if dangling_image_link(p)]
+    problems = [Problem(str(p), why) for p in sorted(images_dir.iterdir()) if (why := dangling_image_link(p))]
     for image_path in sorted(p for p in images_dir.iterdir() if p.is_file() and is_image_path(p)):
         mask_path = mask_path_of(image_path)
         if not mask_path.is_file():

@@ -210,18 +210,25 @@ def _first_array(batch):
 def _padded(batch, short: int):
     import numpy as np
 
-    if isinstance(batch, dict):
-        return {k: _padded(v, short) for k, v in batch.items()}
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(_padded(part, short) for part in batch)
-    batch = np.asarray(batch)
-    return np.concatenate([batch, batch[np.arange(short) % len(batch)]]) if short else batch
+    def pad(array):
+        array = np.asarray(array)
+        return np.concatenate([array, array[np.arange(short) % len(array)]]) if short else array
+
+    return _each_array(batch, pad)
 
 
 def _slice(batch, processes: Processes):
+    def rows(array):
+        size = len(array) // processes.count
+        return array[processes.index * size:(processes.index + 1) * size]
+
+    return _each_array(batch, rows)
+
+
+def _each_array(batch, fn):
+    """batch (arrays, or tuples/dicts of them) with fn applied to each array."""
     if isinstance(batch, dict):
-        return {k: _slice(v, processes) for k, v in batch.items()}
+        return {k: _each_array(v, fn) for k, v in batch.items()}
     if isinstance(batch, (tuple, list)):
-        return type(batch)(_slice(part, processes) for part in batch)
-    size = len(batch) // processes.count
-    return batch[processes.index * size:(processes.index + 1) * size]
+        return type(batch)(_each_array(part, fn) for part in batch)
+    return fn(batch)
