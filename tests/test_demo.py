@@ -2,7 +2,8 @@
 
 Training, evaluating, exporting (the pipeline's steps) and photo generation are replaced by recorders that leave
 what the real ones leave (a run marked finished, an export folder, a generator marker): what is under test is the
-demo's own logic and the pipeline's, which decide from those files what to skip. The pieces it calls are tested in their own modules.
+demo's own logic and the pipeline's, which decide from those files what to skip. The pieces it calls are tested
+in their own modules.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Every verb on a tiny run of every task: each answers through its one driver, or refuses in one line.
 
 One module-scoped tiny run per task (tinycnn, one epoch, 64 px images: Rekognition's smallest; trained in this
-process), then each verb as a user calls it, through `edgelabels.cli.main` (in process, no TensorFlow start-up per verb): dataset inspect
-and split, evaluate, export, predict (segment for a U-Net), serve (a real server process), benchmark against
-recorded answers, and tune's search space. Quality is not the point here (other tests measure it): the point is
-that no verb forgets a task.
+process), then each verb as a user calls it, through `edgelabels.cli.main` (in process, no TensorFlow start-up
+per verb): dataset inspect and split, evaluate, export, predict (segment for a U-Net), serve (a real server
+process), benchmark against recorded answers, and tune's search space. Quality is not the point here (other
+tests measure it): the point is that no verb forgets a task.
 """
 
 from __future__ import annotations

@@ -57,7 +57,8 @@ LAST_S = 7.0  # session 3's budget: the search's deadline comes RESERVE_S before
 RESERVE_S = 3.0  # kept for the final step (a fake one here), in place of the real study's 10 s at least
 
 
-def _config(root: Path, imbalance: str = "class-weights", **extra) -> Path:
+def _config(root: Path, imbalance: str = "class-weights", **extra):
+    """Writes root/tiny.yaml (with a small stripes dataset) and returns it loaded, `extra` as overrides."""
     from edgelabels.config import load_config
 
     config = root / "tiny.yaml"

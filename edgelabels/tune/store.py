@@ -56,8 +56,3 @@ def trial_epochs(config: Config) -> int:
 def min_epochs(config: Config) -> int:
     """Epochs before a trial may be pruned: tune.min_epochs, or a tenth of a trial's (one epoch says little)."""
     return config.tune.min_epochs or max(1, trial_epochs(config) // 10)
-
-
-def study_objective(tune_dir: TuneDir) -> str:
-    """The validation value the study ranks its trials on (Space.objective)."""
-    return study_space(tune_dir).objective

@@ -29,7 +29,7 @@ from edgelabels.pipeline import Job, pipeline_command
 from edgelabels.tune.budget import Clock, show_duration
 from edgelabels.tune.report import chosen_run_headline
 from edgelabels.tune.space import Space, build_space, space_summary, trial_label
-from edgelabels.tune.store import open_study, study_objective, study_space
+from edgelabels.tune.store import open_study, study_space
 from edgelabels.tune.trial import PRUNED_EXIT
 
 # The final step (a process start, evaluation, export) costs about what a trial takes to its first epoch's end
@@ -66,7 +66,7 @@ def tune(config: Config | None, out: str | Path, budget_s: float | None, resume:
          f"space: {'; '.join(space_summary(space))}")
     try:
         for number in _left_running(study):
-            _finish_interrupted(tune_dir, study, number, clock)
+            _finish_interrupted(tune_dir, study, space, number, clock)
         _search(tune_dir, study, space, clock)
         return _final(tune_dir, study, space, clock)
     finally:
@@ -100,7 +100,7 @@ def _search(tune_dir: TuneDir, study, space: Space, clock: Clock) -> None:
         if same is not None:
             _repeat(study, trial, same)
             continue
-        _run_trial(tune_dir, study, trial.number, limit, clock)
+        _run_trial(tune_dir, study, space, trial.number, limit, clock)
 
 
 def _left_running(study) -> list[int]:
@@ -109,27 +109,27 @@ def _left_running(study) -> list[int]:
     return [t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]
 
 
-def _finish_interrupted(tune_dir: TuneDir, study, number: int, clock: Clock) -> None:
+def _finish_interrupted(tune_dir: TuneDir, study, space: Space, number: int, clock: Clock) -> None:
     """A trial a kill left RUNNING: resumed from its run's checkpoint, or failed if it finished no epoch."""
     import optuna
 
     if tune_dir.trial_run(number).last_path.is_file() and clock.left() - _final_reserve(study) > 0:
         _say(f"trial {number} was interrupted: resuming its run from its last checkpoint")
-        _run_trial(tune_dir, study, number, clock.left() - _final_reserve(study), clock)
+        _run_trial(tune_dir, study, space, number, clock.left() - _final_reserve(study), clock)
         return
     _set_attrs(study, number, failure=INTERRUPTED)
     study.tell(number, state=optuna.trial.TrialState.FAIL)
     _say(f"trial {number} failed: {INTERRUPTED} (the study was stopped)")
 
 
-def _run_trial(tune_dir: TuneDir, study, number: int, limit_s: float, clock: Clock) -> None:
+def _run_trial(tune_dir: TuneDir, study, space: Space, number: int, limit_s: float, clock: Clock) -> None:
     """Trial `number` in a child process, killed after limit_s seconds; its outcome told to the study."""
     import optuna
 
     outcome = run_job(trial_command(tune_dir, number), tune_dir.trial_log(number), limit_s, poll=clock.save)
     state, failure = optuna.trial.TrialState.FAIL, outcome.reason
     if outcome.ok:
-        objective = study_objective(tune_dir)
+        objective = space.objective
         value = tune_dir.trial_run(number).train_state(objective).data["best"]
         if value is None or not math.isfinite(value):
             failure = f"no finite validation value ({objective} = {value})"

@@ -5,8 +5,8 @@ already has a config is resumed from its own checkpoint), reports the study's ob
 run's train.monitor) on validation after every epoch to the study, and stops when the pruner says so. Exit
 codes: 0 finished, PRUNED_EXIT pruned, 2 a UserError (one line on stderr), anything else a crash. It dies with
 its parent (jobs.die_with: a study killed with kill -9 leaves no trial training on), so the trial stays RUNNING
-in the study for --resume to find. Its output goes to OUT/logs/NNNN.log; TensorFlow's start-up logging is quiet there through TF_CPP_MIN_LOG_LEVEL, which the
-`edgelabels` process sets and this one inherits.
+in the study for --resume to find. Its output goes to OUT/logs/NNNN.log; TensorFlow's start-up logging is quiet
+there through TF_CPP_MIN_LOG_LEVEL, which the `edgelabels` process sets and this one inherits.
 """
 
 from __future__ import annotations

@@ -10,4 +10,5 @@ detection.py     a hand-built detector export (ONNX made with onnx.helper, no tr
 multilabel.py    a hand-built multi-label export whose colour channels decide its labels (no training)
 fake_trial.py    a tune trial without TensorFlow, its training replaced by a plan (run as a script by the tune tests)
 marks.py         which fixtures train or export a model (read from their code): conftest marks their tests slow
+jax_worker.py    the suite's JAX-backend jobs, run in one child process per fake-device count
 """

@@ -64,8 +64,6 @@ def write_detector_dir(folder: Path, size: int = 32, thresholds: dict | None = N
 
 def solid_image(colour, size=(100, 60)):
     """A PIL image of one colour (its channel means are colour / 255 exactly, whatever the resize)."""
-    from PIL import Image
-
     return Image.new("RGB", size, tuple(colour))
 
 
