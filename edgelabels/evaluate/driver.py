@@ -205,6 +205,3 @@ def check_labels(samples, labels: list[str], described: str) -> None:
     if unknown:
         raise UserError(f"{described}: labels {unknown} are not among the model's labels {labels}")
 
-
-def check_nothing(samples, labels, described) -> None:
-    """For a task whose write hook checks what it scores."""

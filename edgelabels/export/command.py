@@ -9,8 +9,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("run", type=Path, help="run directory written by `edgelabels train`")
     parser.add_argument("--int8", action="store_true",
                         help="also write model.int8.onnx (static QDQ); kept only if faster than fp32 and within "
-                             "0.5 points of its validation accuracy (a multi-label model: subset accuracy; a "
-                             "detector: 1 point of validation mAP@0.5)")
+                             "0.5 points of its validation accuracy (a multi-label model: validation "
+                             "macro average precision; a detector: 1 point of validation mAP@0.5)")
     parser.add_argument("--calibration", type=int, default=100, metavar="N",
                         help="training images to calibrate INT8 on (default 100)")
     parser.add_argument("--parity-images", type=int, default=32, metavar="N",
