@@ -136,6 +136,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def nearest_existing(folder: str | Path) -> Path:
+    """`folder` itself if it exists, else the nearest folder above it that does (or the root): where making it
+    starts, so what stands there decides whether it can be made. A caller phrases its own refusal: a file there
+    (`not .is_dir()`) can never be the folder or hold it; os.access says whether this process may write in it."""
+    folder = Path(folder)
+    return next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
+
+
 def replaceable_folder(out: str | Path, markers: tuple[str, ...], what: str) -> Path:
     """`out` if `directory(out)` may replace it: absent, empty, or holding one of `markers` (an earlier result of
     the same kind). Anything else is the user's and is refused before any work starts."""

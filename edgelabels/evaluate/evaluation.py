@@ -27,11 +27,10 @@ def check_output_folder(out: str | Path) -> Path:
     """The folder is replaced whole: refuse one that holds anything but an earlier evaluation (of any task), and
     one that cannot be a folder at all (it, or a folder above it, is a file), before any work starts."""
     out = Path(out)
-    if out.is_file():
-        raise UserError(f"{out}: is a file, not a folder; choose another --out")
-    above = next((parent for parent in out.parents if parent.exists() and not parent.is_dir()), None)
-    if above is not None:
-        raise UserError(f"{out}: cannot be made, {above} is a file, not a folder; choose another --out")
+    existing = atomic.nearest_existing(out)
+    if existing.exists() and not existing.is_dir():
+        where = "is a file" if existing == out else f"cannot be made, {existing} is a file"
+        raise UserError(f"{out}: {where}, not a folder; choose another --out")
     return atomic.replaceable_folder(out, (SUMMARY_FILE, METRICS_FILE), "an evaluation folder")
 
 

@@ -158,7 +158,9 @@ def _check_writable(folder: Path) -> None:
     """The run folder, or the nearest folder above it that exists, must be a folder this process can write in."""
     import os
 
-    existing = next(p for p in (folder, *folder.parents) if p.exists() or p == Path(p.anchor))
+    from edgelabels.atomic import nearest_existing
+
+    existing = nearest_existing(folder)
     if not existing.is_dir():
         what = "is a file" if existing == folder else f"cannot be made: {existing} is a file"
         raise UserError(f"{folder}: {what}, not a folder (give --out a folder)")

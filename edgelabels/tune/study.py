@@ -21,6 +21,7 @@ import os
 import sys
 from pathlib import Path
 
+from edgelabels import atomic
 from edgelabels.artifacts import TuneDir
 from edgelabels.config import Config, load_config
 from edgelabels.errors import UserError
@@ -75,7 +76,7 @@ def tune(config: Config | None, out: str | Path, budget_s: float | None, resume:
 
 def _start(tune_dir: TuneDir, config: Config, budget_s: float) -> None:
     """The new study's folder, or one line saying why `out` cannot be one (nothing written then)."""
-    existing = next(p for p in (tune_dir.dir, *tune_dir.dir.parents) if p.exists() or p == p.parent)
+    existing = atomic.nearest_existing(tune_dir.dir)
     if existing.exists() and not existing.is_dir():
         where = "it is a file" if existing == tune_dir.dir else f"{existing} is a file"
         raise UserError(f"--out {tune_dir.dir}: cannot be the study's folder: {where}")
