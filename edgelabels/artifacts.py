@@ -218,6 +218,8 @@ class RunDir(_ModelFolder):
     CHECKPOINT = "checkpoint"
     LAST = "last.keras"
     STATE = "state.json"
+    RECIPE = "recipe.json"  # what the recipe chose for the `auto` keys, and why (train/recipe.py)
+    CALIBRATION = "calibration.json"  # score calibration fitted on the validation split (evaluate/calibration.py)
     STAGE_CACHE = "stage-cache"
     TENSORBOARD = "tensorboard"
     EXPORT = "export"
@@ -233,6 +235,8 @@ class RunDir(_ModelFolder):
     state_path = property(lambda self: self.dir / self.CHECKPOINT / self.STATE)
     tensorboard_dir = property(lambda self: self.dir / self.TENSORBOARD)
     export_dir = property(lambda self: self.dir / self.EXPORT)
+    recipe_path = property(lambda self: self.dir / self.RECIPE)
+    calibration_path = property(lambda self: self.dir / self.CALIBRATION)
 
     def stage_cache(self, index: int) -> Path:
         return self.dir / self.STAGE_CACHE / str(index)
@@ -376,6 +380,7 @@ class ExportDir(_ModelFolder):
     THRESHOLDS = "thresholds.json"
     REVIEW = "review.json"
     REPORT = "export_report.json"
+    CALIBRATION = "calibration.json"  # the score map the edge runtime applies before thresholds (absent: none)
     STAGES_DIR = "stages"
     V1_STAGE_DIR = "segment"
 
@@ -384,6 +389,7 @@ class ExportDir(_ModelFolder):
     thresholds_path = property(lambda self: self.dir / self.THRESHOLDS)
     review_path = property(lambda self: self.dir / self.REVIEW)
     report_path = property(lambda self: self.dir / self.REPORT)
+    calibration_path = property(lambda self: self.dir / self.CALIBRATION)
 
     def stage_dir(self, index: int) -> Path:
         return self.dir / self.STAGES_DIR / str(index)

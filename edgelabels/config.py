@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,8 +27,12 @@ class DataConfig:
     test_source: str | None = None  # a separate test folder/manifest (else test_fraction is held out)
     manifest: str | None = None  # a manifest whose source-refs point into `source`
     s3_root: str | None = None  # local folder standing in for s3://bucket/key
-    image_size: int | list[int] = 224  # one number or [height, width], each 1-4096 (a 4096 px image is 50 MB)
-    grayscale: bool = False  # read as one channel, repeated for three-channel backbones
+    image_size: int | list[int] | str = 224  # one number or [height, width], each 1-4096 (a 4096 px image is 50 MB)
+    # detection: null = the whole image stretched to image_size; a number = the image scaled by it (1.0: native
+    # pixels) and cut into image_size tiles: trained on tiles, answered by overlapping tiles merged into one answer
+    tile_scale: float | str | None = None
+    tile_overlap: float = 0.25  # share of a tile shared with its neighbour when answering, in [0, 0.9]
+    grayscale: bool | str = False  # read as one channel, repeated for three-channel backbones
     resize: str = "bilinear"
     group_by: str | None = None  # regex on the file name: one group (patient) never spans two splits
     limit_per_label: int | None = None  # sample at most N images per label (seeded), 1-10**9
@@ -39,7 +44,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backbone: str = "efficientnetb0"
+    backbone: str = "efficientnetb0"  # a registry name (models/backbones.py) or auto
     weights: str = "imagenet"  # imagenet | none | PATH to a no-top weights file | run:RUN_DIR
     fine_tune_layers: int = 20  # top weighted backbone layers unfrozen in stage b (-1: all), up to 100000
     dropout: float = 0.3  # in [0, 1)
@@ -47,20 +52,20 @@ class ModelConfig:
     dense_units: int = 0  # an extra hidden dense layer in the head (0: none), up to 16384
     implementation: str = "edgelabels"  # segmentation: edgelabels (our U-Net decoder) | segmentation-models
     max_detections: int = 100  # detection: boxes the model's own decoding keeps per image (top-K), 1-10000
-    stride: int = 4  # detection: output stride of the centre heatmap (4 or 8)
+    stride: int | str = 4  # detection: output stride of the centre heatmap (4 or 8)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 5  # stage a: backbone frozen, head trained (1-10000)
+    epochs: int | str = 5  # stage a: backbone frozen, head trained (1-10000); with patience, at most this many
     stage_a_trains: str = "auto"  # head | all | auto (head with pretrained weights, all with weights none)
-    fine_tune_epochs: int = 5  # stage b: top layers unfrozen at a lower learning rate (0 skips it), up to 10000
-    batch_size: int = 32  # 1-65536
-    learning_rate: float = 1e-3  # in (0, 10]: 0 or less would not descend
-    fine_tune_learning_rate: float = 1e-4  # in (0, 10]
+    fine_tune_epochs: int | str = 5  # stage b: top layers unfrozen at a lower learning rate (0 skips it), up to 10000
+    batch_size: int | str = 32  # 1-65536
+    learning_rate: float | str = 1e-3  # in (0, 10]: 0 or less would not descend
+    fine_tune_learning_rate: float | str = 1e-4  # in (0, 10]
     lr_schedule: str = "constant"  # constant | cosine (decays to 0 over each stage)
     class_weight: str | dict = "balanced"  # balanced | none | {label: weight}
-    oversample: bool = False  # resample each epoch so every label is seen equally often
+    oversample: bool | str = False  # resample each epoch so every label is seen equally often
     loss: str = "crossentropy"  # crossentropy | focal
     focal_gamma: float = 2.0  # in [0, 100]
     label_smoothing: float = 0.0  # in [0, 1)
@@ -69,6 +74,13 @@ class TrainConfig:
     tensorboard: bool = False
     verbose: int = 1  # Keras progress bar (0 silent, 1 bar, 2 one line per epoch)
     distribute: str = "none"  # none | data_parallel: every JAX device (and host: train --coordinator), train/distribute.py
+    patience: int | str | None = None  # early stopping: end a stage after this many epochs without a better monitor
+    warmup_epochs: float | str = 0.0  # the learning rate rises linearly from 0 over these epochs of each stage
+    ema: float | str | None = None  # exponential moving average of the weights (momentum, e.g. 0.99), validated
+    #   and saved in place of the raw weights; null: none
+    deterministic: bool = False  # identical weights from one seed on one machine (op determinism; slower)
+    budget: str | None = None  # wall-clock budget of the training ("30m", "1h30m"): the recipe sizes epochs to
+    #   it and training ends, keeping the best epoch, when it is spent
 
 
 @dataclass(frozen=True)
@@ -77,7 +89,7 @@ class AugmentConfig:
     transforms: list = field(default_factory=list)  # extra albumentations transforms: [{Name: {param: value}}]
     # detection: chance of a vertical flip of image and boxes together, for objects seen from any side (a cassette
     # upside down, bees from above); classification flips through augment.transforms (VerticalFlip)
-    vertical_flip: float = 0.0
+    vertical_flip: float | str = 0.0
 
 
 @dataclass(frozen=True)
@@ -168,6 +180,24 @@ class TuneConfig:
     reduction_factor: int = 3  # the pruner's: about 1 in this many trials goes on at each rung (2-100)
 
 
+# Keys that may be `auto`: the recipe (train/recipe.py) chooses them from the data and the budget before training
+# and writes what it chose, with its reasons, into the run (config.yaml, recipe.json, train.log). Nothing past
+# training ever sees `auto`.
+AUTO = "auto"
+AUTO_KEYS = ("task", "data.image_size", "data.tile_scale", "data.grayscale", "model.backbone", "model.weights",
+             "model.stride", "train.epochs", "train.fine_tune_epochs", "train.batch_size", "train.learning_rate",
+             "train.fine_tune_learning_rate", "train.class_weight", "train.oversample", "train.monitor",
+             "train.patience", "train.warmup_epochs", "train.ema", "augment.preset", "augment.vertical_flip")
+
+TEXT_KEYS = ("task", "model.backbone", "model.weights", "train.class_weight", "train.monitor", "augment.preset")
+
+
+def _kinds(hint) -> str:
+    """A type hint's kinds other than text and null, for a message: "int or list"."""
+    return " or ".join(getattr(typing.get_origin(k) or k, "__name__", str(k)) for k in typing.get_args(hint)
+                       if k not in (str, type(None)))
+
+
 TUNE_SEARCHED = ("backbone", "image_size", "learning_rate", "fine_tune_learning_rate", "batch_size", "dropout",
                  "fine_tune_layers", "augment", "imbalance")
 TUNE_RANGE_KEYS = ("low", "high", "log")
@@ -178,7 +208,7 @@ IMBALANCE_CHOICES = ("none", "class-weights", "oversample", "focal")
 class Config:
     # classification | multilabel (several labels per image, from a manifest) | segmentation (a U-Net on images/ +
     # masks/) | detection (boxes)
-    task: str = "classification"
+    task: str = "classification"  # or auto: from the source
     seed: int = 0  # 0 to 2**32 - 1 (what numpy's generators take)
     segment: str | None = None  # classification: a U-Net run directory; images keep only the lungs (a keep-lungs stage)
     detect: str | None = None  # classification: an exported detection run; images are cut to a box (a crop-box stage)
@@ -194,6 +224,8 @@ class Config:
     @property
     def image_hw(self) -> tuple[int, int]:
         size = self.data.image_size
+        if size == AUTO:
+            raise ValueError("data.image_size is auto: resolve the config (train/recipe.py) first")
         if isinstance(size, int):
             return (size, size)
         return (int(size[0]), int(size[1]))
@@ -275,10 +307,31 @@ RANGES = {
     "train.workers": Range(0, 256),
     "train.verbose": Range(0, 2),
     "augment.vertical_flip": Range(0, 1),
+    "data.tile_scale": Range(0, 8, open_low=True),
+    "data.tile_overlap": Range(0, 0.9),
+    "train.patience": Range(1, 10_000),
+    "train.warmup_epochs": Range(0, 10_000),
+    "train.ema": Range(0, 1, open_low=True, open_high=True),
     "tune.min_epochs": Range(1, 10_000),
     "tune.reduction_factor": Range(2, 100),
 }
 STRIDES = (4, 8)  # model.stride: what models/detector.py builds
+
+
+_PART = re.compile(r"(\d+(?:\.\d+)?)([hms])")
+_SECONDS = {"h": 3600, "m": 60, "s": 1}
+
+
+def parse_budget(text: str) -> float:
+    """Seconds in "30m", "90s", "1h", "1h30m", "2.5m"; a bare number is refused (minutes or seconds?)."""
+    cleaned = text.strip().lower().replace(" ", "")
+    parts = _PART.findall(cleaned)
+    if not cleaned or "".join(n + u for n, u in parts) != cleaned:
+        raise UserError(f"--budget {text!r}: give a duration with its unit, e.g. 30m, 90s, 1h30m")
+    seconds = sum(float(n) * _SECONDS[u] for n, u in parts)
+    if seconds <= 0:
+        raise UserError(f"--budget {text!r}: must be more than nothing")
+    return seconds
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -343,7 +396,11 @@ def _build(cls, raw, prefix: str, where: str):
         if name not in raw:
             continue
         hint = hints[name]
-        if dataclasses.is_dataclass(hint):
+        if raw[name] == AUTO and f"{prefix}{name}" in AUTO_KEYS:
+            values[name] = AUTO
+        elif isinstance(raw[name], str) and f"{prefix}{name}" in AUTO_KEYS and f"{prefix}{name}" not in TEXT_KEYS:
+            raise UserError(f"{where}: {prefix}{name} must be {_kinds(hint)} or auto, not {raw[name]!r}")
+        elif dataclasses.is_dataclass(hint):
             values[name] = _build(hint, raw[name], f"{prefix}{name}.", where)
         else:
             values[name] = _check(raw[name], hint, f"{prefix}{name}", where)
@@ -378,20 +435,49 @@ def _check(value, hint, key: str, where: str):
     raise UserError(f"{where}: {key} must be {names}, not {value!r}")
 
 
+def is_auto(config: Config) -> bool:
+    """True when some key is still `auto` (the recipe has not chosen it yet)."""
+    return bool(auto_keys(config))
+
+
+def auto_keys(config: Config) -> list[str]:
+    """The keys of config that are `auto`, in AUTO_KEYS order."""
+    return [key for key in AUTO_KEYS if _get(config, key) == AUTO]
+
+
+def _get(config, dotted: str):
+    node = config
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
 def _check_semantics(config: Config, where: str) -> None:
+    if config.task == AUTO:
+        if not config.data.source:
+            raise UserError(f"{where}: data.source is required (task: auto reads the task from it)")
+        _check_ranges(config, where)
+        return  # the rest is checked once the recipe has chosen the task (it rebuilds the config through here)
     if config.task not in TASKS:
         raise UserError(f"{where}: task must be one of {', '.join(TASKS)}, not {config.task!r}")
     for key, choices in CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)
-        if isinstance(value, str) and value not in choices:
+        if isinstance(value, str) and value not in choices and value != AUTO:
             raise UserError(f"{where}: {key} must be one of {', '.join(choices)}, not {value!r}")
     size = config.data.image_size
+    if isinstance(size, str) and size != AUTO:
+        raise UserError(f"{where}: data.image_size must be a number, [height, width] or auto, not {size!r}")
     if isinstance(size, list) and (len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool)
                                                               for s in size)):
         raise UserError(f"{where}: data.image_size must be a number or [height, width], not {size!r}")
     _check_ranges(config, where)
-    if config.model.stride not in STRIDES:
+    if config.train.budget is not None:
+        try:
+            parse_budget(config.train.budget)
+        except UserError as exc:
+            raise UserError(f"{where}: train.budget: {str(exc).split(': ', 1)[1]}") from None
+    if config.model.stride not in (*STRIDES, AUTO):
         raise UserError(f"{where}: model.stride must be one of {', '.join(map(str, STRIDES))}, "
                         f"not {config.model.stride}")
     t = config.train
@@ -411,13 +497,13 @@ def _check_ranges(config: Config, where: str) -> None:
         for part in key.split("."):
             node = getattr(node, part)
         for value in node if isinstance(node, list) else [node]:
-            if value is not None and value not in allowed:
+            if value is not None and value != AUTO and value not in allowed:
                 raise UserError(f"{where}: {key} must be in {allowed}, not {value!r}")
 
 
 def _check_task(config: Config, where: str) -> None:
     monitors = TASKS[config.task].monitors
-    if config.train.monitor not in monitors:
+    if config.train.monitor not in (*monitors, AUTO):
         raise UserError(f"{where}: train.monitor for {config.task} must be one of {', '.join(monitors)}, "
                         f"not {config.train.monitor!r}")
     if (config.segment or config.detect or config.stages) and not TASKS[config.task].takes_stages:
@@ -428,7 +514,7 @@ def _check_task(config: Config, where: str) -> None:
                         "several steps, list them in order under stages:")
     _check_masking(config.masking, where)
     _check_crop(config.crop, where)
-    if config.augment.vertical_flip and config.task != "detection":
+    if config.augment.vertical_flip not in (0, AUTO) and config.task != "detection":
         raise UserError(f"{where}: augment.vertical_flip is for detection (boxes flip with the image); a "
                         f"{config.task} run flips with augment.transforms: [{{VerticalFlip: {{p: 0.5}}}}]")
     _check_tune(config.tune, where)

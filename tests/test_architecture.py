@@ -50,7 +50,7 @@ LAYOUT_MODULE = "edgelabels.artifacts"
 LAYOUT_NAMES = (
     "config.yaml", "labels.json", "preprocess.json", "model.keras", "history.csv", "train.log", "state.json",
     "last.keras", "thresholds.json", "model.onnx", "model.int8.onnx", "export_report.json", "segment.json",
-    "segmentation.json", "stages.json", "layout.json", "segment-cache", "stage-cache", "review.json",
+    "segmentation.json", "stages.json", "layout.json", "recipe.json", "calibration.json", "segment-cache", "stage-cache", "review.json",
 )
 
 CYCLES_TOOL = REPO.parent / "shared" / "tools" / "import_cycles.py"

@@ -7,27 +7,12 @@ its accounting, and `--resume` continues with what is left.
 
 from __future__ import annotations
 
-import re
 import time
 
-from edgelabels.errors import UserError
+from edgelabels.config import parse_budget  # noqa: F401  (tune's --budget reads as train's)
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)([hms])")
-_SECONDS = {"h": 3600, "m": 60, "s": 1}
 OVERRUN = 0.05  # the study may end this share of the budget late, never more
 SAVE_EVERY_S = 1.0
-
-
-def parse_budget(text: str) -> float:
-    """Seconds in "30m", "90s", "1h", "1h30m", "2.5m"; a bare number is refused (minutes or seconds?)."""
-    cleaned = text.strip().lower().replace(" ", "")
-    parts = _PART.findall(cleaned)
-    if not cleaned or "".join(n + u for n, u in parts) != cleaned:
-        raise UserError(f"--budget {text!r}: give a duration with its unit, e.g. 30m, 90s, 1h30m")
-    seconds = sum(float(n) * _SECONDS[u] for n, u in parts)
-    if seconds <= 0:
-        raise UserError(f"--budget {text!r}: must be more than nothing")
-    return seconds
 
 
 def show_duration(seconds: float) -> str:
