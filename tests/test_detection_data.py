@@ -241,12 +241,12 @@ def test_yolo_class_names_come_from_data_yaml_or_class_names_else_a_user_error(t
         load_detection_dataset(root, class_names=["bee"])
 
 
-def test_more_than_50_boxes_leaves_the_image_out_and_more_than_250_labels_is_refused(tmp_path):
+def test_more_than_50_boxes_keeps_the_image_with_a_note_and_more_than_250_labels_is_refused(tmp_path):
     many = "".join(f"0 {0.1 + 0.015 * i} 0.5 0.02 0.1\n" for i in range(51))  # 1.28 x 4.8 px each
     root = make_yolo(tmp_path / "crowded", {"a": many, "b": "0 0.5 0.5 0.5 0.5"})
     dataset = load_detection_dataset(root)
-    assert [s.path.stem for s in dataset.samples] == ["b"]
-    assert any("51 boxes, more than Rekognition's 50" in p for p in problems_of(dataset, "a.png"))
+    assert [(s.path.stem, len(s.boxes)) for s in dataset.samples] == [("a", 51), ("b", 1)]
+    assert any("51 boxes, more than Rekognition's 50" in p and p.endswith("kept") for p in problems_of(dataset, "a.png"))
     # 6 images x 42 boxes of distinct classes: 252 labels, each image within the 50-box limit.
     names = [f"c{i}" for i in range(252)]
     files = {f"i{k}": "".join(f"{k * 42 + j} {0.02 + 0.023 * j} 0.5 0.02 0.2\n" for j in range(42)) for k in range(6)}

@@ -59,5 +59,8 @@ def displayed_size(path) -> tuple[int, int]:
 
     with Image.open(path) as image:
         width, height = image.size
-        orientation = image.getexif().get(0x0112, 1)
+        # A PNG's EXIF before its pixels is in image.info once opened; getexif() on a PNG without it would decode
+        # the whole image looking for one (0.5 s per large frame). Pillow writes EXIF there.
+        header_only = image.format == "PNG" and "exif" not in image.info
+        orientation = 1 if header_only else image.getexif().get(0x0112, 1)
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)

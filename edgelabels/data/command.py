@@ -30,8 +30,9 @@ Run `edgelabels dataset ACTION --help` for an action's options."""
 
 SOURCE_HELP = ("a folder with one sub-folder per label (Rekognition's rule: only direct sub-folders name labels; "
                "images directly in it are unlabelled), or a SageMaker Ground Truth manifest (.manifest/.jsonl), "
-               "e.g. data/cassettes or train.manifest; for detection also a YOLO folder (images/ + labels/) "
-               "or a COCO .json file; for a lung U-Net a folder with images/ + masks/ (same file names)")
+               "e.g. data/cassettes or train.manifest; for detection also a YOLO folder (images/ + labels/, or an "
+               "Ultralytics/Roboflow data.yaml with train/val/test paths), a Pascal VOC folder (Annotations/ + "
+               "JPEGImages/, ImageSets/Main splits) or a COCO .json file; for a lung U-Net a folder with images/ + masks/ (same file names)")
 
 
 def add_arguments(parser) -> None:
@@ -110,7 +111,8 @@ def add_arguments(parser) -> None:
                        help="also write OUT/boxes.manifest, a Ground Truth object-detection manifest (cassette, "
                             "window, well boxes), for `task: detection`")
 
-    convert = action("to-manifest", "write a Ground Truth object-detection manifest from a YOLO folder or COCO file",
+    convert = action("to-manifest", "write a Ground Truth object-detection manifest from a YOLO folder, a data.yaml, a Pascal VOC folder "
+                     "or a COCO file",
                      "example:\n  edgelabels dataset to-manifest ../shared/data/bees-yolo --class-names bee "
                      "--s3-prefix s3://bucket/bees/ --out bees.manifest\n\n"
                      "Upload the source folder to the S3 prefix (same relative paths), then import the manifest "

@@ -1,9 +1,11 @@
-"""Detection datasets: a Ground Truth object-detection manifest, a YOLO folder or a COCO file -> checked boxes.
+"""Detection datasets: a Ground Truth object-detection manifest, a YOLO folder or data.yaml, a Pascal VOC folder
+(data/voc.py) or a COCO file -> checked boxes.
 
 Every reader gives samples with boxes in pixels of the image as displayed (after EXIF orientation); then one
 check applies Rekognition's rules to every source alike, each decision listed as a Problem:
 - a box whose pixel values are not all finite (NaN, or infinite once a YOLO ratio is scaled) leaves its image out,
   whatever the source: its annotation cannot be trusted, and the image without it is no negative;
+- a box with no area (width or height not above 0, as a VOC xmax below xmin gives) is refused;
 - a box partly outside the image is clipped to it (noted); one wholly outside, or empty once clipped, is refused;
 - ERROR_BOUNDING_BOX_TOO_SMALL, as Rekognition documents it: once an image whose longer side exceeds 1280 px is
   scaled down to 1280, a box's width and height must both be greater than 1 px (so a 1x1 box on a 3000x3000
@@ -20,6 +22,15 @@ YOLO layout: `images/{train,val,test}/` + `labels/{same}/NAME.txt` (one `class c
 normalised; a missing or empty .txt is an image without objects), or `images/` + `labels/` without split
 folders; class names from `data.yaml` (`names:` list or {id: name}) else `class_names`. A folder with split
 folders keeps them: `dataset.given_split = {"train": [...], "val": [...], "test": [...]}`.
+YOLO data.yaml, as Ultralytics reads it (its data/utils.py check_det_dataset): SOURCE is the data.yaml or the
+folder holding it, whose `train:`/`val:`/`test:` (`validation:` for val) each name a folder of images (searched
+in depth), a .txt list of image paths (relative ones from the list's folder), or a list of those. They are
+relative to `path:` (itself relative to the yaml's folder), else to the yaml's folder; a `../x` that is not
+there is tried as `x`, then the same from the yaml's folder (Roboflow writes `train: ../train/images` beside
+`train/images`). The label of .../images/X.jpg is .../labels/X.txt (the last /images/ becomes /labels/). A
+Roboflow export folder (train/images, valid/images, test/images + labels) reads alike without split keys.
+The split keys are the given split; a missing train or val folder is a UserError (as Ultralytics), a missing
+test is noted; an image in two splits stays in the first (train, val, test), noted.
 COCO: `bbox = [left, top, width, height]` in pixels, file names relative to the JSON file's folder; crowd
 regions (`iscrowd: 1`) are not single objects and are left out (noted). Ids must be integers (1.0 is 1; 1.7 is
 no id); two categories with one id and different names is a UserError (every box would take the last name);
@@ -43,7 +54,9 @@ from edgelabels.data.boxes import displayed_size
 from edgelabels.data.dataset import Box, Dataset, Problem, Sample
 from edgelabels.data.images import dangling_image_link, is_image_path
 from edgelabels.data.paths import Outside, inside
-from edgelabels.data.sources import DETECTION, MANIFEST_SUFFIXES, compile_group_by, group_of, read_manifest
+from edgelabels.data.sources import (DETECTION, MANIFEST_SUFFIXES, OTHER_IMAGE_SUFFIXES, compile_group_by, group_of,
+                                     read_manifest, size_mismatch, walk_files)
+from edgelabels.data.voc import is_voc_folder, read_voc
 from edgelabels.errors import UserError
 
 log = logging.getLogger("edgelabels.train")
@@ -55,6 +68,10 @@ MIN_BOX_SIDE = 1.0  # px at that scale; a box side must be greater
 SPLIT_FOLDERS = ("train", "val", "test")
 # A box edge on the image's edge, converted from YOLO ratios, can land a rounding error outside: clipped silently.
 CLIP_NOTE_PX = 1e-6
+YAML_NAMES = ("data.yaml", "data.yml")
+# What a folder source is, as `dataset inspect` says it (folder_kind).
+VOC, DATA_YAML, YOLO = "Pascal VOC folder", "YOLO data.yaml", "YOLO folder"
+ROBOFLOW_FOLDERS = {"train": ("train",), "val": ("valid", "val"), "test": ("test",)}
 
 
 def detection_dataset(config):
@@ -98,15 +115,23 @@ def load_detection_dataset(source, *, class_names=(), s3_root=None, group_by=Non
 
 
 def read_detection_source(source, *, class_names=(), s3_root=None, group_by=None, root=None):
-    """(checked Dataset, class names in the source's id order) for any of the three kinds of source."""
+    """(checked Dataset, class names in the source's id order) for any kind of detection source."""
     pattern = compile_group_by(group_by)
     path = Path(source)
     given = None
-    if path.is_dir():
+    kind = DATA_YAML if path.is_file() and path.suffix.lower() in (".yaml", ".yml") else folder_kind(path)
+    if kind == VOC:
+        samples, problems, names, given = read_voc(path, pattern)
+        dataset = Dataset(samples, str(path), problems)
+    elif kind == DATA_YAML:
+        samples, problems, names, given = read_data_yaml(path, class_names, pattern)
+        dataset = Dataset(samples, str(path), problems)
+    elif path.is_dir():
         samples, problems, names, given = read_yolo(path, class_names, pattern)
         dataset = Dataset(samples, str(path), problems)
     elif not path.is_file():
-        raise UserError(f"{path}: detection source not found (a manifest, a YOLO folder or a COCO .json file)")
+        raise UserError(f"{path}: detection source not found (a manifest, a YOLO folder or data.yaml, a Pascal VOC "
+                        "folder or a COCO .json file)")
     elif is_coco(path):
         samples, problems, names = read_coco(path, pattern)
         dataset = Dataset(samples, str(path), problems)
@@ -117,7 +142,8 @@ def read_detection_source(source, *, class_names=(), s3_root=None, group_by=None
                                 detection=True)
         names = sorted({b.label for s in dataset.samples for b in s.boxes})
     else:
-        raise UserError(f"{path}: not a manifest ({', '.join(MANIFEST_SUFFIXES)}), a YOLO folder or a COCO .json file")
+        raise UserError(f"{path}: not a manifest ({', '.join(MANIFEST_SUFFIXES)}), a YOLO folder or data.yaml, a "
+                        "Pascal VOC folder or a COCO .json file")
     dataset = check_boxes(dataset)
     if given is not None:
         kept = {s.path: s for s in dataset.samples}
@@ -134,17 +160,34 @@ def read_detection_source(source, *, class_names=(), s3_root=None, group_by=None
 
 
 def is_detection_source(source, manifest=None) -> bool:
-    """True for a YOLO folder (images/ + labels/), a COCO file, or a manifest with a box attribute."""
+    """True for a YOLO folder or data.yaml, a Pascal VOC folder, a COCO file, or a manifest with a box attribute."""
     if manifest:
         return _manifest_has_boxes(Path(manifest))
     if source is None:
         return False
     path = Path(source)
-    if path.is_dir():  # labels/ must hold .txt files: a folder per label may have label folders named so
-        return (path / "images").is_dir() and next((path / "labels").rglob("*.txt"), None) is not None
+    if folder_kind(path) is not None:
+        return True
     if not path.is_file():
         return False
     return is_coco(path) or (path.suffix.lower() in MANIFEST_SUFFIXES and _manifest_has_boxes(path))
+
+
+def folder_kind(path) -> str | None:
+    """VOC, DATA_YAML or YOLO for a folder (or a data.yaml file) holding that layout; None for anything else."""
+    path = Path(path)
+    if path.is_file():
+        return DATA_YAML if _split_document(path) is not None else None
+    if not path.is_dir():
+        return None
+    if is_voc_folder(path):
+        return VOC
+    if _split_yaml(path) is not None or _roboflow_entries(path):
+        return DATA_YAML
+    # labels/ must hold .txt files: a folder per label may have label folders named so
+    if (path / "images").is_dir() and next((path / "labels").rglob("*.txt"), None) is not None:
+        return YOLO
+    return None
 
 
 def _manifest_has_boxes(path: Path) -> bool:
@@ -198,6 +241,9 @@ def _check_sample(sample: Sample) -> tuple[Sample | None, list[str]]:
         x1, y1 = max(box.left, 0.0), max(box.top, 0.0)
         x2, y2 = min(box.left + box.width, width), min(box.top + box.height, height)
         where = f"box {index} ({box.label}) {_px(box)}"
+        if box.width <= 0 or box.height <= 0:
+            notes.append(f"{where} has no area (width or height not above 0): refused")
+            continue
         if x2 <= x1 or y2 <= y1:
             notes.append(f"{where} lies outside the {width}x{height} image: refused")
             continue
@@ -212,8 +258,10 @@ def _check_sample(sample: Sample) -> tuple[Sample | None, list[str]]:
             continue
         boxes.append(clipped)
     if len(boxes) > MAX_BOXES_PER_IMAGE:
-        return None, notes + [(f"{len(boxes)} boxes, more than Rekognition's {MAX_BOXES_PER_IMAGE} per image "
-                               "(ERROR_TOO_MANY_BOUNDING_BOXES): left out")]
+        # Kept: the crowded frames are the ones a small-object detector most needs (25 of small-objects' 77
+        # training frames), and nothing here is limited to 50 (model.max_detections; a tiled model counts per tile).
+        notes.append(f"{len(boxes)} boxes, more than Rekognition's {MAX_BOXES_PER_IMAGE} per image "
+                     "(Rekognition refuses it: ERROR_TOO_MANY_BOUNDING_BOXES): kept")
     if not boxes:
         return None, notes + ["every box refused (ERROR_NO_VALID_ANNOTATIONS): left out, not used as a negative"]
     labels = tuple(sorted({b.label for b in boxes}))
@@ -275,18 +323,30 @@ def read_yolo(root: Path, class_names, pattern):
 
 
 def _yolo_names(root: Path, class_names) -> list[str]:
-    yaml_path = next((root / n for n in ("data.yaml", "data.yml") if (root / n).is_file()), None)
-    if yaml_path is None:
-        if not class_names:
-            raise UserError(f"{root}: no data.yaml with class names: set data.class_names (e.g. [bee]) "
-                            "or --class-names, in the order of the class ids")
-        return [str(n) for n in class_names]
+    yaml_path = next((root / n for n in YAML_NAMES if (root / n).is_file()), None)
+    return _names_in(_yaml_document(yaml_path) if yaml_path else {}, yaml_path or root, class_names)
+
+
+def _yaml_document(yaml_path: Path) -> dict:
     import yaml
 
     try:
-        names = (yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}).get("names")
-    except (yaml.YAMLError, AttributeError, UnicodeDecodeError) as exc:
+        document = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
         raise UserError(f"{yaml_path}: not a YAML mapping with names ({exc})") from None
+    if not isinstance(document, dict):
+        raise UserError(f"{yaml_path}: not a YAML mapping with names")
+    return document
+
+
+def _names_in(document: dict, yaml_path: Path, class_names) -> list[str]:
+    """Class names in id order: the yaml's `names:` (list or {id: name}), else class_names, else a UserError."""
+    if "names" not in document:
+        if not class_names:
+            raise UserError(f"{yaml_path}: no data.yaml with class names: set data.class_names (e.g. [bee]) "
+                            "or --class-names, in the order of the class ids")
+        return [str(n) for n in class_names]
+    names = document["names"]
     if isinstance(names, dict):
         try:
             by_id = {int(k): str(v) for k, v in names.items()}
@@ -313,17 +373,23 @@ def _read_yolo_part(images: Path, labels: Path, names: list[str], pattern, probl
             problems.append(Problem(str(path), "not a PNG/JPEG image: skipped"))
             continue
         stems.add(path.stem)
-        text_path = labels / f"{path.stem}.txt"
-        try:
-            boxes = _read_yolo_labels(text_path, path, names) if text_path.is_file() else ()
-        except ValueError as exc:
-            problems.append(Problem(str(text_path), f"{exc}: image left out"))
-            continue
-        samples.append(Sample(path, tuple(sorted({b.label for b in boxes})), group_of(path, pattern), boxes))
+        sample = _yolo_sample(path, labels / f"{path.stem}.txt", names, pattern, problems)
+        if sample is not None:
+            samples.append(sample)
     if labels.is_dir():
         orphans = sorted(p for p in labels.glob("*.txt") if p.stem not in stems)
         problems += [Problem(str(p), "label file without an image: not read") for p in orphans]
     return samples
+
+
+def _yolo_sample(image: Path, text_path: Path, names: list[str], pattern, problems: list[Problem]) -> Sample | None:
+    """The image with the boxes of its label file (none when there is no file); None when the file is unusable."""
+    try:
+        boxes = _read_yolo_labels(text_path, image, names) if text_path.is_file() else ()
+    except ValueError as exc:
+        problems.append(Problem(str(text_path), f"{exc}: image left out"))
+        return None
+    return Sample(image, tuple(sorted({b.label for b in boxes})), group_of(image, pattern), boxes)
 
 
 def _read_yolo_labels(text_path: Path, image: Path, names: list[str]) -> tuple[Box, ...]:
@@ -348,6 +414,122 @@ def _read_yolo_labels(text_path: Path, image: Path, names: list[str]) -> tuple[B
             raise ValueError(f"line {number}: coordinates are not finite numbers")
         boxes.append(Box(names[class_id], (cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height))
     return tuple(boxes)
+
+
+# ---------------------------------------------------------------- YOLO data.yaml (Ultralytics, Roboflow)
+
+
+def read_data_yaml(path: Path, class_names, pattern):
+    """(samples, problems, class names, given split) of a data.yaml, the folder holding it, or a Roboflow export."""
+    path = Path(os.path.abspath(path))
+    yaml_path = path if path.is_file() else next((path / n for n in YAML_NAMES if (path / n).is_file()), None)
+    document = _yaml_document(yaml_path) if yaml_path else {}
+    folder = yaml_path.parent if yaml_path else path
+    where = yaml_path or folder
+    root = Path(os.path.abspath(folder / str(document["path"]))) if document.get("path") else folder
+    entries = _split_entries(document) or _roboflow_entries(folder)
+    if not entries.get("train"):
+        raise UserError(f"{where}: no `train:` (a folder of images, a .txt list of image paths, or a list of them)")
+    names = _names_in(document, where, class_names)
+    problems: list[Problem] = []
+    given: dict[str, list[Sample]] = {split: [] for split in SPLIT_FOLDERS}
+    owner: dict[Path, str] = {}
+    for split in SPLIT_FOLDERS:
+        entry = entries.get(split) or []
+        for name in entry if isinstance(entry, list) else [entry]:
+            place = _ultralytics_place(str(name), root, folder)
+            if place is None and split == "test":
+                problems.append(Problem(str(where), f"test: {name} not found: no test images from it"))
+                continue
+            if place is None:
+                raise UserError(f"{where}: {split}: {name} not found (relative to {root}, as Ultralytics resolves "
+                                "it, or to the yaml's folder)")
+            images = _images_at(place, problems)
+            elsewhere = [p for p in images if p in owner]
+            if elsewhere:
+                problems.append(Problem(str(place), f"{len(elsewhere)} image(s) of {split} also in "
+                                                    f"{owner[elsewhere[0]]}: kept there only"))
+            for image in (p for p in images if p not in owner):
+                owner[image] = split
+                sample = _yolo_sample(image, label_path(image), names, pattern, problems)
+                if sample is not None:
+                    given[split].append(sample)
+    samples = [s for split in SPLIT_FOLDERS for s in given[split]]
+    if not samples:
+        raise UserError(f"{where}: no PNG/JPEG image found in its train/val/test")
+    return samples, problems, names, given
+
+
+def label_path(image: Path) -> Path:
+    """Ultralytics' rule (img2label_paths): the last /images/ of the path becomes /labels/, the suffix .txt."""
+    head, images, tail = str(image).rpartition(f"{os.sep}images{os.sep}")
+    return Path(head + f"{os.sep}labels{os.sep}" + tail if images else str(image)).with_suffix(".txt")
+
+
+def _split_document(path: Path) -> dict | None:
+    """A .yaml/.yml file's mapping when it names a train split (a path or a list: a run's config.yaml has a
+    `train:` section, a mapping, and is no data.yaml); None otherwise."""
+    if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
+        return None
+    try:
+        document = _yaml_document(path)
+    except UserError:
+        return None
+    return document if _split_entries(document) else None
+
+
+def _split_yaml(folder: Path) -> Path | None:
+    return next((folder / n for n in YAML_NAMES if _split_document(folder / n) is not None), None)
+
+
+def _split_entries(document: dict) -> dict:
+    """{split: path or list of paths} of a data.yaml; `validation:` is val (Ultralytics renames it so)."""
+    entries = {split: document.get(split) for split in SPLIT_FOLDERS}
+    entries["val"] = entries["val"] or document.get("validation")
+    entries = {k: v for k, v in entries.items() if isinstance(v, (str, list)) and v}
+    return entries if "train" in entries else {}
+
+
+def _roboflow_entries(folder: Path) -> dict:
+    """Roboflow's export without split keys: {split: "train/images", ...} for the folders there (train needed)."""
+    entries = {}
+    for split, names in ROBOFLOW_FOLDERS.items():
+        found = next((n for n in names if (folder / n / "images").is_dir()), None)
+        if found:
+            entries[split] = f"{found}/images"
+    has_labels = next((folder / "train" / "labels").rglob("*.txt"), None) is not None
+    return entries if "train" in entries and has_labels else {}
+
+
+def _ultralytics_place(name: str, root: Path, folder: Path) -> Path | None:
+    """Where Ultralytics finds a split entry (root/name, root/name less a leading ../), then the same from the
+    yaml's folder; None when none exists."""
+    tries = [base / name for base in (root, folder)]
+    if name.startswith("../"):
+        tries = [tries[0], root / name[3:], tries[1], folder / name[3:]]
+    return next((Path(os.path.abspath(p)) for p in tries if p.exists()), None)
+
+
+def _images_at(place: Path, problems: list[Problem]) -> list[Path]:
+    """The PNG/JPEG images of a folder (in depth) or of a .txt list (one path a line, relative to its folder)."""
+    if place.is_dir():
+        files = list(walk_files(place, problems))
+    else:
+        try:
+            lines = [line.strip() for line in place.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+        except UnicodeDecodeError:
+            raise UserError(f"{place}: a split is a folder of images or a .txt list of image paths") from None
+        files = [Path(os.path.abspath(place.parent / line)) for line in lines]
+        missing = [p for p in files if not p.is_file()]
+        if missing:
+            problems.append(Problem(str(place), f"{len(missing)} listed image(s) not found, first {missing[0]}: "
+                                                "not read"))
+        files = [p for p in files if p.is_file()]
+    for path in files:
+        if path.suffix.lower() in OTHER_IMAGE_SUFFIXES:
+            problems.append(Problem(str(path), f"{path.suffix.lower()[1:].upper()} is not accepted (PNG or JPEG "
+                                               "only, as Rekognition): skipped"))
+    return [Path(os.path.abspath(p)) for p in files if is_image_path(p)]
 
 
 # ---------------------------------------------------------------- COCO file
@@ -457,13 +639,9 @@ def _coco_images(path: Path, listed: list, problems: list[Problem]):
 def _coco_size_note(file: Path, image: dict) -> list[Problem]:
     try:
         declared = (int(image["width"]), int(image["height"]))
-        actual = displayed_size(file)
-    except Exception:  # noqa: BLE001  no declared size, or an image that does not open (reported later)
+    except (KeyError, TypeError, ValueError, OverflowError):  # no declared size: nothing to compare
         return []
-    if tuple(actual) == declared:
-        return []
-    return [Problem(str(file), f"{declared[0]}x{declared[1]} in the COCO file, but the image is "
-                               f"{actual[0]}x{actual[1]} as displayed: boxes kept in pixels as written")]
+    return [Problem(str(file), note) for note in size_mismatch(file, declared, "{} in the COCO file")]
 
 
 # ---------------------------------------------------------------- what `dataset inspect` shows

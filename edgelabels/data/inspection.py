@@ -1,11 +1,12 @@
 """What differs per task when `dataset inspect` and `dataset split` read and show a source: one hook record each.
 
-data/command.py is the one driver of both actions. It asks `source_task` once which task a source holds (boxes:
-detection; images/ + masks/: segmentation; a manifest with several labels on an image: multilabel; else
-classification), takes that task's record from the task table (`get_task(name).piece("inspection")`), and from
-then on only calls the record's hooks: how the task reads a source (and a separate test source), what it calls
-the source, what it adds to the report, the split table's extra columns and which files the split writes. The
-split itself deals images out with the task's own `deal`, as training does.
+data/command.py is the one driver of both actions. It asks `source_task` once which task a source holds (boxes,
+in a manifest, a YOLO folder or data.yaml, a Pascal VOC folder or a COCO file: detection; images/ + masks/:
+segmentation; a manifest with several labels on an image: multilabel; else classification), takes that task's
+record from the task table (`get_task(name).piece("inspection")`), and from then on only calls the record's
+hooks: how the task reads a source (and a separate test source), what it calls the source, what it adds to the
+report, the split table's extra columns and which files the split writes. The split itself deals images out with
+the task's own `deal`, as training does.
 """
 
 from __future__ import annotations
@@ -114,8 +115,9 @@ def _read_boxes_test(source, options: SourceOptions) -> Dataset:
     from edgelabels.data.detection import is_detection_source, load_detection_dataset
 
     if not is_detection_source(source):  # refuses a test source without boxes, whatever its task
-        raise UserError(f"{source}: not a detection source (a manifest with boxes, a YOLO folder or a COCO .json "
-                        "file); the dataset to split has boxes, so its test source needs them too")
+        raise UserError(f"{source}: not a detection source (a manifest with boxes, a YOLO folder or data.yaml, a "
+                        "Pascal VOC folder or a COCO .json file); the dataset to split has boxes, so its test source "
+                        "needs them too")
     return load_detection_dataset(source, **_box_options(options))
 
 
@@ -124,13 +126,14 @@ def _box_options(options: SourceOptions) -> dict:
 
 
 def _box_source_kind(dataset: Dataset) -> str:
-    from edgelabels.data.detection import is_coco
+    from edgelabels.data.detection import folder_kind, is_coco
 
     path = Path(dataset.source)
     split = dataset.given_split
-    if path.is_dir():
-        return "YOLO folder" + (f", its own splits {' '.join(f'{k} {len(v)}' for k, v in split.items())}"
-                                if split else "")
+    kind = folder_kind(path)
+    if kind is not None or path.is_dir():
+        return (kind or "YOLO folder") + (f", its own splits {' '.join(f'{k} {len(v)}' for k, v in split.items())}"
+                                          if split else "")
     return "COCO file" if is_coco(path) else "Ground Truth object-detection manifest"
 
 

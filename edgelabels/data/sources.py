@@ -105,7 +105,7 @@ def read_folder(root: Path, pattern: re.Pattern | None) -> Dataset:
     samples: list[Sample] = []
     problems: list[Problem] = []
     unlabelled: list[Path] = []
-    for path in _walk_files(root, problems):
+    for path in walk_files(root, problems):
         relative = path.relative_to(root)
         if not is_image_path(path):
             if path.suffix.lower() in OTHER_IMAGE_SUFFIXES:
@@ -126,7 +126,7 @@ def read_folder(root: Path, pattern: re.Pattern | None) -> Dataset:
     return dataset
 
 
-def _walk_files(root: Path, problems: list[Problem]):
+def walk_files(root: Path, problems: list[Problem]):
     """Every non-hidden file under root, sorted, following symlinks wherever they lead (no loops).
 
     A folder given on the command line is the user's own filesystem: a label folder or an image may be a symlink
@@ -194,7 +194,7 @@ def read_manifest(manifest: Path, *, root: Path | None, s3_root, pattern: re.Pat
             if not path.is_file():
                 raise ValueError(f"image not found: {path}")
             if detection and entry["image_size"] is not None:
-                entry["problems"].extend(_size_mismatch(path, entry["image_size"]))
+                entry["problems"].extend(size_mismatch(path, entry["image_size"], "image_size {} in the manifest"))
         except ValueError as exc:
             parsed_any |= not isinstance(exc, NotJSONObject)
             invalid.append(Problem(where, str(exc)))
@@ -221,15 +221,18 @@ def read_manifest(manifest: Path, *, root: Path | None, s3_root, pattern: re.Pat
     return Dataset(list(samples.values()), str(manifest), problems, [])
 
 
-def _size_mismatch(path: Path, declared: tuple[int, int]) -> list[str]:
-    """A note when the manifest's image_size is not the image's displayed size (boxes are kept as written)."""
+def size_mismatch(path: Path, declared, said: str) -> list[str]:
+    """A note when a declared (width, height) is not the image's displayed size (boxes are kept as written).
+
+    `said` names where the size was declared, "{}" standing for it: "image_size {} in the manifest".
+    """
     try:
         actual = displayed_size(path)
     except Exception:  # noqa: BLE001  Pillow raises many kinds; an image that does not open is reported when decoded
         return []
     if tuple(actual) == tuple(declared):
         return []
-    return [(f"image_size {declared[0]}x{declared[1]} in the manifest, but the image is {actual[0]}x{actual[1]} "
+    return [(f"{said.replace('{}', f'{declared[0]}x{declared[1]}', 1)}, but the image is {actual[0]}x{actual[1]} "
              "as displayed: boxes kept in pixels as written, checked against the image")]
 
 

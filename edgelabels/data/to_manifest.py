@@ -18,7 +18,7 @@ from pathlib import Path
 
 from edgelabels import atomic
 from edgelabels.data.boxes import displayed_size
-from edgelabels.data.detection import is_coco, read_detection_source
+from edgelabels.data.detection import folder_kind, is_coco, read_detection_source
 from edgelabels.data.sources import DETECTION
 from edgelabels.errors import UserError
 
@@ -33,8 +33,9 @@ def to_manifest(source, s3_prefix: str, out, class_names=(), problems: list | No
     """
     source = Path(source)
     prefix = _check_prefix(s3_prefix)
-    if not (source.is_dir() or is_coco(source)):
-        raise UserError(f"{source}: to-manifest reads a YOLO folder (images/ + labels/) or a COCO .json file")
+    if not (source.is_dir() or is_coco(source) or folder_kind(source) is not None):
+        raise UserError(f"{source}: to-manifest reads a YOLO folder (images/ + labels/, or a data.yaml), a Pascal "
+                        "VOC folder or a COCO .json file")
     dataset, names = read_detection_source(source, class_names=class_names)
     if problems is not None:
         problems.extend(dataset.problems)
