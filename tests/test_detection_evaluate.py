@@ -191,8 +191,10 @@ def test_detection_lines_show_per_label_metrics_map_and_the_report(evaluated):
     out, result = evaluated
     lines = detection_lines(result)
     text = "\n".join(lines)
-    assert "average precision 0.5000, average recall 0.7500, F1 0.5833" in text
-    assert f"COCO mAP@0.5 {(25.5 / 101 + 50.5 / 101) / 2:.4f}" in text
+    # each headline figure followed by its bootstrap interval
+    assert "average precision 0.5000 (95% CI 0.000-1.000), average recall 0.7500 (95% CI " in text
+    assert "F1 0.5833 (95% CI " in text
+    assert f"COCO mAP@0.5 {(25.5 / 101 + 50.5 / 101) / 2:.4f} (95% CI " in text
     bee = next(line for line in lines if line.startswith("bee "))
     assert bee.split() == ["bee", "2", "0.9000", "0.5000", "0.5000", "0.5000", f"{25.5 / 101:.4f}"]
     assert lines[-1].endswith(f"{out / 'report.html'})")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edgelabels.artifacts import ExportDir, RunDir
 from edgelabels.errors import UserError
-from edgelabels.evaluate.driver import EvaluationHooks, OpenModel, check_labels, evaluated_line, show
+from edgelabels.evaluate.driver import EvaluationHooks, OpenModel, check_labels, evaluated_line
 
 
 def open_run(run: RunDir, precision: str, batch_size: int, progress: bool) -> OpenModel:
@@ -84,7 +84,7 @@ def describe_review_choice(choice: dict) -> str:
 
 def write(out: Path, evaluation) -> dict:
     """evaluation.py's folder (summary, metrics, predictions, plots, Grad-CAM of a run, review queue, report)."""
-    from edgelabels.evaluate.evaluation import write_evaluation
+    from edgelabels.evaluate.evaluation import calibrator, run_recipe, write_evaluation
 
     model = evaluation.model
     index = {name: i for i, name in enumerate(model.labels)}
@@ -96,18 +96,21 @@ def write(out: Path, evaluation) -> dict:
                               number_of_training_images=evaluation.number_of_training_images,
                               min_confidence=evaluation.min_confidence, review_threshold=evaluation.review_threshold,
                               model=model.drawn_with, spec=model.spec, gradcam_per_kind=evaluation.gradcam_per_kind,
-                              context=context, read=model.chain)
+                              context=context, read=model.chain, recipe=run_recipe(evaluation.found),
+                              calibrate=calibrator(evaluation))
     return {**result, "review_choice": evaluation.review_choice}
 
 
 def lines(result: dict) -> list[str]:
     """What `edgelabels evaluate` prints for a classifier."""
+    from edgelabels.evaluate.report import estimate
+
     metrics = result["metrics"]
-    at = metrics["at_assumed_thresholds"]
     shown = [evaluated_line(result, f"{metrics['number_of_images']} images"),
-             f"accuracy {metrics['accuracy']:.2%}, balanced {metrics['balanced_accuracy']:.2%}, "
-             f"Rekognition F1 {show(at['f1'])} (precision {show(at['precision'])}, recall {show(at['recall'])}), "
-             f"ROC AUC {show(metrics['roc_auc_macro'])}",
+             f"accuracy {estimate(metrics, 'accuracy', '%')}, balanced {metrics['balanced_accuracy']:.2%}, "
+             f"Rekognition F1 {estimate(metrics, 'at_assumed_thresholds.f1')} (precision "
+             f"{estimate(metrics, 'at_assumed_thresholds.precision')}, recall "
+             f"{estimate(metrics, 'at_assumed_thresholds.recall')}), ROC AUC {estimate(metrics, 'roc_auc_macro')}",
              "accept if top confidence >=  accuracy of accepted  sent to a human"]
     for row in metrics["coverage"]:
         accuracy = "-" if row["accuracy"] is None else f"{row['accuracy']:.2%}"

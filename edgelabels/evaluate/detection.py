@@ -27,8 +27,9 @@ from edgelabels import atomic
 from edgelabels.artifacts import ExportDir, RunDir
 from edgelabels.errors import UserError
 from edgelabels.evaluate import detection_metrics as dm
+from edgelabels.evaluate.bootstrap import detection_intervals
 from edgelabels.evaluate.driver import EvaluationHooks, OpenModel, evaluated_line, show
-from edgelabels.evaluate.evaluation import METRICS_FILE, SUMMARY_FILE, check_output_folder
+from edgelabels.evaluate.evaluation import METRICS_FILE, SUMMARY_FILE, calibration_entry_in, check_output_folder
 from edgelabels.evaluate.predictions import EVALUATION_JOB, TRAINING_JOB
 from edgelabels.evaluate.summary import VERSION
 
@@ -85,11 +86,14 @@ def check_box_labels(samples, labels: list[str], described: str) -> None:
 
 
 def write(out: Path, evaluation) -> dict:
+    from edgelabels.evaluate.evaluation import calibrator, run_recipe
+
     context = evaluation.context(f"Object detection: evaluation of {evaluation.found.dir}")
     return write_detection_evaluation(out, samples=evaluation.samples, predictions=evaluation.predictions,
                                       labels=evaluation.model.labels, run_id=str(evaluation.found.dir),
                                       number_of_training_images=evaluation.number_of_training_images,
-                                      min_confidence=evaluation.min_confidence, context=context)
+                                      min_confidence=evaluation.min_confidence, context=context,
+                                      recipe=run_recipe(evaluation.found), calibrate=calibrator(evaluation))
 
 
 # ---------------------------------------------------------------- scoring and writing
@@ -98,10 +102,12 @@ def write(out: Path, evaluation) -> dict:
 def write_detection_evaluation(out: str | Path, *, samples, predictions, labels: list[str], run_id: str,
                                number_of_training_images: int = 0, min_confidence: float = 0.5,
                                iou: float = dm.IOU, context: dict | None = None,
-                               gallery_images: int = GALLERY_IMAGES, created: datetime | None = None) -> dict:
+                               gallery_images: int = GALLERY_IMAGES, created: datetime | None = None,
+                               recipe: dict | None = None, calibrate=None) -> dict:
     """Evaluate ready predictions into folder `out`. samples: data.dataset.Sample with boxes in pixels of the
     image as displayed; predictions: per sample an (N, 6) array [left, top, width, height, score, class_id],
-    box in ratios of the image, class_id indexing `labels`.
+    box in ratios of the image, class_id indexing `labels`. `recipe`, `calibrate`: as
+    evaluation.write_evaluation's.
 
     Returns {"metrics", "summary", "out", "plots", "gallery"} for the caller to print from.
     """
@@ -126,6 +132,7 @@ def write_detection_evaluation(out: str | Path, *, samples, predictions, labels:
 
     metrics = detection_metrics(ground_truth, predictions, labels, sizes, min_confidence=min_confidence, iou=iou)
     thresholds = {row["label"]: row["assumed_threshold"] for row in metrics["per_label"]}
+    metrics["intervals"] = detection_intervals(ground_truth, predictions, labels, thresholds, iou=iou)
     flags = [_flags(truth, pred, thresholds, labels, iou) for truth, pred in zip(ground_truth, predictions)]
     metrics["per_image"] = [{"path": str(s.path), "boxes": len(s.boxes), "tp": int(f["tp"].sum()),
                              "fp": int((f["kept"] & ~f["tp"]).sum()), "fn": int((~f["matched"]).sum())}
@@ -135,13 +142,17 @@ def write_detection_evaluation(out: str | Path, *, samples, predictions, labels:
                                       end_time=created)
     lines = manifest_lines(samples, sizes, ground_truth, predictions, flags, labels, created=created)
     with atomic.directory(out) as folder:
+        calibration = calibration_entry_in(folder, calibrate)
+        if calibration is not None:
+            metrics["calibration"] = calibration
         atomic.write_json(folder / SUMMARY_FILE, summary)
         atomic.write_json(folder / METRICS_FILE, _public(metrics))
         atomic.write_text(folder / MANIFEST_FILE, "".join(_json_line(line) for line in lines))
         plots = precision_recall_plots(folder / "plots", metrics)
         gallery = draw_gallery(folder / "gallery", samples, ground_truth, predictions, flags, labels,
                                metrics["per_image"], count=gallery_images)
-        write_report(folder, metrics=metrics, summary=summary, plots=plots, gallery=gallery, context=context or {})
+        write_report(folder, metrics=metrics, summary=summary, plots=plots, gallery=gallery, context=context or {},
+                     recipe=recipe)
         plots = {name: out / path.relative_to(folder) for name, path in plots.items()}  # where they are after
     return {"metrics": _public(metrics), "summary": summary, "out": out, "plots": plots, "gallery": gallery}
 
@@ -266,16 +277,18 @@ def manifest_lines(samples, sizes, ground_truth, predictions, flags, labels, cre
 
 def lines(result: dict) -> list[str]:
     """The lines `edgelabels evaluate` prints for a detector."""
+    from edgelabels.evaluate.report import estimate
+
     metrics = result["metrics"]
     shown = []
     if "speed" in result:  # evaluate_model's result (write_detection_evaluation's alone has none)
         what = f"{metrics['number_of_images']} images, {metrics['number_of_boxes']} boxes"
         shown.append(evaluated_line(result, what))
-    at = metrics["at_assumed_thresholds"]
     shown.append(f"Rekognition (IoU >= {metrics['iou']:g}, assumed thresholds): average precision "
-                 f"{show(at['average_precision'])}, average recall {show(at['average_recall'])}, "
-                 f"F1 {show(at['f1'])}")
-    shown.append(f"COCO mAP@0.5 {show(metrics['map_50'])}, mAP@0.5:0.95 {show(metrics['map_50_95'])}")
+                 f"{estimate(metrics, 'at_assumed_thresholds.average_precision')}, average recall "
+                 f"{estimate(metrics, 'at_assumed_thresholds.average_recall')}, "
+                 f"F1 {estimate(metrics, 'at_assumed_thresholds.f1')}")
+    shown.append(f"COCO mAP@0.5 {estimate(metrics, 'map_50')}, mAP@0.5:0.95 {show(metrics['map_50_95'])}")
     shown.append(f"{'label':<20} {'boxes':>6} {'threshold':>9} {'precision':>9} {'recall':>7} {'F1':>7} {'AP@0.5':>7}")
     for row in metrics["per_label"]:
         a = row["at_assumed_threshold"]

@@ -61,7 +61,7 @@ def match_all(ground_truth, predictions, labels, iou: float = IOU) -> list[tuple
     """match() for every image; ground_truth and predictions are lists of the same length."""
     if len(ground_truth) != len(predictions):
         raise ValueError(f"{len(ground_truth)} ground-truth images but {len(predictions)} prediction arrays")
-    return [match(_indices(g_labels, labels), g_boxes, pred, iou)
+    return [match(class_indices(g_labels, labels), g_boxes, pred, iou)
             for (g_labels, g_boxes), pred in zip(ground_truth, predictions)]
 
 
@@ -77,7 +77,7 @@ def label_scores(ground_truth, predictions, labels, iou: float = IOU) -> dict[st
             mine = found_rows[:, 5].astype(np.int64) == k
             scores.append(found_rows[mine, 4])
             flags.append(tp[mine])
-            count = int((_indices(g_labels, labels) == k).sum())
+            count = int((class_indices(g_labels, labels) == k).sum())
             boxes += count
             images += count > 0
         out[name] = {"scores": np.concatenate(scores) if scores else np.zeros(0),
@@ -172,7 +172,7 @@ def coco_map(ground_truth, predictions, labels, sizes, max_detections: int = 100
     gt_annotations, dt_annotations = [], []
     for i, ((g_labels, g_boxes), pred, (w, h)) in enumerate(zip(ground_truth, predictions, sizes, strict=True)):
         scale = np.array([w, h, w, h], np.float64)
-        for label, box in zip(_indices(g_labels, labels), np.asarray(g_boxes, np.float64).reshape(-1, 4)):
+        for label, box in zip(class_indices(g_labels, labels), np.asarray(g_boxes, np.float64).reshape(-1, 4)):
             gt_annotations.append(_coco_box(len(gt_annotations) + 1, i + 1, int(label) + 1, box * scale))
         for row in prediction_rows(pred):
             dt_annotations.append({**_coco_box(len(dt_annotations) + 1, i + 1, int(row[5]) + 1, row[:4] * scale),
@@ -221,7 +221,7 @@ def prediction_rows(pred) -> np.ndarray:
     return pred
 
 
-def _indices(gt_labels, labels) -> np.ndarray:
+def class_indices(gt_labels, labels) -> np.ndarray:
     """Ground-truth labels as class indices: indices pass through, names are looked up in `labels`."""
     values = np.asarray(gt_labels).reshape(-1)
     if values.dtype.kind in "US" or values.dtype == object:

@@ -14,6 +14,7 @@ import numpy as np
 
 from edgelabels import atomic
 from edgelabels.evaluate.page import Page, format_value
+from edgelabels.evaluate.report import calibration_section, estimate, interval_note, label_intervals, recipe_section
 
 DPI = 110
 GALLERY_SIDE = 512  # gallery images are scaled to this longer side: small test images get legible captions
@@ -112,7 +113,7 @@ def draw_gallery(folder: Path, samples, ground_truth, predictions, flags, labels
 
 
 def write_report(folder: Path, *, metrics: dict, summary: dict, plots: dict, gallery: list[dict],
-                 context: dict) -> tuple[Path, Path]:
+                 context: dict, recipe: dict | None = None) -> tuple[Path, Path]:
     """report.html (self-contained) and report.md, from the numbers already computed."""
     from edgelabels.runtime.overlay import PREDICTED, TRUTH
 
@@ -120,15 +121,15 @@ def write_report(folder: Path, *, metrics: dict, summary: dict, plots: dict, gal
     meta = [("run", details["ProjectVersionArn"]), ("evaluated", details["EvaluationEndTimestamp"] + " UTC"),
             *((k, str(v)) for k, v in context.items() if k != "title")]
     page = Page(folder, context.get("title", "Object detection: evaluation"), meta)
-    at, coco = metrics["at_assumed_thresholds"], metrics
     page.cards([("Images", format_value(metrics["number_of_images"], "i")),
                 ("Ground-truth boxes", format_value(metrics["number_of_boxes"], "i")),
-                ("Average precision (Rekognition)", format_value(at["average_precision"])),
-                ("Average recall (Rekognition)", format_value(at["average_recall"])),
-                ("F1 (Rekognition)", format_value(at["f1"])),
-                ("COCO mAP@0.5", format_value(coco["map_50"])),
-                ("COCO mAP@0.5:0.95", format_value(coco["map_50_95"])),
+                ("Average precision (Rekognition)", estimate(metrics, "at_assumed_thresholds.average_precision")),
+                ("Average recall (Rekognition)", estimate(metrics, "at_assumed_thresholds.average_recall")),
+                ("F1 (Rekognition)", estimate(metrics, "at_assumed_thresholds.f1")),
+                ("COCO mAP@0.5", estimate(metrics, "map_50")),
+                ("COCO mAP@0.5:0.95", format_value(metrics["map_50_95"])),
                 ("IoU for a match", f"{metrics['iou']:g}")])
+    interval_note(page, metrics)
     page.note(f"Rekognition's view, counted per box: a predicted box is a true positive when it overlaps an "
               f"unmatched ground-truth box of the same label at IoU >= {metrics['iou']:g} (Rekognition does not "
               "document its IoU; this is ours), greedily by score within each image. Each label's assumed "
@@ -149,6 +150,8 @@ def write_report(folder: Path, *, metrics: dict, summary: dict, plots: dict, gal
                       format_value(low["precision"]), format_value(low["recall"]), format_value(low["f1"]),
                       format_value(row["coco_ap_50"]), format_value(row["coco_ap_50_95"])])
     page.table(header, table)
+    label_intervals(page, metrics, (("Precision", "precision"), ("Recall", "recall"), ("F1", "f1"),
+                                    ("AP@0.5", "coco_ap_50")))
     page.heading("Precision and recall by confidence threshold")
     page.note("What each threshold returns: a higher threshold gives fewer, surer boxes.")
     by_threshold = []
@@ -169,6 +172,8 @@ def write_report(folder: Path, *, metrics: dict, summary: dict, plots: dict, gal
                        "wrong" if item["fp"] + item["fn"] else "") for item in gallery])
     else:
         page.note("No gallery.")
+    calibration_section(page, metrics.get("calibration"))
+    recipe_section(page, recipe)
     if metrics["notes"]:
         page.heading("Notes")
         page.bullets(metrics["notes"])

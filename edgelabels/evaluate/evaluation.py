@@ -8,10 +8,14 @@ renamed into it whole, so a crash never leaves half an evaluation.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Callable
 
 from edgelabels import atomic
+from edgelabels.artifacts import ExportDir, RunDir
 from edgelabels.errors import UserError
+from edgelabels.evaluate.bootstrap import classification_intervals
 from edgelabels.evaluate.metrics import check_arrays, evaluate_arrays
 from edgelabels.evaluate.predictions import evaluation_manifest_lines, write_evaluation_manifest, write_predictions_csv
 from edgelabels.evaluate.report import write_report
@@ -34,12 +38,51 @@ def check_output_folder(out: str | Path) -> Path:
     return atomic.replaceable_folder(out, (SUMMARY_FILE, METRICS_FILE), "an evaluation folder")
 
 
+def run_recipe(found: RunDir | ExportDir) -> dict | None:
+    """The recipe.json of the evaluated run (an export's: of the run it sits in), or None where the run had no
+    `auto` key (or the export was copied out of its run)."""
+    run = found if isinstance(found, RunDir) else found.run
+    if run is None or not run.recipe_path.is_file():
+        return None
+    try:
+        recipe = json.loads(run.recipe_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{run.recipe_path}: not valid JSON ({exc})") from None
+    if not isinstance(recipe, dict) or not isinstance(recipe.get("choices"), list):
+        raise UserError(f"{run.recipe_path}: not a recipe (no list of choices)")
+    return recipe
+
+
+def calibrator(evaluation) -> Callable[[Path], dict | None] | None:
+    """What draws the calibration section (evaluate/calibration.py), given the plots folder; None where the
+    evaluation carries no calibration."""
+    if getattr(evaluation, "calibration", None) is None:
+        return None
+    from edgelabels.evaluate.calibration import calibration_entry
+
+    return lambda plots: calibration_entry(evaluation, plots)
+
+
+def calibration_entry_in(folder: Path, calibrate: Callable[[Path], dict | None] | None) -> dict | None:
+    """metrics["calibration"]: the calibration's entry, its plot drawn into folder/plots and named relative to
+    the evaluation folder (the folder is renamed after, so an absolute path would point nowhere)."""
+    if calibrate is None:
+        return None
+    (folder / "plots").mkdir(parents=True, exist_ok=True)
+    entry = calibrate(folder / "plots")
+    if entry is not None and entry.get("plot"):
+        entry = {**entry, "plot": Path(entry["plot"]).resolve().relative_to(Path(folder).resolve()).as_posix()}
+    return entry
+
+
 def write_evaluation(out: str | Path, *, y_true, probs, labels: list[str], paths: list, run_id: str,
                      number_of_training_images: int = 0, min_confidence: float = 0.5,
                      review_threshold: float | None = None, model=None, spec=None, gradcam_per_kind: int = 4,
-                     context: dict | None = None, read=None) -> dict:
+                     context: dict | None = None, read=None, recipe: dict | None = None,
+                     calibrate: Callable[[Path], dict | None] | None = None) -> dict:
     """Evaluate arrays into folder `out`; `model` + `spec` (a Keras model) add the Grad-CAM gallery,
     its images read through `read` (a runtime.stages.Chain of a run trained behind stages, or None).
+    `recipe` (run_recipe's) adds the report's recipe section; `calibrate` (calibrator's) its calibration section.
 
     Returns {"metrics", "summary", "review", "gallery", "gradcam_note", "out"} for the caller to print from.
     """
@@ -53,7 +96,11 @@ def write_evaluation(out: str | Path, *, y_true, probs, labels: list[str], paths
     metrics = evaluate_arrays(y_true, probs, labels, min_confidence=min_confidence)
     summary = build_summary(metrics, run_id=run_id, number_of_training_images=number_of_training_images)
     thresholds = [row["assumed_threshold"] for row in metrics["per_label"]]
+    metrics["intervals"] = classification_intervals(y_true, probs, labels, thresholds)
     with atomic.directory(out) as folder:
+        calibration = calibration_entry_in(folder, calibrate)
+        if calibration is not None:
+            metrics["calibration"] = calibration
         atomic.write_json(folder / SUMMARY_FILE, summary)
         atomic.write_json(folder / METRICS_FILE, metrics)
         write_predictions_csv(folder / "predictions.csv", paths, y_true, probs, labels)
@@ -75,7 +122,7 @@ def write_evaluation(out: str | Path, *, y_true, probs, labels: list[str], paths
         elif model is None and "gradcam" not in context:
             context["gradcam"] = "No Grad-CAM gallery: it needs the Keras model (evaluate the run directory)."
         write_report(folder, metrics=metrics, summary=summary, plots=plots, review=review, gallery=gallery,
-                     context=context)
+                     context=context, recipe=recipe)
     note = context.get("gradcam") if model is not None and gradcam_per_kind and not gallery else None
     return {"metrics": metrics, "summary": summary, "review": review, "gallery": gallery, "gradcam_note": note,
             "out": out}

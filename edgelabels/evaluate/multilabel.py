@@ -111,7 +111,7 @@ def evaluate_matrices(truth, probs, labels: list[str], *, min_confidence: float 
                       thresholds: list[float | None] | None = None) -> dict:
     """metrics.json for multi-label arrays: at the assumed thresholds (chosen on these images, Rekognition's), at
     `min_confidence` for every label, and at given `thresholds` (an export's thresholds.json) when passed."""
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import average_precision_score, roc_auc_score
 
     truth, probs = check_matrices(truth, probs, labels)
     assumed = assumed_thresholds(truth, probs)
@@ -129,6 +129,8 @@ def evaluate_matrices(truth, probs, labels: list[str], *, min_confidence: float 
             "at_assumed_threshold": {"threshold": assumed[k], **at_assumed["per_label"][k]},
             "at_min_confidence": {"threshold": min_confidence, **at_min["per_label"][k]},
             "roc_auc": float(roc_auc_score(truth[:, k], probs[:, k])) if both else None,
+            "average_precision": float(average_precision_score(truth[:, k], probs[:, k]))
+            if truth[:, k].any() else None,
         })
     metrics = {
         "task": "multilabel", "labels": list(labels), "number_of_images": int(len(truth)),
@@ -137,6 +139,8 @@ def evaluate_matrices(truth, probs, labels: list[str], *, min_confidence: float 
         "at_assumed_thresholds": _aggregate(at_assumed),
         "at_min_confidence": {"threshold": min_confidence, **_aggregate(at_min)},
         "roc_auc_macro": _mean(row["roc_auc"] for row in per_label),
+        # threshold-free: the area under each label's precision-recall steps, over the labels with a positive
+        "average_precision_macro": _mean(row["average_precision"] for row in per_label),
         "coverage": coverage_table(truth, probs, assumed),
         "coverage_rule": "accepted when every label's confidence is at least the margin away from its assumed "
                          "threshold; subset accuracy of the accepted",
@@ -174,11 +178,13 @@ def _number(value) -> float | None:
 def write_multilabel_evaluation(out: str | Path, *, paths: list, truth, probs, labels: list[str], run_id: str,
                                 number_of_training_images: int = 0, min_confidence: float = 0.5,
                                 review_threshold: float | None = None, thresholds: list | None = None,
-                                context: dict | None = None) -> dict:
+                                context: dict | None = None, recipe: dict | None = None, calibrate=None) -> dict:
     """Evaluate multi-label arrays into folder `out`: summary.json, metrics.json, predictions.csv, plots/,
     review/queue.csv (with a review threshold: a margin), report.html, report.md. `thresholds`: an export's
-    thresholds.json, per label, also scored. Returns {"metrics", "summary", "review", "out"}."""
-    from edgelabels.evaluate.evaluation import METRICS_FILE, SUMMARY_FILE, check_output_folder
+    thresholds.json, per label, also scored. `recipe`, `calibrate`: as evaluation.write_evaluation's.
+    Returns {"metrics", "summary", "review", "out"}."""
+    from edgelabels.evaluate.bootstrap import multilabel_intervals
+    from edgelabels.evaluate.evaluation import METRICS_FILE, SUMMARY_FILE, calibration_entry_in, check_output_folder
     from edgelabels.evaluate.multilabel_report import write_report
     from edgelabels.evaluate.plots import precision_recall_plot, roc_plot
     from edgelabels.evaluate.summary import build_summary
@@ -190,18 +196,23 @@ def write_multilabel_evaluation(out: str | Path, *, paths: list, truth, probs, l
     summary = build_summary(metrics, run_id=run_id, number_of_training_images=number_of_training_images)
     truth, probs = check_matrices(truth, probs, labels)
     assumed = [row["at_assumed_threshold"]["threshold"] for row in metrics["per_label"]]
+    metrics["intervals"] = multilabel_intervals(truth, probs, labels, assumed)
     review = None
     with atomic.directory(out) as folder:
+        calibration = calibration_entry_in(folder, calibrate)
+        if calibration is not None:
+            metrics["calibration"] = calibration
         atomic.write_json(folder / SUMMARY_FILE, summary)
         atomic.write_json(folder / METRICS_FILE, metrics)
         atomic.write_text(folder / "predictions.csv", _predictions_csv(paths, truth, probs, labels, assumed))
         if review_threshold is not None:
             review = write_review_queue(folder / "review", paths, truth, probs, labels, assumed, review_threshold)
-        (folder / "plots").mkdir()
+        (folder / "plots").mkdir(exist_ok=True)  # the calibration's plot may be there already
         plots = {"precision_recall": precision_recall_plot(folder / "plots" / "precision_recall.png", truth, probs,
                                                            labels, metrics),
                  "roc": roc_plot(folder / "plots" / "roc.png", truth, probs, labels)}
-        write_report(folder, metrics=metrics, summary=summary, plots=plots, review=review, context=context)
+        write_report(folder, metrics=metrics, summary=summary, plots=plots, review=review, context=context,
+                     recipe=recipe)
     return {"metrics": metrics, "summary": summary, "review": review, "out": out}
 
 
@@ -212,6 +223,7 @@ def write(out: Path, evaluation) -> dict:
     """Score the predictions at the assumed thresholds, and an export's thresholds.json too."""
     from edgelabels.artifacts import ExportDir
     from edgelabels.data.multilabel import multi_hot
+    from edgelabels.evaluate.evaluation import calibrator, run_recipe
 
     found, labels = evaluation.found, evaluation.model.labels
     shipped = None
@@ -224,7 +236,7 @@ def write(out: Path, evaluation) -> dict:
                                        number_of_training_images=evaluation.number_of_training_images,
                                        min_confidence=evaluation.min_confidence,
                                        review_threshold=evaluation.review_threshold, thresholds=shipped,
-                                       context=context)
+                                       context=context, recipe=run_recipe(found), calibrate=calibrator(evaluation))
 
 
 def _predictions_csv(paths, truth, probs, labels, thresholds) -> str:
@@ -260,9 +272,15 @@ def write_review_queue(folder, paths, truth, probs, labels, thresholds, margin: 
 
 def lines(result: dict) -> list[str]:
     """The lines `edgelabels evaluate` prints for a multi-label model."""
+    from edgelabels.evaluate.report import estimate
+
     m = result["metrics"]
     shown = [evaluated_line(result, f"{m['number_of_images']} images, {m['labels_per_image']:.2f} labels per image"),
-             f"at assumed thresholds: {_set_scores(m['at_assumed_thresholds'])}, ROC AUC {show(m['roc_auc_macro'])}"]
+             f"at assumed thresholds: {_set_scores(m['at_assumed_thresholds'])}, ROC AUC {show(m['roc_auc_macro'])}",
+             f"with 95% bootstrap intervals: subset accuracy "
+             f"{estimate(m, 'at_assumed_thresholds.subset_accuracy', '%')}, macro F1 "
+             f"{estimate(m, 'at_assumed_thresholds.macro_f1')}, macro average precision "
+             f"{estimate(m, 'average_precision_macro')}"]
     for row in m["per_label"]:
         a = row["at_assumed_threshold"]
         shown.append(f"  {row['label']}: {row['support']} images, threshold {show(a['threshold'])}, precision "

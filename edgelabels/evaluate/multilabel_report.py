@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgelabels.evaluate.page import format_value
-from edgelabels.evaluate.report import PLOT_TITLES, coverage_rows, evaluation_page, finish, label_table
+from edgelabels.evaluate.report import (PLOT_TITLES, calibration_section, coverage_rows, estimate, evaluation_page,
+                                        finish, interval_note, label_intervals, label_table, recipe_section)
 
 
 def headline(metrics: dict) -> list[tuple[str, str]]:
@@ -18,13 +19,14 @@ def headline(metrics: dict) -> list[tuple[str, str]]:
     return [
         ("Images evaluated", format_value(metrics["number_of_images"], "i")),
         ("Labels per image", f"{metrics['labels_per_image']:.2f}"),
-        ("Rekognition F1 (assumed thresholds)", format_value(at["f1"])),
-        ("Rekognition precision (assumed thresholds)", format_value(at["precision"])),
-        ("Rekognition recall (assumed thresholds)", format_value(at["recall"])),
-        ("Subset accuracy (whole label set right)", format_value(at["subset_accuracy"], "%")),
+        ("Rekognition F1 (assumed thresholds)", estimate(metrics, "at_assumed_thresholds.f1")),
+        ("Rekognition precision (assumed thresholds)", estimate(metrics, "at_assumed_thresholds.precision")),
+        ("Rekognition recall (assumed thresholds)", estimate(metrics, "at_assumed_thresholds.recall")),
+        ("Subset accuracy (whole label set right)", estimate(metrics, "at_assumed_thresholds.subset_accuracy", "%")),
         ("Hamming loss", format_value(at["hamming_loss"])),
         ("Micro F1", format_value(at["micro_f1"])),
-        ("Macro F1", format_value(at["macro_f1"])),
+        ("Macro F1", estimate(metrics, "at_assumed_thresholds.macro_f1")),
+        ("Macro average precision", estimate(metrics, "average_precision_macro")),
         (f"Rekognition F1 at min confidence {at_min['threshold']:g}", format_value(at_min["f1"])),
         ("ROC AUC (macro over labels)", format_value(metrics["roc_auc_macro"])),
     ]
@@ -39,10 +41,11 @@ def _review_text(review: dict | None) -> str:
 
 
 def write_report(folder: str | Path, *, metrics: dict, summary: dict, plots: dict, review: dict | None,
-                 context: dict) -> tuple[Path, Path]:
+                 context: dict, recipe: dict | None = None) -> tuple[Path, Path]:
     """Write report.html and report.md into `folder` (plot paths are inside it)."""
     page = evaluation_page(Path(folder), summary, context, "Multi-label evaluation")
     page.cards(headline(metrics))
+    interval_note(page, metrics)
     page.heading("Per label")
     page.note("Rekognition's view: each label is a yes/no question, answered yes when its confidence reaches its "
               "assumed threshold (the threshold that maximises its F1 on this set), and at the chosen minimum "
@@ -50,6 +53,7 @@ def write_report(folder: str | Path, *, metrics: dict, summary: dict, plots: dic
     page.table(*label_table(metrics, metrics["at_min_confidence"]["threshold"],
                             threshold=lambda row: row["at_assumed_threshold"]["threshold"],
                             extra=(("ROC AUC", "roc_auc"),)))
+    label_intervals(page, metrics)
     given = metrics.get("at_given_thresholds")
     if given:
         page.heading("At the export's thresholds")
@@ -66,4 +70,6 @@ def write_report(folder: str | Path, *, metrics: dict, summary: dict, plots: dic
     page.paragraph(_review_text(review))
     page.heading("Plots")
     page.figures([(path, PLOT_TITLES.get(name, name), "") for name, path in plots.items()], grid="plots")
+    calibration_section(page, metrics.get("calibration"))
+    recipe_section(page, recipe)
     return finish(page, metrics["notes"])

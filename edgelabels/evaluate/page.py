@@ -56,6 +56,17 @@ def format_value(value, kind: str = "f") -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def format_estimate(value, interval: dict | None, kind: str = "f") -> str:
+    """A headline figure with its bootstrap interval: "0.9510 (95% CI 0.902-0.981)", "95.10% (95% CI 93.2-96.8%)".
+    The figure alone where it has no interval (or every resample left it undefined)."""
+    text = format_value(value, kind)
+    if value is None or not interval or interval.get("low") is None:
+        return text
+    low, high = interval["low"], interval["high"]
+    bounds = f"{low:.1%}-{high:.1%}".replace("%-", "-") if kind == "%" else f"{low:.3f}-{high:.3f}"
+    return f"{text} ({interval['level']:.0%} CI {bounds})"
+
+
 def data_uri(data: bytes, mime: str = "image/png") -> str:
     """An image as a data: URI, so that report.html needs no file beside it."""
     return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgelabels import atomic
-from edgelabels.evaluate.page import Page, format_value
+from edgelabels.evaluate.page import Page, format_estimate, format_value
 
 PLOT_TITLES = {
     "confusion_matrix": "Confusion matrix",
@@ -20,18 +20,26 @@ PLOT_TITLES = {
 }
 
 
+def estimate(metrics: dict, key: str, kind: str = "f") -> str:
+    """The figure at dotted path `key` of metrics ("at_assumed_thresholds.f1") with its bootstrap interval."""
+    value = metrics
+    for part in key.split("."):
+        value = value[part]
+    return format_estimate(value, metrics.get("intervals", {}).get(key), kind)
+
+
 def headline(metrics: dict) -> list[tuple[str, str]]:
-    at, at_min = metrics["at_assumed_thresholds"], metrics["at_min_confidence"]
+    at_min = metrics["at_min_confidence"]
     return [
         ("Images evaluated", format_value(metrics["number_of_images"], "i")),
-        ("Accuracy (top label)", format_value(metrics["accuracy"], "%")),
+        ("Accuracy (top label)", estimate(metrics, "accuracy", "%")),
         ("Balanced accuracy", format_value(metrics["balanced_accuracy"], "%")),
-        ("Macro F1 (top label)", format_value(metrics["f1_macro"])),
-        ("Rekognition F1 (assumed thresholds)", format_value(at["f1"])),
-        ("Rekognition precision (assumed thresholds)", format_value(at["precision"])),
-        ("Rekognition recall (assumed thresholds)", format_value(at["recall"])),
+        ("Macro F1 (top label)", estimate(metrics, "f1_macro")),
+        ("Rekognition F1 (assumed thresholds)", estimate(metrics, "at_assumed_thresholds.f1")),
+        ("Rekognition precision (assumed thresholds)", estimate(metrics, "at_assumed_thresholds.precision")),
+        ("Rekognition recall (assumed thresholds)", estimate(metrics, "at_assumed_thresholds.recall")),
         (f"F1 at min confidence {at_min['min_confidence']:g}", format_value(at_min["f1"])),
-        ("ROC AUC (macro, one-vs-rest)", format_value(metrics["roc_auc_macro"])),
+        ("ROC AUC (macro, one-vs-rest)", estimate(metrics, "roc_auc_macro")),
         ("Log loss", format_value(metrics["log_loss"])),
         (f"Calibration error (ECE, {metrics['ece_bins']} bins)", format_value(metrics["expected_calibration_error"])),
     ]
@@ -81,16 +89,18 @@ def _review_text(review: dict | None) -> str:
 
 
 def write_report(folder: str | Path, *, metrics: dict, summary: dict, plots: dict, review: dict | None,
-                 gallery: list[dict], context: dict) -> tuple[Path, Path]:
+                 gallery: list[dict], context: dict, recipe: dict | None = None) -> tuple[Path, Path]:
     """Write report.html and report.md into `folder` (plot and gallery paths are inside it)."""
     folder = Path(folder)
     page = evaluation_page(folder, summary, {k: v for k, v in context.items() if k != "gradcam"}, "Evaluation")
     page.cards(headline(metrics))
+    interval_note(page, metrics)
     page.heading("Per label")
     page.note("Rekognition's view: each label one-vs-rest, counted as predicted when its confidence reaches its "
               "assumed threshold (the threshold that maximises its F1 on this set), and at the chosen minimum "
               "confidence. Sensitivity, specificity and ROC AUC use the top label.")
     page.table(*label_table(metrics))
+    label_intervals(page, metrics)
     page.heading("Confidence threshold vs coverage")
     page.note("Accept the top label only when its confidence reaches the threshold; the rest go to a person.")
     page.table(*coverage_rows(metrics))
@@ -112,7 +122,88 @@ def write_report(folder: str | Path, *, metrics: dict, summary: dict, plots: dic
                        item["kind"]) for item in gallery])
     else:
         page.note(context.get("gradcam", "No Grad-CAM gallery."))
+    calibration_section(page, metrics.get("calibration"))
+    recipe_section(page, recipe)
     return finish(page, metrics["notes"])
+
+
+def interval_note(page: Page, metrics: dict) -> None:
+    """How the intervals beside the headline figures were made (evaluate/bootstrap.py)."""
+    intervals = {k: v for k, v in metrics.get("intervals", {}).items() if k != "per_label"}
+    if not intervals:
+        return
+    first = next(iter(intervals.values()))
+    skipped = {k: v["undefined"] for k, v in intervals.items() if v["undefined"]}
+    page.note(f"CI: {first['level']:.0%} bootstrap interval (percentile; {first['resamples']:,} resamples of the "
+              f"test {first['unit']}s, drawn with replacement from a fixed seed; thresholds kept as chosen): how far "
+              "the figure could move on another test set of this size from the same source."
+              + (" Resamples where a figure is undefined (no image of a label drawn) are skipped: "
+                 + ", ".join(f"{k} {n:,}" for k, n in skipped.items()) + "." if skipped else ""))
+
+
+def label_intervals(page: Page, metrics: dict, columns=(("Precision", "precision"), ("Recall", "recall"),
+                                                       ("F1", "f1"))) -> None:
+    """Per label, each figure at its assumed threshold with its bootstrap interval (metrics["intervals"])."""
+    per_label = metrics.get("intervals", {}).get("per_label")
+    if not per_label:
+        return
+    page.heading("Per label, with 95% intervals")
+    page.note("At each label's assumed threshold, as above; the interval is the bootstrap's over test images.")
+    page.table(["Label", *(title for title, _ in columns)],
+               [[name, *(format_estimate(found[key]["value"], found[key]) for _, key in columns)]
+                for name, found in per_label.items()])
+
+
+def calibration_section(page: Page, calibration: dict | None) -> None:
+    """metrics["calibration"] (evaluate/calibration.py's entry): ECE before and after, the reliability diagram."""
+    if calibration is None:
+        return
+    page.heading("Calibration")
+    fitted_on = calibration.get("fitted_on")
+    if isinstance(fitted_on, dict):  # {"split": "val", "images": 80}
+        fitted_on = ", ".join(f"{key} {value}" for key, value in fitted_on.items())
+    fitted = f", fitted on {fitted_on}" if fitted_on else ""
+    page.paragraph(f"{calibration['method']}{fitted}: expected calibration error "
+                   f"{format_value(calibration['ece_before'])} before, {format_value(calibration['ece_after'])} "
+                   "after, on these images (a confidence of 80% should be right about 80% of the time: 0 is "
+                   "perfect).")
+    validation = calibration.get("validation") or {}
+    if validation.get("ece_before") is not None:
+        page.note(f"On the validation split it was fitted on: {format_value(validation['ece_before'])} before, "
+                  f"{format_value(validation['ece_after'])} after.")
+    if calibration.get("reason"):
+        page.note(f"Why this method: {calibration['reason']}.")
+    if calibration.get("what"):
+        page.note(f"Scored: {calibration['what']}.")
+    if calibration.get("plot"):
+        page.figure(page.folder / calibration["plot"], "Reliability diagram before and after calibration")
+
+
+def recipe_section(page: Page, recipe: dict | None) -> None:
+    """recipe.json of the evaluated run: each `auto` choice with its value and its reason, the budget, and what
+    the recipe measured."""
+    if recipe is None:
+        return
+    page.heading("Recipe")
+    budget = recipe.get("budget_s")
+    page.note(f"Chosen from the data by `edgelabels train` (recipe.json) for the keys set to auto"
+              + (f", within a budget of {_duration(budget)}" if budget else "") + f"; source {recipe.get('source')}.")
+    page.table(["Key", "Value", "Reason"], [[str(c.get("key")), _shown(c.get("value")), str(c.get("reason", ""))]
+                                            for c in recipe["choices"]])
+    measured = recipe.get("measured") or {}
+    if measured:
+        page.table(["Measured", "Value"], [[str(k), _shown(v)] for k, v in measured.items()])
+
+
+def _shown(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "null" if value is None else str(value)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min" if seconds >= 60 else \
+        f"{seconds:g} s"
 
 
 def evaluation_page(folder: Path, summary: dict, context: dict, title: str) -> Page:

@@ -25,7 +25,8 @@ from edgelabels import atomic
 from edgelabels.artifacts import ExportDir, RunDir
 from edgelabels.errors import UserError
 from edgelabels.evaluate.driver import EvaluationHooks, OpenModel
-from edgelabels.evaluate.evaluation import METRICS_FILE
+from edgelabels.evaluate.bootstrap import segmentation_intervals
+from edgelabels.evaluate.evaluation import METRICS_FILE, run_recipe
 from edgelabels.evaluate.segmentation_report import write_report
 
 GALLERY_SIDE = 512  # overlays in the evaluation are downscaled to this longer side: a report, not a viewer
@@ -80,20 +81,25 @@ def write(out: Path, evaluation) -> dict:
     speed = evaluation.speed()  # the predictions are consumed (and timed) only now
     metrics["model"] = evaluation.model.description
     metrics["data"] = f"{evaluation.described} ({len(evaluation.samples)} images)"
+    metrics["intervals"] = segmentation_intervals([row["dice"] for row in metrics["per_image"]],
+                                                  [row["iou"] for row in metrics["per_image"]])
+    recipe = run_recipe(evaluation.found)
     with atomic.directory(out) as folder:
         atomic.write_json(folder / METRICS_FILE, metrics)
         gallery = write_overlays(folder / "overlays", evaluation.model.drawn_with, metrics,
                                  count=evaluation.overlays, threshold=threshold)
         histogram = dice_histogram(folder / "plots" / "dice_histogram.png", metrics)
-        write_report(folder, metrics, speed, gallery, histogram)
+        write_report(folder, metrics, speed, gallery, histogram, recipe=recipe)
     return {"metrics": metrics, "overlays": gallery}
 
 
 def lines(result: dict) -> list[str]:
     """What `edgelabels evaluate` prints for a U-Net."""
+    from edgelabels.evaluate.report import estimate
+
     metrics = result["metrics"]
-    return [f"evaluated {metrics['images']} image/mask pairs: Dice {metrics['dice']:.4f}, IoU {metrics['iou']:.4f} "
-            f"(median Dice {metrics['dice_median']:.4f}, worst {metrics['dice_min']:.4f})",
+    return [f"evaluated {metrics['images']} image/mask pairs: Dice {estimate(metrics, 'dice')}, IoU "
+            f"{estimate(metrics, 'iou')} (median Dice {metrics['dice_median']:.4f}, worst {metrics['dice_min']:.4f})",
             f"wrote {result['out']}/ (metrics.json, overlays/, report)"]
 
 
