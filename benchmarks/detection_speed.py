@@ -8,6 +8,11 @@ shipped INT8 model if export kept one), and end to end with the Detector from a 
 preprocess + model + the DetectCustomLabels answer). JPEGs are the first images of --images (default:
 the bee set's 320x240 validation frames). Prints p50/p95 ms and images/s, and the ratios.
 Goal (issue 14): >= 30 images/s end to end at 320x240, batch 1, on 2 CPU cores.
+
+Tiled (issue 26): end to end on a 1920x1080 frame (synthetic noise, JPEG-encoded once, decoded every time) and
+on one real small-objects frame, untiled (the frame stretched to the model input) and tiled (scaled by
+--tile-scale, cut into overlapping model-input tiles, merged: runtime/tiles.py). A tiled export is timed as it
+is; an untiled one is also timed tiled, its model being what a tiled export of that input size runs per tile.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 BEES = REPO.parent / "shared" / "data" / "bees-yolo" / "images" / "val"
+SMALL_OBJECTS = REPO.parent / "shared" / "data" / "small-objects" / "images" / "val"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from edge_latency import timed  # noqa: E402  (one timing loop for every latency benchmark)
 
@@ -31,6 +37,10 @@ def main() -> int:
     parser.add_argument("--images", type=Path, default=BEES, help="JPEG/PNG frames to time end to end")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads (2 cores here)")
+    parser.add_argument("--tile-scale", type=float, default=None,
+                        help="tiled cases' scale (default: the export's tile_scale, or 1.0 for an untiled export)")
+    parser.add_argument("--frame", type=Path, default=None,
+                        help="the real frame of the tiled cases (default: the first small-objects val image)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -64,6 +74,8 @@ def main() -> int:
         detector.detect(image)
 
     rows["end to end (JPEG -> answer)"] = timed(end_to_end, args.repeats)
+    tiled_rows, described = tiled_cases(detector, args)
+    rows.update(tiled_rows)
     size = read_image(frames[0])[0].size
     print(f"run {run.dir}; model input {x.shape[2]}x{x.shape[1]}; frames {size[0]}x{size[1]} from {args.images}; "
           f"batch 1; {args.repeats} repeats; onnxruntime threads {args.threads}")
@@ -72,7 +84,44 @@ def main() -> int:
     for name, ms in rows.items():
         p50 = float(np.median(ms))
         print(f"{name:30s} {p50:8.2f} {float(np.percentile(ms, 95)):8.2f} {1000 / p50:9.1f} {base / p50:16.1f}x")
+    print("\n".join(described))
     return 0
+
+
+def tiled_cases(detector, args) -> tuple[dict, list[str]]:
+    """End-to-end times (JPEG bytes -> answer) on a synthetic 1920x1080 frame and a real frame, untiled and tiled
+    (the same export's model), and lines describing the frames and tiles."""
+    import dataclasses
+    import io
+
+    from PIL import Image
+
+    from edgelabels.runtime.detector import Detector
+    from edgelabels.runtime.tiles import tile_boxes
+
+    scale = args.tile_scale or detector.spec.tile_scale or 1.0
+    untiled = Detector(detector.dir, precision="fp32", threads=args.threads)
+    untiled.spec = dataclasses.replace(detector.spec, tile_scale=None)
+    tiled = Detector(detector.dir, precision="fp32", threads=args.threads)
+    tiled.spec = dataclasses.replace(detector.spec, tile_scale=scale)
+    noise = np.random.default_rng(0).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, format="JPEG", quality=90)
+    frames = {"1920x1080": buffer.getvalue()}
+    real = args.frame or next((p for p in sorted(SMALL_OBJECTS.glob("*")) if p.suffix.lower() in (".jpg", ".png")),
+                              None)
+    if real is not None and real.is_file():
+        with Image.open(real) as image:
+            frames[f"{image.size[0]}x{image.size[1]} real"] = real.read_bytes()
+    rows, lines = {}, []
+    for name, data in frames.items():
+        rows[f"{name} untiled"] = timed(lambda: untiled.detect(data), args.repeats)
+        rows[f"{name} tiled"] = timed(lambda: tiled.detect(data), max(5, args.repeats // 5))
+        with Image.open(io.BytesIO(data)) as image:
+            count = len(tile_boxes(*image.size, tiled.spec))
+        lines.append(f"{name}: tiled at scale {scale:g}, overlap {tiled.spec.tile_overlap:g}: {count} tiles of "
+                     f"{tiled.spec.width}x{tiled.spec.height}" + (f" ({real})" if "real" in name else ""))
+    return rows, lines
 
 
 if __name__ == "__main__":

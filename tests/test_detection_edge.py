@@ -268,6 +268,7 @@ def test_export_detection_matches_keras_and_the_detector_answers_from_the_folder
     from edgelabels.export.driver import export_run
     from edgelabels.models.detector import inference_model
     from edgelabels.models.factory import load_model
+    from edgelabels.runtime.calibration import read_calibration
 
     run = RunDir(_detection_run(tmp_path))
     if not any(s.boxes for s in run.split.val):
@@ -303,6 +304,9 @@ def test_export_detection_matches_keras_and_the_detector_answers_from_the_folder
     paths = [s.path for s in run.split.train]
     x = np.stack([detector.prepare(path) for path in paths])
     reference, candidate = np.asarray(keras_model.predict_on_batch(x)), detector.run(x)
+    calibration = read_calibration(export.calibration_path)  # the edge answers calibrated scores: undo that map
+    if calibration is not None:
+        candidate = calibration.raw(candidate)
     assert candidate.shape == reference.shape == (len(paths), 20, 6)
     np.testing.assert_allclose(np.sort(candidate[..., 4], axis=1), np.sort(reference[..., 4], axis=1), atol=1e-4)
     assert reference[..., 4].std() > 1e-3  # the scores vary: the comparison means something

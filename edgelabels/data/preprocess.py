@@ -35,6 +35,11 @@ class PreprocessSpec:
     channel_order: str = "RGB"  # "BGR" for caffe-style backbones (VGG16, ResNet50)
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)  # subtracted, in 0-255 units, after reordering
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    # Tiling (runtime/tiles.py): None answers the whole image stretched to height x width; a number s scales the
+    # image by s (1.0: native pixels) and cuts it into height x width tiles, neighbours sharing tile_overlap of
+    # a tile. An old preprocess.json without these keys is untiled.
+    tile_scale: float | None = None
+    tile_overlap: float = 0.25
 
     def __post_init__(self):
         if self.resize not in _RESAMPLING:
@@ -43,6 +48,10 @@ class PreprocessSpec:
             raise UserError(f"preprocess: channels must be 1 or 3, not {self.channels}")
         if self.channel_order not in ("RGB", "BGR"):
             raise UserError(f"preprocess: channel_order must be RGB or BGR, not {self.channel_order!r}")
+        if self.tile_scale is not None and not (isinstance(self.tile_scale, (int, float)) and self.tile_scale > 0):
+            raise UserError(f"preprocess: tile_scale must be a number above 0 or null, not {self.tile_scale!r}")
+        if not 0 <= self.tile_overlap < 1:
+            raise UserError(f"preprocess: tile_overlap must be in [0, 1), not {self.tile_overlap!r}")
 
     @property
     def size(self) -> tuple[int, int]:

@@ -51,8 +51,16 @@ def open_run(run: RunDir, precision: str, batch_size: int, progress: bool) -> Op
     max_detections = int((run.config.get("model") or {}).get("max_detections", 100))
     runner = keras_runner(inference_model(load_model(run.model_path), max_detections))
 
-    def predict(paths, stopwatch=None):
-        return list(predict_files(runner, paths, run.spec, batch_size=batch_size, progress=progress, desc="keras"))
+    if run.spec.tile_scale is not None:  # a tiled run answers whole frames by merged tiles, as its export will
+        from edgelabels.runtime.tiles import predict_tiled_files
+
+        def predict(paths, stopwatch=None):
+            return predict_tiled_files(paths, run.spec, runner, batch_size=batch_size, progress=progress,
+                                       desc="keras tiles")
+    else:
+        def predict(paths, stopwatch=None):
+            return list(predict_files(runner, paths, run.spec, batch_size=batch_size, progress=progress,
+                                      desc="keras"))
 
     return OpenModel(f"Keras run ({run.model_path.name}, decoding {max_detections} boxes in the graph)", run.labels,
                      predict)

@@ -164,6 +164,8 @@ def answer_images(model, paths, *, batch_size: int = 32, min_confidence: float |
 
     if batch_size < 1:
         raise UserError(f"batch size must be at least 1, not {batch_size}")
+    if getattr(model, "tiled", False):  # each image is many tiles: two 32-frame batches of 4000x3000 tiles are GBs
+        batch_size = min(batch_size, 2)
     review_of = getattr(model, "human_review", None)  # a Predictor's; looked up once, not per image
     for batch, prepared in prepared_batches(list(paths), functools.partial(_prepare, model), batch_size,
                                             progress=None if progress else False):

@@ -6,6 +6,9 @@ its own boxes (peak test + top-K inside the graph): its one output "detections" 
 row `[left, top, width, height, score, class_id]` with the box in ratios of the model input, which
 are ratios of the image, since preprocessing stretches the image to the input. Rows past the real
 peaks carry low scores; the thresholds here decide which rows become answers.
+A tiled export (preprocess.json's tile_scale set) answers the whole frame: `prepare` cuts the image into
+overlapping tiles (runtime/tiles.py), `run_many` runs each image's tiles and merges their rows into one (K, 6)
+answer in ratios of the whole image; `detect`, `detections` and runtime/answers.py go through the two.
 numpy, Pillow and onnxruntime only (never TensorFlow or Keras).
 """
 
@@ -21,6 +24,7 @@ from edgelabels.data.images import read_image
 from edgelabels.data.preprocess import normalise, to_pixels
 from edgelabels.errors import UserError
 from edgelabels.runtime.runner import open_export, predict_images, run_prepared
+from edgelabels.runtime.tiles import cut_tiles, padded, predict_tiled_files, run_tiles
 
 ROW = 6  # left, top, width, height, score, class_id
 
@@ -33,6 +37,7 @@ class Detector:
     """
 
     answers_boxes = True  # its CustomLabels carry Geometry.BoundingBox (what `predict --draw` draws)
+    tile_batch = 8  # tiles per model call in a tiled export
 
     def __init__(self, model_dir: str | Path, precision: str = "auto", threads: int | None = None):
         opened = open_export(model_dir, Detector, "detector", precision, threads)
@@ -44,31 +49,46 @@ class Detector:
             raise UserError(f"{self.model_path}: output shape {shape} is not detections (N, K, {ROW}): "
                             "[left, top, width, height, score, class_id] rows")
 
-    def prepare(self, image, name: str | None = None) -> np.ndarray:
-        """A path, bytes or PIL image -> float32 (H, W, C) model input. Raises ImageProblem for bad images.
+    @property
+    def tiled(self) -> bool:
+        return self.spec.tile_scale is not None
+
+    def prepare(self, image, name: str | None = None):
+        """A path, bytes or PIL image -> float32 (H, W, C) model input, or for a tiled export its Tiles (uint8,
+        normalised per model call: a large frame's tiles in float32 would hold four times the memory while
+        they wait). Raises ImageProblem for bad images.
 
         Paths and bytes go through read_image (format checks, EXIF rotation: boxes are in the frame of
         the image as displayed); a PIL image is taken as already decoded.
         """
         if not isinstance(image, Image.Image):
             image, _notes = read_image(image, name=name)
+        if self.tiled:
+            return cut_tiles(image, self.spec)
         return normalise(to_pixels(image, self.spec), self.spec)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Already-prepared float32 (N, H, W, C) -> detections (N, K, 6)."""
         return self.model(batch)
 
-    def run_many(self, prepared: list) -> np.ndarray:
-        """prepare() results -> detections (N, K, 6); the Predictor's interface (a detector always answers)."""
+    def run_many(self, prepared: list):
+        """prepare() results -> detections (N, K, 6); the Predictor's interface (a detector always answers). A
+        tiled export: one merged (K_i, 6) array per image, in ratios of the whole image."""
+        if self.tiled:
+            return [run_tiles(tiles, self.spec, self.run, self.tile_batch) for tiles in prepared]
         return run_prepared(self.run, prepared)
 
     def detections(self, images, batch_size: int = 32, progress: bool = False, timer: dict | None = None) \
             -> np.ndarray:
         """Detections (N, K, 6) for a list of paths, bytes or PIL images (decoded on threads while the model
-        runs the batch before)."""
+        runs the batch before). A tiled export: one image at a time (tile_batch tiles a model call), each image's
+        merged rows padded with all-zero rows (score 0, no box) to the longest."""
         images = list(images)
         if not images:
             return np.zeros((0, 0, ROW), dtype=np.float32)
+        if self.tiled:
+            return padded(predict_tiled_files(images, self.spec, self.run, self.tile_batch, progress=progress,
+                                              desc=f"onnx {self.precision} tiles", timer=timer, cut=self.prepare))
         return predict_images(images, self.prepare, self.run, batch_size=batch_size, progress=progress,
                               desc=f"onnx {self.precision}", timer=timer)
 
@@ -102,7 +122,7 @@ class Detector:
 
     def detect(self, image, min_confidence: float | None = None, max_results: int | None = None) -> dict:
         """DetectCustomLabels for one image (path, bytes or PIL image)."""
-        rows = self.run(self.prepare(image)[None])[0]
+        rows = self.run_many([self.prepare(image)])[0]
         return {"CustomLabels": self.custom_labels(rows, min_confidence, max_results)}
 
     def detect_many(self, images, min_confidence: float | None = None, max_results: int | None = None,

@@ -7,23 +7,36 @@ bbox_params; a box that leaves the image is dropped), then each box becomes a ga
 heatmap channel (CenterNet's radius), its size and sub-cell offset at its centre cell, and a centre mask
 (the losses' last target channel, models/detection_losses.py). An image without boxes is a negative:
 an all-zero heatmap and no centre.
+
+A tiled run (spec.tile_scale set, runtime/tiles.py) trains on tiles of the scaled image, as its export
+answers: each image scaled once (ScaledCache); a training sample is a random tile-sized crop, centred near
+a random box with chance BOX_CROP (else uniform), an epoch holding as many crops as the frames hold tiles' worth
+of pixels; a box keeps its place in a crop when at least MIN_INSIDE of its area lies inside (clipped to it),
+else it is dropped. Validation crops are the inference grid's tiles, the same every epoch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
+import threading
 
 import numpy as np
 
 from edgelabels.data.boxes import clip_ratios, displayed_size, to_ratios
 from edgelabels.data.preprocess import normalise
 from edgelabels.errors import UserError
+from edgelabels.runtime.tiles import crop, scaled_pixels, scaled_size, tile_boxes
 from edgelabels.train.loader import ImageBatches
 
 log = logging.getLogger("edgelabels.train")
 MIN_OVERLAP = 0.7  # CenterNet's: a box shifted by the radius still overlaps the true one at IoU >= 0.7
+BOX_CROP = 0.7  # chance that a training tile is placed around a random box rather than anywhere
+# A box less than half inside a crop is dropped: the tiled Detector drops such partials where a neighbouring
+# tile holds the object whole, so the model learns to answer the objects a tile holds mostly.
+MIN_INSIDE = 0.5
 
 
 def box_augmenter(seed: int | None = None, vertical_flip: float = 0.0):
@@ -131,12 +144,18 @@ class DetectionBatches(ImageBatches):
             self.ratios[i] = np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(ids, np.int64)
         return self.ratios[i]
 
+    def sample(self, row: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sample `row` of the order: (uint8 pixels, (M, 4) ratio boxes, class ids); rng: the batch's own."""
+        return (self.cache[row], *self.boxes_of(row))
+
     def __getitem__(self, index: int):
         rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        # a tiled run's crops: drawn from (seed, epoch, batch) alone, a stream apart from the augmenter's
+        rng = np.random.default_rng([self.seed, self.epoch, index, 1])
         pixels, targets = [], []
         augment = self.augment_for(index)
         for i in rows:
-            image, (boxes, ids) = self.cache[int(i)], self.boxes_of(int(i))
+            image, boxes, ids = self.sample(int(i), rng)
             if augment is not None:
                 image, boxes, ids = augment(image, boxes, ids)
             pixels.append(image)
@@ -144,6 +163,83 @@ class DetectionBatches(ImageBatches):
         x = normalise(np.stack(pixels), self.cache.spec)
         heatmap, size, offset = (np.stack(t) for t in zip(*targets))
         return x, {"heatmap": heatmap, "size": size, "offset": offset}
+
+
+class ScaledCache:
+    """Whole images scaled by spec.tile_scale (uint8, runtime.tiles.scaled_pixels), kept while within max_bytes
+    (a 4000 x 3000 RGB frame at scale 1 holds 36 MB); past it an image is decoded and scaled each time."""
+
+    def __init__(self, paths, spec, max_bytes: float, read):
+        self.paths, self.spec, self.read = list(paths), spec, read
+        self.max_bytes = max_bytes
+        self.rows: dict[int, np.ndarray] = {}
+        self.nbytes = 0
+        self.lock = threading.Lock()
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        pixels = self.rows.get(index)
+        if pixels is None:
+            pixels = scaled_pixels(self.read(self.paths[index]), self.spec)
+            with self.lock:
+                if index not in self.rows and self.nbytes + pixels.nbytes <= self.max_bytes:
+                    self.rows[index] = pixels
+                    self.nbytes += pixels.nbytes
+        return pixels
+
+
+class TiledDetectionBatches(DetectionBatches):
+    """DetectionBatches over tiles of the scaled images: random crops (shuffle=True, training) or the inference
+    grid's tiles (validation). `slots` lists (image, grid tile) per sample; a training crop ignores the tile."""
+
+    def __init__(self, cache, samples, labels: list[str], stride: int, max_bytes: float, batch_size: int = 16,
+                 augmenter=None, shuffle: bool = False, seed: int = 0, workers: int = 2):
+        spec = cache.spec
+        self.scaled = ScaledCache(cache.paths, spec, max_bytes, cache.read)
+        self.slots = []
+        self.planned = 0  # bytes the scaled images take
+        for i, sample in enumerate(samples):
+            width, height = displayed_size(sample.path)
+            sw, sh = scaled_size(width, height, spec)
+            self.planned += sw * sh * spec.channels
+            if shuffle:  # as many crops as the scaled frame holds tiles' worth of pixels
+                count = max(1, round(sw * sh / (spec.width * spec.height)))
+                self.slots += [(i, 0)] * count
+            else:
+                self.slots += [(i, j) for j in range(len(tile_boxes(width, height, spec)))]
+        super().__init__(cache, samples, labels, stride, batch_size=batch_size, augmenter=augmenter, shuffle=shuffle,
+                         seed=seed, workers=workers)
+
+    def _epoch_order(self) -> np.ndarray:
+        n = len(self.slots)
+        return np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.shuffle else np.arange(n)
+
+    def sample(self, slot: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One tile: (uint8 tile pixels, its boxes as (M, 4) ratios of the tile, class ids)."""
+        i, j = self.slots[slot]
+        pixels, (boxes, ids) = self.scaled[i], self.boxes_of(i)
+        spec = self.cache.spec
+        height, width = pixels.shape[:2]
+        px = boxes * np.array([width, height, width, height], np.float32)
+        if not self.shuffle:
+            left, top = tile_boxes(width, height, dataclasses.replace(spec, tile_scale=1.0))[j][:2]
+        else:
+            if len(px) and rng.random() < BOX_CROP:  # the chosen box's centre anywhere in the tile
+                box = px[rng.integers(len(px))]
+                left = box[0] + box[2] / 2 - rng.uniform(0, spec.width)
+                top = box[1] + box[3] / 2 - rng.uniform(0, spec.height)
+            else:
+                left, top = rng.uniform(0, width - spec.width), rng.uniform(0, height - spec.height)
+            # inside the image (or at its origin when the image is smaller than a tile)
+            left = int(round(max(0, min(left, width - spec.width))))
+            top = int(round(max(0, min(top, height - spec.height))))
+        x0 = np.clip(px[:, 0], left, left + spec.width)
+        y0 = np.clip(px[:, 1], top, top + spec.height)
+        x1 = np.clip(px[:, 0] + px[:, 2], left, left + spec.width)
+        y1 = np.clip(px[:, 1] + px[:, 3], top, top + spec.height)
+        inside = (x1 - x0) * (y1 - y0) >= MIN_INSIDE * px[:, 2] * px[:, 3]
+        kept = np.stack([x0 - left, y0 - top, x1 - x0, y1 - y0], axis=1)[inside]
+        kept /= np.array([spec.width, spec.height, spec.width, spec.height], np.float32)
+        return crop(pixels, left, top, spec.width, spec.height), kept.astype(np.float32), ids[inside]
 
 
 def detection_batches(config, split, labels: list[str], caches, augmenter):
@@ -164,6 +260,16 @@ def detection_batches(config, split, labels: list[str], caches, augmenter):
              boxes, negatives, len(split.val), len(split.test))
     stride = config.model.stride
     augmenter = functools.partial(box_augmenter, vertical_flip=config.augment.vertical_flip)
+    if train_cache.spec.tile_scale is not None:
+        budget = config.data.cache_max_gb * 1e9
+        train = TiledDetectionBatches(train_cache, split.train, labels, stride, budget, t.batch_size,
+                                      augmenter=augmenter, shuffle=True, seed=config.seed, workers=t.workers)
+        val = TiledDetectionBatches(val_cache, split.val, labels, stride, budget - min(budget, train.planned),
+                                    t.batch_size, workers=t.workers)
+        log.info("tiles: images scaled by %g into %dx%d tiles; %d training crops an epoch (%d%% around a box), "
+                 "%d validation tiles", train_cache.spec.tile_scale, train_cache.spec.width,
+                 train_cache.spec.height, len(train.slots), round(BOX_CROP * 100), len(val.slots))
+        return train, val
     return (DetectionBatches(train_cache, split.train, labels, stride, t.batch_size, augmenter=augmenter,
                              shuffle=True, seed=config.seed, workers=t.workers),
             DetectionBatches(val_cache, split.val, labels, stride, t.batch_size, workers=t.workers))
