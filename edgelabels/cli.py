@@ -32,7 +32,8 @@ def _nouns() -> str:
 # verb -> (command module, one-line help)
 VERBS = {
     "dataset": ("edgelabels.data.command", "inspect, split, augment, generate or convert a labelled image dataset"),
-    "train": ("edgelabels.train.command", f"train a {_nouns()} from a YAML config"),
+    "train": ("edgelabels.train.command", f"train a {_nouns()} from a YAML config, or from the data alone "
+              "(every choice made from the data and a --budget)"),
     "tune": ("edgelabels.tune.command", "search models and hyperparameters within a wall-clock budget; export the best"),
     "evaluate": ("edgelabels.evaluate.command", "evaluate a run or an exported model: Rekognition summary, metrics, plots, report"),
     "export": ("edgelabels.export.command", "export a run to ONNX (optionally INT8) for the edge runtime"),
@@ -47,6 +48,7 @@ EPILOG = """\
 Typical flow:
   edgelabels dataset inspect data/cassettes          # check a folder-per-label dataset
   edgelabels train configs/cassettes.yaml --out runs/cassettes
+  edgelabels train data/cassettes --budget 30m        # or no config: every choice from the data
   edgelabels evaluate runs/cassettes                  # Rekognition-style summary + report
   edgelabels export runs/cassettes --int8             # ONNX for the edge
   edgelabels predict runs/cassettes/export photo.jpg  # DetectCustomLabels JSON per image

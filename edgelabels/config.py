@@ -187,9 +187,11 @@ AUTO = "auto"
 AUTO_KEYS = ("task", "data.image_size", "data.tile_scale", "data.grayscale", "model.backbone", "model.weights",
              "model.stride", "train.epochs", "train.fine_tune_epochs", "train.batch_size", "train.learning_rate",
              "train.fine_tune_learning_rate", "train.class_weight", "train.oversample", "train.monitor",
-             "train.patience", "train.warmup_epochs", "train.ema", "augment.preset", "augment.vertical_flip")
+             "train.patience", "train.warmup_epochs", "train.ema", "augment.preset", "augment.vertical_flip",
+             "train.lr_schedule")
 
-TEXT_KEYS = ("task", "model.backbone", "model.weights", "train.class_weight", "train.monitor", "augment.preset")
+TEXT_KEYS = ("task", "model.backbone", "model.weights", "train.class_weight", "train.monitor", "augment.preset",
+             "train.lr_schedule")
 
 
 def _kinds(hint) -> str:
