@@ -320,6 +320,7 @@ RANGES = {
 STRIDES = (4, 8)  # model.stride: what models/detector.py builds
 
 
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 _PART = re.compile(r"(\d+(?:\.\d+)?)([hms])")
 _SECONDS = {"h": 3600, "m": 60, "s": 1}
 
@@ -400,7 +401,8 @@ def _build(cls, raw, prefix: str, where: str):
         hint = hints[name]
         if raw[name] == AUTO and f"{prefix}{name}" in AUTO_KEYS:
             values[name] = AUTO
-        elif isinstance(raw[name], str) and f"{prefix}{name}" in AUTO_KEYS and f"{prefix}{name}" not in TEXT_KEYS:
+        elif isinstance(raw[name], str) and f"{prefix}{name}" in AUTO_KEYS and f"{prefix}{name}" not in TEXT_KEYS \
+                and not (float in typing.get_args(hint) and _FLOAT_TEXT.fullmatch(raw[name].strip())):
             raise UserError(f"{where}: {prefix}{name} must be {_kinds(hint)} or auto, not {raw[name]!r}")
         elif dataclasses.is_dataclass(hint):
             values[name] = _build(hint, raw[name], f"{prefix}{name}.", where)
@@ -428,6 +430,8 @@ def _check(value, hint, key: str, where: str):
             return None
         if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if origin is float and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-4 (no dot) as text; every user means the number
         if origin is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if origin in (str, bool, list, dict) and isinstance(value, origin):

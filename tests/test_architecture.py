@@ -42,7 +42,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 # Where TensorFlow (and tf2onnx, which imports it) may be imported: a module, or a package and all under it.
-TENSORFLOW_ALLOWED = ("edgelabels.export", "edgelabels.evaluate.gradients")
+TENSORFLOW_ALLOWED = ("edgelabels.export", "edgelabels.evaluate.gradients", "edgelabels.train.determinism")
 TENSORFLOW_PACKAGES = ("tensorflow", "tf2onnx")
 
 # The run directory's and export folder's file names: spelled only in the layout module.

@@ -166,3 +166,11 @@ def test_a_saved_config_with_crop_at_its_defaults_and_no_detect_still_loads(tmp_
     saved.write_text("data: {source: x}\ndetect: null\ncrop: {label: cassette}\n")
     with pytest.raises(UserError, match="crop: applies with detect:"):
         load_config(saved)
+
+
+def test_a_learning_rate_written_1e_minus_4_is_the_number_not_text():
+    # YAML 1.1 reads 1e-4 (no dot) as a string; a user writing --set train.learning_rate=1e-4 means 0.0001.
+    config = load_config(None, ["data.source=x", "train.learning_rate=1e-4", "train.focal_gamma=2E0"])
+    assert config.train.learning_rate == 0.0001 and config.train.focal_gamma == 2.0
+    with pytest.raises(UserError, match="train.learning_rate must be float"):
+        load_config(None, ["data.source=x", "train.learning_rate=fast"])

@@ -1,31 +1,38 @@
 """Two-stage transfer learning, read top to bottom in `train`:
 
-1. the run directory: started (config saved) or resumed (its own config wins)
+1. the run directory: started (config saved) or resumed (its own config wins); `auto` keys chosen by the recipe
+   (train/recipe.py) and config.yaml rewritten resolved
 2. data: the task's dataset -> grouped, stratified split (data/prepare.py), labels, preprocessing;
    images through the config's stages (a lung U-Net first, ...), each stage's output computed once
 3. model: models.factory.create_model (weights imagenet | none | file | run:DIR), or the checkpoint
 4. stage a: backbone frozen, head trained at train.learning_rate
 5. stage b: top model.fine_tune_layers unfrozen (BatchNorm stays in inference mode) at
    train.fine_tune_learning_rate
+Each stage: a linear warm-up (train.warmup_epochs) into its constant or cosine rate; with train.ema, validation,
+model.keras and the stage's end use the weights' moving average; it ends early after train.patience epochs
+without a better monitor, and training ends when the next epoch would not fit train.budget (the time spent is kept
+in state.json). train.deterministic asks the backend for deterministic ops before Keras loads it.
 Every epoch: history.csv, checkpoint/last.keras + state.json, and model.keras when the monitored
 validation metric improves, all written atomically (train/callbacks.py). --resume continues after the
 last completed epoch in exactly the state an uninterrupted run has there: the checkpoint's stage,
 trainable set and optimizer (its step count, hence the cosine schedule's position, checked against
 state.json); killed before stage b's first epoch finished, the checkpoint is stage a's and stage b starts
 from it as it would have. Each epoch's randomness (order, augmentation, dropout) is drawn from (seed, epoch)
-alone (callbacks.seeded_epochs), so the epochs after a resume are the uninterrupted run's too. What differs
-per task comes from the task table (tasks.py).
+alone (callbacks.seeded_epochs), so the epochs after a resume are the uninterrupted run's too; the warm-up and
+schedule are functions of the step count, patience of history.csv, the budget of state.json's time spent. What
+differs per task comes from the task table (tasks.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import sys
 from pathlib import Path
 
 from edgelabels.artifacts import RunDir
-from edgelabels.config import Config
+from edgelabels.config import Config, is_auto, parse_budget
 from edgelabels.errors import UserError
 from edgelabels.tasks import get_task
 
@@ -47,18 +54,21 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, on_e
     real_dir, run_dir = Path(run_dir), distribute.scratch_run(Path(run_dir), cluster, resume)
     run = RunDir(run_dir)
     config, how = _start_or_resume(run, config, resume)  # before TensorFlow is loaded: a refusal comes at once
-    keras = _import_keras()  # a backend Keras cannot load is refused before the run folder is made
+    # A backend Keras cannot load is refused before the run folder is made.
+    keras = _import_keras(config.train.deterministic)
     _begin(run, config, how)
 
     from edgelabels.data.prepare import prepare_split
     from edgelabels.models.backbones import get_backbone
     from edgelabels.models.classifier import freeze_backbone, unfreeze_top
     from edgelabels.models.factory import create_model, load_model
-    from edgelabels.train.callbacks import attach_log, detach_log, epoch_end, seeded_epochs
+    from edgelabels.train.callbacks import (attach_log, averaged_weights, detach_log, epoch_end, seeded_epochs,
+                                            stop_early)
 
     handler = attach_log(run)
     processes = distribute.Processes()
     try:
+        config = _resolve_auto(config, run)
         processes = distribute.start(config, cluster)  # before any model is built
         if processes.devices > 1:
             log.info("data parallel over %d devices in %d processes (this one %d)", processes.devices,
@@ -67,7 +77,14 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, on_e
         if state.data["done"]:
             log.info("run already finished; nothing to resume")
             return real_dir
+        clock = _clock(state)
         keras.utils.set_random_seed(config.seed)
+        if config.train.deterministic:
+            log.info("train.deterministic: op determinism asked for (TF_DETERMINISTIC_OPS=1, XLA "
+                     "--xla_gpu_deterministic_ops); identical weights from seed %d on this machine", config.seed)
+            from edgelabels.train.determinism import enable_op_determinism
+
+            enable_op_determinism(keras.backend.backend())  # also where TensorFlow already ran ops in this process
         log.info("%s run %s (keras %s, backend %s)", how, run.dir, keras.__version__, keras.backend.backend())
         if how == "restarting":
             log.info("its earlier attempt completed no epoch: that attempt's files were replaced")
@@ -77,6 +94,8 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, on_e
         run.write_labels(labels)
         spec = get_backbone(config.model.backbone).preprocess_spec(*config.image_hw, grayscale=config.data.grayscale,
                                                                    resize=config.data.resize)
+        # detection with data.tile_scale: trained on tiles of the scaled frame, answered by merged tiles (runtime/tiles.py)
+        spec = dataclasses.replace(spec, tile_scale=config.data.tile_scale, tile_overlap=config.data.tile_overlap)
         run.write_preprocess(spec)
         t = config.train
         # A per-step progress bar floods logs and pipes: one line per epoch when nobody is watching.
@@ -88,6 +107,14 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, on_e
         fed_val = distribute.for_devices(val_batches, processes, validation=True)
         steps = len(fed_train)
         extra = [keras.callbacks.TensorBoard(log_dir=str(run.tensorboard_dir))] if t.tensorboard else []
+        budget_s = parse_budget(t.budget) if t.budget else None
+
+        def stage_callbacks(stage: str, first_epoch: int, resumed: bool) -> list:
+            """Order matters: the stop decision before the EMA swap (a stage stopped early ends on the averages),
+            the swap before epoch_end (model.keras and the checkpoint hold the averages)."""
+            return [seeded_epochs(train_batches, config.seed, first_epoch),
+                    stop_early(run, state, stage, t.patience, budget_s, clock),
+                    *([averaged_weights(resumed)] if t.ema else []), epoch_end(run, state, stage, on_epoch), *extra]
 
         if resume and run.last_path.exists():
             model = load_model(run.last_path, compile=True)  # weights, trainable flags and optimizer state
@@ -95,38 +122,43 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, on_e
         else:
             model, at = create_model(config, len(labels)), None  # (stage, epochs done in it) of the checkpoint
 
-        if at is None or (at[0] == "a" and at[1] < t.epochs):
+        over = _stage_over(run, state, "a", at[1], t, budget_s) if at and at[0] == "a" and at[1] < t.epochs else None
+        if at is None or (at[0] == "a" and at[1] < t.epochs and not over):
             head_only = t.stage_a_trains == "head" or (t.stage_a_trains == "auto" and config.model.weights != "none")
             if at is None:
                 if head_only:
                     freeze_backbone(model)
-                _compile(model, config, t.learning_rate, t.epochs * steps)
+                _compile(model, config, t.learning_rate, t.epochs * steps, round(t.warmup_epochs * steps))
             log.info("stage a: %s, %d trainable weights, lr %g",
                      "backbone frozen" if head_only else "whole model trained (weights none: nothing to preserve)",
                      len(model.trainable_weights), t.learning_rate)
             # shuffle=False: the batches shuffle themselves, by epoch (Keras would reorder them from its global RNG,
             # which a resumed process has not advanced as the uninterrupted one had).
             model.fit(fed_train, validation_data=fed_val, epochs=t.epochs, initial_epoch=at[1] if at else 0,
-                      shuffle=False, verbose=verbose,
-                      callbacks=[seeded_epochs(train_batches, config.seed, 0), epoch_end(run, state, "a", on_epoch),
-                                 *extra])
+                      shuffle=False, verbose=verbose, callbacks=stage_callbacks("a", 0, resumed=at is not None))
+        elif over:
+            log.info("stage a over before the resume: %s", over)
 
-        if t.fine_tune_epochs:
+        at_b = at[1] if at and at[0] == "b" else 0
+        over = _stage_over(run, state, "b", at_b, t, budget_s) if at_b < t.fine_tune_epochs else None
+        if over:
+            log.info("stage b %s: %s", "skipped" if (at is None or at[0] == "a") else "over before the resume", over)
+        elif t.fine_tune_epochs:
             if at is None or at[0] == "a":  # stage b begins here, also when the kill came before its first epoch ended
                 unfrozen = unfreeze_top(model, config.model.fine_tune_layers)
-                _compile(model, config, t.fine_tune_learning_rate, t.fine_tune_epochs * steps)
+                _compile(model, config, t.fine_tune_learning_rate, t.fine_tune_epochs * steps,
+                         round(t.warmup_epochs * steps))
                 state.data.update(stage="b", epoch=0)
                 state.save()
                 log.info("stage b: %d backbone layers unfrozen, %d trainable weights, lr %g", unfrozen,
                          len(model.trainable_weights), t.fine_tune_learning_rate)
-            stage_b_start = at[1] if at and at[0] == "b" else 0
-            if stage_b_start < t.fine_tune_epochs:
-                model.fit(fed_train, validation_data=fed_val, epochs=t.fine_tune_epochs, initial_epoch=stage_b_start,
-                          shuffle=False, verbose=verbose,
-                          callbacks=[seeded_epochs(train_batches, config.seed, t.epochs),
-                                     epoch_end(run, state, "b", on_epoch), *extra])
-        state.data["done"] = True
+            if at_b < t.fine_tune_epochs:
+                model.fit(fed_train, validation_data=fed_val, epochs=t.fine_tune_epochs, initial_epoch=at_b,
+                          shuffle=False, verbose=verbose, callbacks=stage_callbacks("b", t.epochs, resumed=at_b > 0))
+        state.data.update(done=True, spent_s=clock())
         state.save()
+        if budget_s is not None:
+            log.info("budget %s: %.0f s of %.0f s spent", t.budget, state.data["spent_s"], budget_s)
         log.info("finished: best %s = %.4f at epoch %s; %s holds that epoch", t.monitor,
                  state.data["best"] if state.data["best"] is not None else float("nan"), state.data["best_epoch"],
                  run.model_path.name)
@@ -185,10 +217,52 @@ def _begin(run: RunDir, config: Config, how: str) -> None:
         raise UserError(f"{run.dir}: cannot write the run folder ({exc.strerror or exc})") from None
 
 
-def _import_keras():
-    """keras, or one line when the backend it is told to load (KERAS_BACKEND or keras.json) cannot be loaded."""
+def _resolve_auto(config: Config, run: RunDir) -> Config:
+    """A config with `auto` keys gets them chosen by the recipe (logged, with reasons, in train.log and
+    recipe.json); config.yaml is rewritten resolved before anything reads it. A resumed run's config is already
+    resolved: config.yaml only holds `auto` when the recipe never finished, so no epoch ran and choosing now is
+    what the first attempt would have done."""
+    if not is_auto(config):
+        return config
+    from edgelabels import atomic
+    from edgelabels.train.recipe import apply_recipe
+
+    config = apply_recipe(config, run)
+    atomic.write_text(run.config_path, config.to_yaml())
+    return config
+
+
+def _clock(state):
+    """Seconds of training spent, this process's and (from state.json) the earlier attempts' of a resumed run."""
+    import time
+
+    started = time.monotonic() - state.data.get("spent_s", 0.0)
+    return lambda: time.monotonic() - started
+
+
+def _stage_over(run: RunDir, state, stage: str, done: int, t, budget_s: float | None) -> str | None:
+    """Why `stage` should run no (more) epochs, `done` epochs in: the reason recorded when it stopped early, its
+    history's patience (recorded or not: a kill may come between the checkpoint and state.json), or the budget."""
+    from edgelabels.train.callbacks import budget_spent, patience_spent, stage_values
+
+    recorded = state.data.get("stopped", {}).get(stage)
+    values = stage_values(run, stage, t.monitor, before=done + 1)
+    return recorded or patience_spent(values, t.monitor, t.patience) or budget_spent(state, budget_s)
+
+
+def _import_keras(deterministic: bool = False):
+    """keras, or one line when the backend it is told to load (KERAS_BACKEND or keras.json) cannot be loaded.
+
+    deterministic: op determinism is asked for first, through the environment: TensorFlow reads TF_DETERMINISTIC_OPS
+    when an op first asks whether it must be deterministic, XLA (JAX) reads XLA_FLAGS when its backend starts, both
+    after this (TensorFlow itself is imported only in export/: tests/test_architecture.py)."""
     import os
 
+    if deterministic:
+        os.environ["TF_DETERMINISTIC_OPS"] = "1"
+        flag = "--xla_gpu_deterministic_ops=true"
+        if flag not in os.environ.get("XLA_FLAGS", ""):
+            os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
     try:
         import keras
     except (ImportError, ValueError) as exc:
@@ -293,14 +367,26 @@ def _batches(config: Config, split, labels: list[str], spec, chain):
     return get_task(config.task).piece("batches")(config, split, labels, (train_cache, val_cache), augmenter)
 
 
-def _compile(model, config: Config, learning_rate: float, steps: int = 0) -> None:
-    """steps: optimizer steps in this stage, for the cosine schedule."""
+def _compile(model, config: Config, learning_rate: float, steps: int = 0, warmup_steps: int = 0) -> None:
+    """steps: optimizer steps in this stage, for the cosine schedule; warmup_steps of them first raise the rate
+    linearly from 0 (train.warmup_epochs). Both are functions of the optimizer's step count, which the checkpoint
+    keeps: a resumed stage is at the same point of its schedule."""
     import keras
 
-    if config.train.lr_schedule == "cosine" and steps:
+    t = config.train
+    warmup_steps = min(warmup_steps, steps)
+    if warmup_steps:
+        # CosineDecay warms up to warmup_target, then decays over decay_steps to alpha * warmup_target: alpha 1
+        # keeps the constant schedule constant.
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=max(1, steps - warmup_steps), warmup_target=learning_rate, warmup_steps=warmup_steps,
+            alpha=0.0 if t.lr_schedule == "cosine" else 1.0)
+    elif t.lr_schedule == "cosine" and steps:
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps)
     objectives = get_task(config.task).piece("objectives")(config.train)
     if config.train.distribute != "none":
         # Padded rows weigh 0 (train/distribute.py): only weighted metrics see the weights.
         objectives["weighted_metrics"] = [*objectives.get("weighted_metrics", []), *objectives.pop("metrics", [])]
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), **objectives)
+    # EMA: the optimizer keeps the weights' moving average (callbacks.averaged_weights swaps it in per epoch).
+    ema = {"use_ema": True, "ema_momentum": t.ema} if t.ema else {}
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, **ema), **objectives)
