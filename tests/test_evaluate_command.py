@@ -42,7 +42,9 @@ def test_keras_run_gets_a_grad_cam_gallery_in_the_report(evaluated):
     panels = sorted(p.name for p in (evaluated / "gradcam").iterdir())
     assert panels and all(name.endswith(".png") for name in panels)
     html = (evaluated / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5 + len(panels)
+    # 5 plots, the panels, and the run's calibration (fitted on its validation split) drawn as a reliability diagram
+    assert (evaluated / "plots" / "reliability.png").is_file()
+    assert html.count("data:image/png;base64,") == 5 + len(panels) + 1
 
 
 def test_data_folder_is_evaluated_with_labels_matched_by_name(run_dir, tmp_path, capsys):

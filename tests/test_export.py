@@ -50,7 +50,8 @@ def test_export_writes_the_contract_files_and_onnx_matches_keras(run, capsys):
     assert not killed.exists()
     out = run / "export"
     assert sorted(p.name for p in out.iterdir()) == [
-        "export_report.json", "labels.json", "layout.json", "model.onnx", "preprocess.json", "thresholds.json"]
+        "calibration.json", "export_report.json", "labels.json", "layout.json", "model.onnx", "preprocess.json",
+        "thresholds.json"]
     assert (out / "labels.json").read_bytes() == (run / "labels.json").read_bytes()
     assert (out / "preprocess.json").read_bytes() == (run / "preprocess.json").read_bytes()
     thresholds = json.loads((out / "thresholds.json").read_text())

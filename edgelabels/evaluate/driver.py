@@ -6,7 +6,8 @@ Like Ultralytics' BaseValidator.__call__, with one record per task (tasks.py nam
   2. open the model: a run directory (Keras) or an export folder (ONNX through the edge runtime, so what is
      measured is what ships)
   3. the samples: the run's test split (an export's run is the folder it sits in), or --data read by the task
-  4. predict, timed
+  4. predict, timed; a run's predictions calibrated with RUN/calibration.json (fitted on the validation split the
+     first time: evaluate/calibration.py), as its export will answer them
   5. score and write the folder (the task's hook: written next to its final place and renamed in whole)
 Nothing prints: `evaluation_lines(result)` gives what `edgelabels evaluate` shows.
 """
@@ -16,13 +17,15 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from edgelabels import atomic
 from edgelabels.artifacts import ExportDir, RunDir, open_model_dir
 from edgelabels.errors import UserError
+from edgelabels.evaluate.calibration import check_for, run_calibration
 from edgelabels.evaluate.evaluation import check_output_folder
+from edgelabels.runtime.calibration import from_json, read_calibration
 from edgelabels.tasks import get_task
 
 
@@ -88,6 +91,9 @@ class Evaluation:
     review_choice: dict | None  # how --review-accuracy chose review_threshold, or None
     gradcam_per_kind: int
     overlays: int | None
+    # evaluate.calibration.CalibrationCheck: the calibration `predictions` carry and the scores before it (what
+    # calibration_entry reports); None for an export without calibration.json, or a task that is not calibrated
+    calibration: object = None
 
     @property
     def paths(self) -> list:
@@ -122,8 +128,10 @@ def evaluate_model(model_dir, *, data=None, min_confidence: float = 0.5, review_
 
     if isinstance(found, RunDir):
         run, model = found, hooks.open_run(found, precision, batch_size, progress)
-    else:
+        calibration, model = _calibrated(found, model)
+    else:  # the edge runtime answers calibrated confidences already when the export carries calibration.json
         run, model = found.run, hooks.open_export(found, precision, batch_size, progress)
+        calibration = read_calibration(found.calibration_path)
     split = run.split if run is not None and run.has_split() else None
     choice = None
     if review_accuracy is not None:
@@ -139,9 +147,24 @@ def evaluate_model(model_dir, *, data=None, min_confidence: float = 0.5, review_
     evaluation = Evaluation(found=found, model=model, samples=samples, described=described, predictions=predictions,
                             stopwatch=stopwatch, number_of_training_images=trained_on, min_confidence=min_confidence,
                             review_threshold=review_threshold, review_choice=choice, gradcam_per_kind=gradcam_per_kind,
-                            overlays=hooks.overlays if overlays is None else overlays)
+                            overlays=hooks.overlays if overlays is None else overlays,
+                            calibration=check_for(calibration, predictions, found.task))
     result = hooks.write(out, evaluation)
     return {"task": found.task, **result, "out": out, "speed": evaluation.speed()}
+
+
+def _calibrated(run: RunDir, model: OpenModel):
+    """(the run's calibration, the model answering calibrated confidences): fitted on the validation split when
+    the run has none yet, so the test split, --review-accuracy's choice and every threshold read calibrated
+    confidences as the export will answer them."""
+    described = run_calibration(run, model)
+    if described is None:
+        return None, model
+    calibration = from_json(described, run.calibration_path)
+    if not calibration.changes_scores:
+        return calibration, model
+    raw = model.predict
+    return calibration, replace(model, predict=lambda paths, stopwatch=None: calibration.apply(raw(paths, stopwatch)))
 
 
 def evaluation_lines(result: dict) -> list[str]:

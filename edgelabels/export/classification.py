@@ -10,8 +10,9 @@ import numpy as np
 
 from edgelabels.artifacts import RunDir
 from edgelabels.errors import UserError
-from edgelabels.export.driver import (ExportHooks, Int8Check, closing_lines, evaluated_or_validation_thresholds,
-                                      latency_line, predict_samples, vacuous, wrote_line)
+from edgelabels.export.driver import (ExportHooks, Int8Check, closing_lines, evaluated_on_export_scale,
+                                      evaluated_or_validation_thresholds, latency_line, predict_samples, vacuous,
+                                      wrote_line)
 from edgelabels.export.onnx_export import PARITY_TOLERANCE, parity
 
 
@@ -52,6 +53,10 @@ def review(run: RunDir, notes: list[str]) -> dict | None:
 
     path = run.evaluation_dir / "review" / SUMMARY
     if not path.is_file():
+        return None
+    if not evaluated_on_export_scale(run):
+        notes.append(f"{path}: its review threshold is on another confidence scale than the export's calibration "
+                     "(evaluated before it was fitted); the export carries none: evaluate the run again")
         return None
     try:
         threshold = json.loads(path.read_text(encoding="utf-8")).get("threshold")

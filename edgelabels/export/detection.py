@@ -85,6 +85,10 @@ def answer(run: RunDir, onnx, chain) -> tuple[list, list, list]:
     """(detections per validation image, their ground truth, their sizes in pixels)."""
     val = run.split.val
     truth, sizes = ground_truth(run, val)
+    if run.spec.tile_scale is not None and val:  # whole frames by merged tiles, as the edge Detector answers them
+        from edgelabels.runtime.tiles import predict_tiled_files
+
+        return predict_tiled_files([s.path for s in val], run.spec, onnx), truth, sizes
     return list(predict_samples(onnx, val, run.spec, chain)), truth, sizes
 
 

@@ -100,7 +100,8 @@ def export_lines(report: dict, folder: str | Path) -> list[str]:
 
 def export_into(run: RunDir, out: ExportDir, *, int8: bool = False, calibration: int = 100,
                 parity_images: int = 32, threads: int | None = None) -> dict:
-    """Export `run` into the (new, empty) folder `out`; returns the report written there."""
+    """Export `run` into the (new, empty) folder `out`; returns the report written there. calibration: how many
+    training images INT8 is calibrated on (the scores' calibration is the run's calibration.json)."""
     from edgelabels.models.factory import keras_runner
     from edgelabels.runtime.stages import run_chain
 
@@ -123,9 +124,15 @@ def export_into(run: RunDir, out: ExportDir, *, int8: bool = False, calibration:
         raise UserError(f"{run.model_path}: ONNX differs from Keras by {report['parity']['max_abs_diff']:.2e} on "
                         f"{len(x)} images (tolerance {PARITY_TOLERANCE}); nothing exported")
 
-    answers = thresholds = None
+    answers = thresholds = score_map = answer = None
     if hooks.answer is not None:
-        answers = hooks.answer(run, fp32, chain)
+        raw_answers = hooks.answer(run, fp32, chain)
+        score_map = export_calibration(run, raw_answers, report)
+
+        def answer(onnx):  # the task's validation answers, confidences on the scale the export answers them
+            return _calibrated_answers(score_map, hooks.answer(run, onnx, chain))
+
+        answers = _calibrated_answers(score_map, raw_answers)
         thresholds, source = hooks.thresholds(run, answers, notes)
         report["thresholds"] = {"source": source, "values": thresholds}
         report["validation"] = hooks.score(run, answers, thresholds)
@@ -141,7 +148,7 @@ def export_into(run: RunDir, out: ExportDir, *, int8: bool = False, calibration:
     if int8 and hooks.int8 is None:
         notes.append(f"--int8 is not attempted for a {task.noun}: fp32 only")
     elif int8:
-        report["int8"] = _int8(hooks, out, fp32, run, chain, x, answers, thresholds, calibration, threads)
+        report["int8"] = _int8(hooks, out, fp32, run, chain, x, answer, answers, thresholds, calibration, threads)
     report["notes"] = notes
     out.write_layout(run.task)
     out.write_labels(run.labels)
@@ -152,8 +159,32 @@ def export_into(run: RunDir, out: ExportDir, *, int8: bool = False, calibration:
         out.write_review(review)
     if chain:  # the folder is now a whole model export: put its stages in front, check the whole chain
         report["chain"] = _export_stages(out, run, chain, model, checked, parity_images, threads)
+    if score_map is not None:  # after the chain's parity check, which compares the model's own outputs
+        atomic.write_json(out.calibration_path, score_map.described)
     out.write_report(report)
     return report
+
+
+def export_calibration(run: RunDir, raw_answers, report: dict):
+    """The run's calibration (runtime.calibration.Calibration), fitted on these validation answers (the ONNX
+    model's, the validation split in order; answers[0] the confidences) when the run has none yet; None for a task
+    not calibrated. report["calibration"] records it."""
+    from edgelabels.evaluate.calibration import calibration_of
+    from edgelabels.runtime.calibration import from_json
+
+    described = calibration_of(run, lambda paths: raw_answers[0])
+    if described is None:
+        return None
+    report["calibration"] = {key: described.get(key) for key in ("method", "ece_before", "ece_after", "fitted_on",
+                                                                 "reason")}
+    return from_json(described, run.calibration_path)
+
+
+def _calibrated_answers(calibration, answers):
+    """A task's validation answers (confidences first) with the confidences calibrated."""
+    if calibration is None:
+        return answers
+    return (calibration.apply(answers[0]), *answers[1:])
 
 
 def _keras_model(run: RunDir):
@@ -228,7 +259,10 @@ def evaluated_or_validation_thresholds(run: RunDir, probabilities: np.ndarray, t
     summary_path = run.evaluation_dir / SUMMARY_FILE
     found: dict[str, float | None] = {}
     source = f"validation split ({how})"
-    if summary_path.is_file():
+    if summary_path.is_file() and not evaluated_on_export_scale(run):
+        notes.append(f"{summary_path}: its thresholds are on another confidence scale than the export's calibration "
+                     "(evaluated before it was fitted); chosen on the validation split instead")
+    elif summary_path.is_file():
         found = read_summary(summary_path).thresholds
         source = f"{summary_path} (LabelEvaluationResults[].Metrics.Threshold)"
     missing = [name for name in run.labels if found.get(name) is None]
@@ -238,6 +272,30 @@ def evaluated_or_validation_thresholds(run: RunDir, probabilities: np.ndarray, t
             notes.append(f"thresholds for {missing} computed on the validation split (none in the evaluation)")
         found.update({name: computed[name] for name in missing})
     return or_half(run.labels, found, notes, "no image"), source
+
+
+def evaluated_on_export_scale(run: RunDir) -> bool:
+    """Whether RUN/evaluation/ read confidences as the export answers them: evaluated with the run's calibration
+    as it is now (metrics.json's "calibration" entry says which; without one, the evaluation is newer than
+    calibration.json, which `evaluate` reads and never rewrites), or neither calibrated (a run evaluated before
+    calibration existed whose calibration leaves scores alone)."""
+    import json
+
+    from edgelabels.evaluate.evaluation import METRICS_FILE
+    from edgelabels.runtime.calibration import read_calibration
+
+    metrics_path = run.evaluation_dir / METRICS_FILE
+    current = read_calibration(run.calibration_path)
+    try:
+        entry = json.loads(metrics_path.read_text(encoding="utf-8")).get("calibration")
+    except (OSError, ValueError, AttributeError):
+        entry = None
+    if current is None or not current.changes_scores:
+        return not entry or entry.get("method") == "none"
+    if entry:
+        return entry.get("method") == current.method \
+            and entry.get("parameters") == (current.described or {}).get("parameters")
+    return metrics_path.is_file() and metrics_path.stat().st_mtime_ns >= run.calibration_path.stat().st_mtime_ns
 
 
 def or_half(labels: list[str], found: dict, notes: list[str], lacking: str) -> dict[str, float]:
@@ -252,7 +310,7 @@ def or_half(labels: list[str], found: dict, notes: list[str], lacking: str) -> d
     return thresholds
 
 
-def _int8(hooks: ExportHooks, out: ExportDir, fp32, run: RunDir, chain, x, fp32_answers, thresholds,
+def _int8(hooks: ExportHooks, out: ExportDir, fp32, run: RunDir, chain, x, answer, fp32_answers, thresholds,
           calibration: int, threads) -> dict:
     """model.int8.onnx, calibrated on training images, kept only if the task's check passes (else deleted)."""
     check = hooks.int8
@@ -267,7 +325,7 @@ def _int8(hooks: ExportHooks, out: ExportDir, fp32, run: RunDir, chain, x, fp32_
                symbolic_shapes=check.symbolic_shapes)
     int8 = OnnxModel(out.int8_path, threads)
     latency = q.batch1_latencies({"fp32": fp32, "int8": int8}, x)
-    fp32_value, int8_value, extras = check.compare(run, fp32_answers, hooks.answer(run, int8, chain), thresholds)
+    fp32_value, int8_value, extras = check.compare(run, fp32_answers, answer(int8), thresholds)
     shipped, reason = check.verdict(latency["fp32"], latency["int8"], fp32_value, int8_value)
     result = {"shipped": shipped, "attempted": True, "reason": reason, "scheme": scheme.to_json(),
               "calibration_images": len(samples), "batch1_ms": latency, "speedup": latency["fp32"] / latency["int8"],
@@ -337,8 +395,11 @@ def latency_line(report: dict) -> str:
 
 
 def closing_lines(report: dict, out: Path) -> list[str]:
-    """The chain (if any), the INT8 verdict (if asked for) and the notes."""
+    """The calibration (if any), the chain (if any), the INT8 verdict (if asked for) and the notes."""
     lines = []
+    if "calibration" in report:
+        c = report["calibration"]
+        lines.append(f"calibration ({c['method']}, in {ExportDir.CALIBRATION}): {c['reason']}")
     if "chain" in report:
         chain = report["chain"]["chain_parity"]
         stages = ", ".join(f"{s['kind']} with {s['run']}" for s in report["chain"]["stages"])

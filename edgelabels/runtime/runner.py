@@ -157,14 +157,14 @@ class OpenedExport(NamedTuple):
     thresholds: dict[str, float]
     precision: str  # "auto" resolved
     model_path: Path
-    model: OnnxModel
+    model: OnnxModel  # or runtime.calibration.CalibratedModel wrapping it: outputs on the calibrated scale
 
 
 def open_export(model_dir, edge: type, noun: str, precision: str, threads: int | None) -> OpenedExport:
     """An export whose task's edge class (the task table's `edge`) is `edge` (`noun`: what its model is called),
-    its ONNX model loaded, "auto" precision resolved to INT8 when model.int8.onnx exists; a one-line UserError for
-    another task's export, an unknown precision or a missing model. Shared by the edge classes (Predictor,
-    Detector)."""
+    its ONNX model loaded, "auto" precision resolved to INT8 when model.int8.onnx exists, its outputs calibrated when
+    the export carries calibration.json; a one-line UserError for another task's export, an unknown precision or a
+    missing model. Shared by the edge classes (Predictor, Detector)."""
     from edgelabels.artifacts import ExportDir
     from edgelabels.tasks import get_task
 
@@ -182,4 +182,15 @@ def open_export(model_dir, edge: type, noun: str, precision: str, threads: int |
         raise UserError(f"{path}: missing ({precision} model not exported"
                         + (": export with --int8, or use precision fp32)" if precision == "int8" else ")"))
     return OpenedExport(export, list(export.labels), export.read_thresholds(), precision, path,
-                        OnnxModel(path, threads))
+                        calibrated(OnnxModel(path, threads), export.calibration_path))
+
+
+def calibrated(model: OnnxModel, calibration_path: Path):
+    """The model answering calibrated confidences when the export carries a calibration.json that changes them
+    (runtime/calibration.py); else the model itself (every export written before calibration existed)."""
+    from edgelabels.runtime.calibration import CalibratedModel, read_calibration
+
+    calibration = read_calibration(calibration_path)
+    if calibration is None or not calibration.changes_scores:
+        return model
+    return CalibratedModel(model, calibration)
