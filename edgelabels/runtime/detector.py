@@ -44,6 +44,10 @@ class Detector:
         export, self.labels, self.thresholds = opened.export, opened.labels, opened.thresholds
         self.dir, self.spec = export.dir, export.spec
         self.precision, self.model_path, self.model = opened.precision, opened.model_path, opened.model
+        # A tiled export runs its tiles raw and calibrates the merged rows once, as the run's evaluation does (the
+        # merge drops rows by raw score).
+        self.calibration = getattr(self.model, "calibration", None)
+        self._tile_model = getattr(self.model, "uncalibrated", self.model)
         shape = self.model.output_shape
         if len(shape) != 3 or (isinstance(shape[-1], int) and shape[-1] != ROW):
             raise UserError(f"{self.model_path}: output shape {shape} is not detections (N, K, {ROW}): "
@@ -75,7 +79,8 @@ class Detector:
         """prepare() results -> detections (N, K, 6); the Predictor's interface (a detector always answers). A
         tiled export: one merged (K_i, 6) array per image, in ratios of the whole image."""
         if self.tiled:
-            return [run_tiles(tiles, self.spec, self.run, self.tile_batch) for tiles in prepared]
+            return self._calibrated([run_tiles(tiles, self.spec, self._tile_model, self.tile_batch)
+                                     for tiles in prepared])
         return run_prepared(self.run, prepared)
 
     def detections(self, images, batch_size: int = 32, progress: bool = False, timer: dict | None = None) \
@@ -87,10 +92,14 @@ class Detector:
         if not images:
             return np.zeros((0, 0, ROW), dtype=np.float32)
         if self.tiled:
-            return padded(predict_tiled_files(images, self.spec, self.run, self.tile_batch, progress=progress,
-                                              desc=f"onnx {self.precision} tiles", timer=timer, cut=self.prepare))
+            found = predict_tiled_files(images, self.spec, self._tile_model, self.tile_batch, progress=progress,
+                                        desc=f"onnx {self.precision} tiles", timer=timer, cut=self.prepare)
+            return padded(self._calibrated(found))
         return predict_images(images, self.prepare, self.run, batch_size=batch_size, progress=progress,
                               desc=f"onnx {self.precision}", timer=timer)
+
+    def _calibrated(self, rows: list) -> list:
+        return rows if self.calibration is None else self.calibration.apply(rows)
 
     def custom_labels(self, rows: np.ndarray, min_confidence: float | None = None,
                       max_results: int | None = None) -> list[dict]:
