@@ -21,7 +21,7 @@ examples:
   edgelabels train configs/covid.yaml --set model.weights=run:runs/pneumonia   # in-domain transfer
   edgelabels train configs/pneumonia.yaml --out runs/pneumonia --resume        # after an interruption
   KERAS_BACKEND=jax edgelabels train configs/pneumonia.yaml --set train.distribute=data_parallel   # all GPUs
-  KERAS_BACKEND=jax edgelabels train CONFIG --set train.distribute=data_parallel \
+  KERAS_BACKEND=jax edgelabels train CONFIG --set train.distribute=data_parallel \\
       --coordinator 10.0.0.1:1234 --num-processes 2 --process-id 0      # on host 0 (host 1: --process-id 1)
 
 SOURCE (no config): the task from the source (a folder per label, a Ground Truth manifest, a YOLO folder, a COCO
