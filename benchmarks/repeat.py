@@ -153,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a config key in every run (repeatable)")
     parser.add_argument("--out", type=Path, default=None, help="folder of the runs (default runs/repeat-<name>)")
     args = parser.parse_args(argv)
+    from edgelabels.cli import quiet_tensorflow_start_up
+
+    quiet_tensorflow_start_up()  # as the CLI: no C++ start-up logging between the figures
     out = args.out or Path("runs") / f"repeat-{Path(args.target).stem}"
     table = repeat(args.target, args.seed_list or list(range(args.seeds)), out, args.budget, args.overrides)
     print(markdown(table))
