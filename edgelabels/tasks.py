@@ -18,6 +18,8 @@ and calls its hooks (Ultralytics' BaseValidator: one driver, the hooks a task ov
   exporting      export/driver.py     ExportHooks (thresholds, parity measure, validation score, INT8 measure, lines)
   benchmarking   benchmark/driver.py  BenchmarkHooks (score both sides); None: no Rekognition counterpart
   inspection     data/inspection.py   InspectionHooks (how `dataset inspect`/`split` read and show a source)
+  recipe         train/recipe.py      RecipeHooks (what `auto` becomes for the task: input, schedule, imbalance)
+  calibrating    evaluate/calibration.py  CalibrationHooks (the scores calibrated on validation); None: none
   edge                                the edge runtime class for its exports
 Tune defaults (tune/space.py reads them): tune_backbones, the from-scratch backbones searched when
 model.weights is none; tune_keys, the tune keys that apply to the task at all.
@@ -49,6 +51,8 @@ class Task:
     exporting: str = ""
     benchmarking: str | None = None
     inspection: str = ""
+    recipe: str = ""
+    calibrating: str | None = None
     tune_backbones: tuple[str, ...] = ()
     tune_keys: tuple[str, ...] = ()
     reads_manifests: bool = True  # data.manifest and data.test_source apply
@@ -76,6 +80,8 @@ TASKS: dict[str, Task] = {
         exporting="edgelabels.export.classification:HOOKS",
         benchmarking="edgelabels.benchmark.classification:HOOKS",
         inspection="edgelabels.data.inspection:CLASSIFICATION",
+        recipe="edgelabels.train.recipe:CLASSIFICATION",
+        calibrating="edgelabels.evaluate.calibration:CLASSIFICATION",
         tune_backbones=("tinycnn", "smallcnn", "deepcnn"),
         tune_keys=("backbone", "image_size", "learning_rate", "fine_tune_learning_rate", "batch_size", "dropout",
                    "fine_tune_layers", "augment", "transforms", "imbalance"),
@@ -94,6 +100,8 @@ TASKS: dict[str, Task] = {
         exporting="edgelabels.export.multilabel:HOOKS",
         benchmarking="edgelabels.benchmark.multilabel:HOOKS",
         inspection="edgelabels.data.inspection:MULTILABEL",
+        recipe="edgelabels.train.recipe:MULTILABEL",
+        calibrating="edgelabels.evaluate.calibration:MULTILABEL",
         tune_backbones=("tinycnn", "smallcnn", "deepcnn"),
         tune_keys=("backbone", "image_size", "learning_rate", "fine_tune_learning_rate", "batch_size", "dropout",
                    "fine_tune_layers", "augment", "transforms"),
@@ -111,6 +119,8 @@ TASKS: dict[str, Task] = {
         exporting="edgelabels.export.segmentation:HOOKS",
         benchmarking=None,  # Rekognition Custom Labels has no segmentation
         inspection="edgelabels.data.inspection:SEGMENTATION",
+        recipe="edgelabels.train.recipe:SEGMENTATION",
+        calibrating=None,  # a probability per pixel; Dice is what is read
         tune_backbones=("smallcnn", "deepcnn"),
         tune_keys=("backbone", "image_size", "learning_rate", "fine_tune_learning_rate", "batch_size",
                    "fine_tune_layers", "augment", "transforms"),
@@ -128,6 +138,8 @@ TASKS: dict[str, Task] = {
         exporting="edgelabels.export.detection:HOOKS",
         benchmarking="edgelabels.benchmark.detection:HOOKS",
         inspection="edgelabels.data.inspection:DETECTION",
+        recipe="edgelabels.train.recipe:DETECTION",
+        calibrating="edgelabels.evaluate.calibration:DETECTION",
         tune_backbones=("tinycnn", "smallcnn"),
         # Detection augments image and boxes with its own transforms, so augment.preset stays none there.
         tune_keys=("backbone", "image_size", "learning_rate", "fine_tune_learning_rate", "batch_size",

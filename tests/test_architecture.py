@@ -12,6 +12,7 @@ import ast
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -203,3 +204,22 @@ def test_layout_file_names_are_spelled_only_in_the_layout_module():
                       if isinstance(node, ast.Constant) and isinstance(node.value, str)
                       and id(node) not in docstrings and spells_a_layout_name(node.value)]
     assert offenders == [], f"layout names outside {LAYOUT_MODULE}:\n" + "\n".join(offenders)
+
+
+# A task-dispatch branch: a test of a task's name (`task == "detection"`, `.task != ...`, `task in (...)`) or a
+# comparison with a task's name literal. Outside tasks.py only refusal guards may remain (issue 24: at most 8).
+DISPATCH = re.compile(r"""\btask\s*(==|!=)(?!\s*AUTO\b)|\btask\s+in\s*[\(\[\{]|(==|!=)\s*["'](classification|multilabel|segmentation|detection)["']""")
+MAX_DISPATCH = 8
+
+
+def test_tasks_differ_through_the_task_table_not_through_branches_on_their_names():
+    found = []
+    root = Path(__file__).resolve().parent.parent / PACKAGE
+    for path in sorted(root.rglob("*.py")):
+        if path == root / "tasks.py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if DISPATCH.search(code):
+                found.append(f"{path.relative_to(root.parent)}:{number}: {line.strip()}")
+    assert len(found) <= MAX_DISPATCH, "task-dispatch branches outside tasks.py:\n" + "\n".join(found)

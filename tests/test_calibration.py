@@ -102,7 +102,7 @@ def test_overconfident_multilabel_gets_a_temperature_per_label_and_keeps_no_answ
     truth = rng.uniform(size=logits.shape) < 1 / (1 + np.exp(-logits))
     probs = 1 / (1 + np.exp(-logits * np.array([3.0, 1.5])))  # label a 3x too sure, label b 1.5x
     fitted = cal.fit("multilabel", probs, truth, ["a", "b"])
-    assert fitted["method"] == "temperature"
+    assert fitted["method"] == "temperature-per-label"
     assert fitted["parameters"]["temperature"] == pytest.approx([3.0, 1.5], abs=0.25)
     assert fitted["ece_after"] < fitted["ece_before"]
     calibrated = from_json(fitted).apply(np.array([[0.0, 0.0], [0.9, 0.9]], np.float32))
@@ -165,6 +165,72 @@ def test_reliability_ece_equals_metrics_top1_ece_for_a_classifier():
     found = cal.reliability(*cal.pairs("classification", probs, labels, ["a", "b", "c"]))
     assert found["ece"] == pytest.approx(expected_calibration_error(labels, probs))
     assert sum(row["count"] for row in found["bins"]) == 500
+
+
+def test_each_calibrated_task_names_its_hooks_in_the_task_table_and_segmentation_is_not_calibrated():
+    from edgelabels.runtime.calibration import Calibration
+
+    assert cal.calibrating("classification") is cal.CLASSIFICATION
+    assert cal.calibrating("multilabel") is cal.MULTILABEL
+    assert cal.calibrating("detection") is cal.DETECTION
+    assert cal.calibrating("segmentation") is None
+    masks = np.full((2, 8, 8, 1), 0.9, np.float32)
+    assert cal.check_for(Calibration(method="temperature", temperature=(2.0,)), masks, "segmentation") is None
+
+
+def test_a_detectors_fitted_on_counts_its_validation_boxes_and_a_classifiers_only_images():
+    from types import SimpleNamespace
+
+    samples = [SimpleNamespace(boxes=[1, 2]), SimpleNamespace(boxes=[]), SimpleNamespace(boxes=[3])]
+    assert cal.DETECTION.fitted_on(samples) == {"split": "val", "images": 3, "boxes": 3}
+    assert cal.CLASSIFICATION.fitted_on(samples) == {"split": "val", "images": 3}
+
+
+def test_the_runtime_applies_the_map_the_file_names_whatever_task_it_says():
+    p = np.array([[0.9, 0.2, 0.6]], np.float64)
+    per_label = from_json({"version": 1, "method": "temperature-per-label", "parameters": {"temperature": [2, 2, 2]}})
+    logits = np.log(p / (1 - p))
+    assert np.allclose(per_label.apply(p), 1 / (1 + np.exp(-logits / 2)), atol=1e-9)
+    softmax = from_json({"version": 1, "method": "temperature", "task": "detection",
+                         "parameters": {"temperature": 2.0}})
+    assert np.allclose(softmax.apply(p), _softmax(np.log(p) / 2), atol=1e-9)
+
+
+def test_a_multilabel_calibration_json_written_as_temperature_still_reads_as_one_temperature_per_label():
+    # files written before "temperature-per-label" had its name: method "temperature" beside task "multilabel"
+    old = from_json({"version": 1, "task": "multilabel", "method": "temperature",
+                     "parameters": {"temperature": [3.0, 0.5]}})
+    assert old.method == "temperature-per-label"
+    p = np.array([[0.8, 0.7]])
+    logits = np.log(p / (1 - p))
+    assert np.allclose(old.apply(p), 1 / (1 + np.exp(-logits / np.array([3.0, 0.5]))), atol=1e-9)
+
+
+def test_a_calibration_json_with_an_unknown_method_is_refused_naming_the_methods():
+    from edgelabels.errors import UserError
+
+    with pytest.raises(UserError, match="temperature-per-label, isotonic, none"):
+        from_json({"version": 1, "method": "platt", "parameters": {}})
+
+
+def test_a_multilabel_evaluation_reports_ece_over_image_label_pairs_before_and_after_its_map(tmp_path):
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(600, 2)) * 2
+    present = rng.uniform(size=logits.shape) < 1 / (1 + np.exp(-logits))
+    raw = 1 / (1 + np.exp(-3 * logits))  # 3x too sure
+    samples = [SimpleNamespace(labels=[name for name, on in zip("ab", row) if on]) for row in present]
+    fitted = cal.fit("multilabel", raw, present, ["a", "b"])
+    calibration = from_json(fitted)
+    check = cal.check_for(calibration, calibration.apply(raw), "multilabel")
+    evaluation = SimpleNamespace(calibration=check, samples=samples, model=SimpleNamespace(labels=["a", "b"]))
+    entry = cal.calibration_entry(evaluation, tmp_path / "plots")
+    assert entry["method"] == "temperature-per-label" and entry["what"] == "each (image, label) pair"
+    assert entry["scores"] == 1200
+    assert entry["ece_before"] == pytest.approx(fitted["ece_before"])  # the same images the map was fitted on
+    assert entry["ece_after"] == pytest.approx(fitted["ece_after"]) and entry["ece_after"] < entry["ece_before"] / 2
+    assert (tmp_path / "plots" / "reliability.png").stat().st_size > 1000
 
 
 # ---------------------------------------------------------------- the edge runtime

@@ -6,6 +6,7 @@ are worked out here from the rules the recipe states (cells at stride 4, multipl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -17,6 +18,7 @@ from PIL import Image
 from edgelabels.artifacts import RunDir
 from edgelabels.config import AUTO_KEYS, auto_keys, load_config
 from edgelabels.errors import UserError
+from edgelabels.train import recipe
 from edgelabels.train.command import _source_name, is_config_file
 from edgelabels.train.recipe import Facts, apply_recipe, choose, read_facts, source_config, source_task_of
 
@@ -138,6 +140,14 @@ def test_imagenet_weights_are_used_where_the_file_is_on_disk():
     assert config.train.fine_tune_epochs > 0 and config.train.fine_tune_learning_rate < config.train.learning_rate
 
 
+def test_a_pretrained_backbone_with_time_for_one_epoch_plans_that_epoch_and_no_fine_tuning():
+    # 5000 images of 224x224 at 0.1 Mpx/s: 2,510 s per epoch, none fits 80% of 10 min: one planned, as stage a
+    facts = image_facts(train=5000, val=0, on_disk={"efficientnetb0": True})
+    config, choices = choose(auto_config("data.image_size=224", budget="10m"), facts, {"pixels_per_s": 0.1 * MPX})
+    assert (config.train.epochs, config.train.fine_tune_epochs) == (1, 0)
+    assert "would fit 10" in next(c.reason for c in choices if c.key == "train.epochs")
+
+
 def test_without_the_imagenet_file_a_from_scratch_backbone_is_chosen_and_stated():
     config, choices = choose(auto_config(), image_facts(), {"pixels_per_s": 2 * MPX})
     assert (config.model.backbone, config.model.weights) == ("smallcnn", "none")
@@ -187,6 +197,19 @@ def test_segmentation_gets_a_u_net_encoder_sides_in_multiples_of_32_and_val_dice
     config, _ = choose(auto_config(), facts, {"pixels_per_s": 0.5 * MPX})
     assert config.task == "segmentation" and config.model.backbone == "deepcnn"
     assert config.data.image_size % 32 == 0 and config.train.monitor == "val_dice"
+
+
+# ---------------------------------------------------------------- each task's record in the task table
+
+
+def test_choose_takes_what_differs_per_task_from_the_record_the_task_table_names(monkeypatch):
+    facts = detection_facts([(20, 20, 320, 240)] * 30, [(320, 240)] * 30, train=800)
+    before, _ = choose(auto_config(), facts, {"pixels_per_s": 2 * MPX})
+    monkeypatch.setattr(recipe, "DETECTION", dataclasses.replace(recipe.DETECTION, batch=16, learning_rate=5e-4))
+    after, choices = choose(auto_config(), facts, {"pixels_per_s": 2 * MPX})
+    assert (before.train.batch_size, before.train.learning_rate) == (8, 2e-3)
+    assert (after.train.batch_size, after.train.learning_rate) == (16, 5e-4)
+    assert "detection's usual 16" in next(c.reason for c in choices if c.key == "train.batch_size")
 
 
 # ---------------------------------------------------------------- vertical flips, completeness

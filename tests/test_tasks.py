@@ -15,6 +15,8 @@ HOOKS = {  # task field -> the record type its verb's driver calls, "module:attr
     "exporting": "edgelabels.export.driver:ExportHooks",
     "benchmarking": "edgelabels.benchmark.driver:BenchmarkHooks",
     "inspection": "edgelabels.data.inspection:InspectionHooks",
+    "recipe": "edgelabels.train.recipe:RecipeHooks",
+    "calibrating": "edgelabels.evaluate.calibration:CalibrationHooks",
 }
 
 

@@ -1,12 +1,13 @@
 """Calibrated confidences at the edge: calibration.json (fitted on a run's validation split) applied to a model's
 outputs, so that a label or box answered at confidence 80 is right about 80% of the time.
 
-Two maps, written by evaluate/calibration.py:
-  temperature  classifiers: p_T = softmax(log p / T) for one label per image (the top label is kept); each label's
-               own sigmoid, logit(p) / T_k, for a multi-label classifier
-  isotonic     detectors: a box's score through an increasing piecewise-linear map (knots x -> y over [0, 1]),
-               strictly increasing so the ranking of boxes, and with it mAP, is what the model gave
-  none         the outputs as they are (too few validation scores, or no map lowered the validation ECE)
+The file's `method` says which map to apply (evaluate/calibration.py chooses it per task; the runtime never asks
+which task the model is):
+  temperature            p_T = softmax(log p / T) over one image's labels (a classifier: the top label is kept)
+  temperature-per-label  each label's own sigmoid, logit(p_k) / T_k (a multi-label classifier)
+  isotonic               a box's score through an increasing piecewise-linear map (knots x -> y over [0, 1]),
+                         strictly increasing so the ranking of boxes, and with it mAP, is what the model gave
+  none                   the outputs as they are (too few validation scores, or no map lowered the validation ECE)
 Each map has an exact inverse (`raw`), so an evaluation of an export recovers the scores "before" from those it
 answers. numpy only.
 """
@@ -22,7 +23,10 @@ import numpy as np
 from edgelabels.errors import UserError
 
 VERSION = 1
-METHODS = ("temperature", "isotonic", "none")
+METHODS = ("temperature", "temperature-per-label", "isotonic", "none")
+# Files written before "temperature-per-label" had its name spell it "temperature" beside task "multilabel": they
+# are read as what they meant. (method, task) -> method.
+OLD_SPELLINGS = {("temperature", "multilabel"): "temperature-per-label"}
 TINY = 1e-7  # probabilities are kept within [TINY, 1 - TINY] before a logarithm
 SCORE = 4  # a detection row's score column: [left, top, width, height, score, class_id]
 
@@ -31,9 +35,8 @@ SCORE = 4  # a detection row's score column: [left, top, width, height, score, c
 class Calibration:
     """calibration.json's contents, with its map. `described` is the file's whole dict (what reports quote)."""
 
-    task: str
     method: str
-    temperature: tuple[float, ...] = ()  # one (softmax) or one per label (multi-label)
+    temperature: tuple[float, ...] = ()  # one ("temperature") or one per label ("temperature-per-label")
     knots_x: tuple[float, ...] = ()
     knots_y: tuple[float, ...] = ()
     described: dict | None = None
@@ -65,17 +68,26 @@ class Calibration:
                 out[..., SCORE] = np.interp(out[..., SCORE], x, y)
             return out
         t = np.asarray(self.temperature, np.float64)
-        scale = 1.0 / t if forward else t
         p = np.asarray(outputs, np.float64)
-        if self.task == "multilabel":
-            q = np.clip(p, TINY, 1 - TINY)
-            out = 1.0 / (1.0 + np.exp(-np.log(q / (1 - q)) * scale))
-        else:
-            logits = np.log(np.clip(p, TINY * TINY, 1.0)) * scale
-            e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-            out = e / e.sum(axis=-1, keepdims=True)
+        out = TEMPERED[self.method](p, 1.0 / t if forward else t)
         # a row of zeros is an image that got no answer (a stage found nothing): it stays one
         return np.where(p.any(axis=-1, keepdims=True), out, 0.0).astype(outputs.dtype)
+
+
+def _softmax_tempered(p: np.ndarray, scale) -> np.ndarray:
+    """softmax(log p x scale) over the last axis: one label per image."""
+    logits = np.log(np.clip(p, TINY * TINY, 1.0)) * scale
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _sigmoid_tempered(p: np.ndarray, scale) -> np.ndarray:
+    """sigmoid(logit(p_k) x scale_k): each label on its own."""
+    q = np.clip(p, TINY, 1 - TINY)
+    return 1.0 / (1.0 + np.exp(-np.log(q / (1 - q)) * scale))
+
+
+TEMPERED = {"temperature": _softmax_tempered, "temperature-per-label": _sigmoid_tempered}
 
 
 def from_json(described: dict, where="calibration") -> Calibration:
@@ -91,14 +103,13 @@ def from_json(described: dict, where="calibration") -> Calibration:
         knots_y = tuple(float(v) for v in parameters.get("y", ()))
     except (TypeError, ValueError) as exc:
         raise UserError(f"{where}: parameters are not numbers ({exc})") from None
-    method = described["method"]
-    if method == "temperature" and (not temperature or min(temperature) <= 0):
+    method = OLD_SPELLINGS.get((described["method"], str(described.get("task"))), described["method"])
+    if method in TEMPERED and (not temperature or min(temperature) <= 0):
         raise UserError(f"{where}: a temperature map needs positive temperatures")
     if method == "isotonic" and (len(knots_x) < 2 or len(knots_x) != len(knots_y)
                                  or np.any(np.diff(knots_x) <= 0) or np.any(np.diff(knots_y) <= 0)):
         raise UserError(f"{where}: an isotonic map needs as many x as y knots (2 or more), both increasing")
-    return Calibration(task=str(described.get("task")), method=method, temperature=temperature, knots_x=knots_x,
-                       knots_y=knots_y, described=described)
+    return Calibration(method=method, temperature=temperature, knots_x=knots_x, knots_y=knots_y, described=described)
 
 
 def read_calibration(path: str | Path) -> Calibration | None:
