@@ -141,12 +141,12 @@ def test_bees_yolo_without_data_yaml_reads_as_before_and_is_a_yolo_folder(capsys
     assert "(YOLO folder, its own splits train 70 val 20 test 10)" in capsys.readouterr().out
 
 
-def test_a_label_only_in_the_sources_own_test_part_is_left_out_of_the_test_split_not_refused(tmp_path, caplog):
+def test_a_label_without_training_images_is_left_out_of_the_sources_own_val_and_test_not_refused(tmp_path, caplog):
     from edgelabels.data.detection import load_detection_dataset
     from edgelabels.data.prepare import keep_given_split
 
     root = tmp_path / "yolo"
-    for part, files in {"train": {"a": "0 0.5 0.5 0.2 0.2"}, "val": {"b": "0 0.5 0.5 0.2 0.2"},
+    for part, files in {"train": {"a": "0 0.5 0.5 0.2 0.2"}, "val": {"b": "0 0.5 0.5 0.2 0.2\n1 0.2 0.2 0.1 0.1"},
                         "test": {"c": "0 0.3 0.3 0.2 0.2\n1 0.7 0.7 0.2 0.2", "d": "1 0.5 0.5 0.2 0.2"}}.items():
         (root / "images" / part).mkdir(parents=True)
         (root / "labels" / part).mkdir(parents=True)
@@ -156,4 +156,6 @@ def test_a_label_only_in_the_sources_own_test_part_is_left_out_of_the_test_split
     dataset = load_detection_dataset(root, class_names=["car", "truck"])
     split = keep_given_split(dataset, dataset.given_split, None, test_fraction=0.2, val_fraction=0.1, seed=0)
     assert [(s.path.stem, s.labels, len(s.boxes)) for s in split.test] == [("c", ("car",), 1), ("d", (), 0)]
-    assert "'truck' have no training or validation image: their 2 test boxes are left out" in caplog.text
+    assert [(s.path.stem, s.labels, len(s.boxes)) for s in split.val] == [("b", ("car",), 1)]
+    assert "test label(s) 'truck' have no training image: their 2 test boxes are left out" in caplog.text
+    assert "validation label(s) 'truck' have no training image: their 1 validation boxes" in caplog.text

@@ -48,9 +48,10 @@ def keep_given_split(dataset, given: dict, test_dataset, *, test_fraction: float
     from edgelabels.data.splits import check_no_leak, make_split
 
     train = Dataset(list(given.get("train") or []), dataset.source)
-    test = test_dataset or (Dataset(_trained_labels_only(given["test"], given, dataset.source), dataset.source)
-                            if given.get("test") else None)
-    val = list(given.get("val") or [])
+    trained = {label for s in train.samples for label in s.labels}
+    test = test_dataset or (Dataset(_trained_labels_only(given["test"], trained, dataset.source, "test"),
+                                    dataset.source) if given.get("test") else None)
+    val = _trained_labels_only(given.get("val") or [], trained, dataset.source, "validation")
     split = make_split(train, test_fraction=test_fraction, val_fraction=0.0 if val else val_fraction,
                        seed=seed, test_dataset=test)
     if val:
@@ -62,24 +63,21 @@ def keep_given_split(dataset, given: dict, test_dataset, *, test_fraction: float
     return split
 
 
-def _trained_labels_only(test: list, given: dict, source) -> list:
-    """A source's own test part without the boxes of labels its train and val parts lack (small-objects' 5 trucks
-    are all in its test scenes): the model cannot learn them, and a source's own split should still train. The
-    images stay (their other boxes are scored); what is left out is logged. A separate test source that names a
-    label training lacks is still refused (make_split)."""
+def _trained_labels_only(samples: list, trained: set, source, part: str) -> list:
+    """A source's own val or test part without the boxes of labels its train part lacks (small-objects' 5 trucks
+    are all in its val and test scenes): the model cannot learn them, and a source's own split should still train.
+    The images stay (their other boxes are scored); what is left out is logged. A separate test source that names
+    a label training lacks is still refused (make_split)."""
     from edgelabels.data.dataset import Sample
 
-    seen = {label for part in ("train", "val") for s in given.get(part) or [] for label in s.labels}
-    unseen = sorted({label for s in test for label in s.labels} - seen)
+    unseen = sorted({label for s in samples for label in s.labels} - trained)
     if not unseen:
-        return list(test)
-    kept = []
-    for s in test:
-        boxes = tuple(b for b in s.boxes if b.label in seen)
-        kept.append(Sample(s.path, tuple(sorted({b.label for b in boxes})), s.group, boxes) if s.boxes else s)
-    left_out = sum(1 for s in test for b in s.boxes if b.label not in seen)
-    log.warning("%s: test label(s) %s have no training or validation image: their %d test boxes are left out of "
-                "the evaluation (the model cannot learn them)", source, ", ".join(map(repr, unseen)), left_out)
+        return list(samples)
+    kept = [Sample(s.path, tuple(sorted({b.label for b in s.boxes if b.label in trained})), s.group,
+                   tuple(b for b in s.boxes if b.label in trained)) if s.boxes else s for s in samples]
+    left_out = sum(1 for s in samples for b in s.boxes if b.label not in trained)
+    log.warning("%s: %s label(s) %s have no training image: their %d %s boxes are left out (the model cannot learn "
+                "them)", source, part, ", ".join(map(repr, unseen)), left_out, part)
     return kept
 
 
