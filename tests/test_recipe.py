@@ -76,6 +76,24 @@ def test_a_rare_label_of_small_objects_sets_the_scale_not_the_ten_percent_of_all
     assert "Platelets box" in next(c.reason for c in choices if c.key == "data.image_size")
 
 
+def test_frames_past_the_compute_cap_shrink_toward_it_but_keep_the_tenth_percentile_box_one_and_a_half_cells():
+    # Cassette photos: 800x768, windows 36 px (p10): 4 cells need scale 16/36, a 352x384 input (135,168 px).
+    boxes = [(36, 80, 800, 768)] * 600
+    facts = detection_facts(boxes, [(800, 768)] * 600, train=430, val=100)
+    roomy, _ = choose(auto_config(), facts, {"pixels_per_s": 100 * MPX})
+    assert roomy.data.image_size == [352, 384]
+    # At 0.3 Mpx/s a 30-minute budget fits 30 epochs of 430 + 0.35 * 100 images at 1440 * 0.3e6 / (30 * 465) =
+    # 30,968 px each: each side shrinks by sqrt(30968 / 135168) = 0.479, up to multiples of 32.
+    config, choices = choose(auto_config(), facts, {"pixels_per_s": 0.3 * MPX})
+    assert config.data.image_size == [192, 192] and config.data.tile_scale is None  # 168.6 and 183.9 -> 192
+    assert "to fit it" in next(c.reason for c in choices if c.key == "data.image_size")
+    # At 0.1 Mpx/s the cap (10,323 px) would cost the windows their cells: the input stops at 1.5/4 of each side.
+    config, choices = choose(auto_config(), facts, {"pixels_per_s": 0.1 * MPX})
+    assert config.data.image_size == [160, 160]  # 352 * 0.375 = 132, 384 * 0.375 = 144 -> 160
+    reason = next(c.reason for c in choices if c.key == "data.image_size")
+    assert "past the compute cap" in reason and "as far as 1.5 cells allow" in reason
+
+
 def test_tiny_boxes_in_large_frames_are_tiled_near_native_scale_past_the_compute_cap():
     # 4000x3000 frames, cars 20 px: a whole frame at scale 0.8 would be 2400x3200, past any cap at 1 Mpx/s.
     boxes = [(20, 40, 4000, 3000)] * 200

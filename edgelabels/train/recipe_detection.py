@@ -25,6 +25,9 @@ MAX_UPSCALE = 2.0  # more would invent no detail
 MAX_INPUT_SIDE = 1024  # a whole-frame input past this is tiled whatever the throughput (memory per batch)
 TILE_SIDES = (256, 320, 384, 448, 512)
 MIN_LABEL_BOXES = 10  # a label's own 10th-percentile box counts from this many boxes
+# Past the compute cap, untiled frames shrink toward it, keeping the 10th-percentile box at least this many cells
+# (the demo's cassette-window detector finds its windows at 1.4 cells: 128 px inputs of 800 px photos)
+MIN_CELLS = 1.5
 
 
 # ---------------------------------------------------------------- the boxes' sizes
@@ -104,6 +107,24 @@ def input_size(r: Resolution, facts: Facts, plan: Plan) -> None:
     past_cap = whole[0] * whole[1] > cap_px and tiled_px < 0.5 * whole[0] * whole[1]
     tiled = user_tile not in (None, AUTO) or (
         user_tile == AUTO and user_size == AUTO and (past_cap or max(whole) > MAX_INPUT_SIDE))
+    if not tiled and whole[0] * whole[1] > cap_px and user_size == AUTO:
+        # Too few epochs would fit at the ideal input: trade cells for epochs, down to MIN_CELLS.
+        to_cap = math.sqrt(cap_px / (whole[0] * whole[1]))
+        shrink = max(to_cap, MIN_CELLS / CELLS)
+        ideal = whole
+        whole = [multiple_of_32(ideal[0] * shrink), multiple_of_32(ideal[1] * shrink)]
+        cells = p10_median * whole[1] / median_w / stride
+        fits = "to fit it (sides up to multiples of 32)" if to_cap >= shrink else \
+            f"as far as {MIN_CELLS:g} cells allow"
+        r.decide("data.image_size", whole,
+                 f"input {whole[0]}x{whole[1]} (height x width): {ideal[0]}x{ideal[1]} would give the "
+                 f"10th-percentile {whose} {CELLS} heatmap cells but is past the compute cap of "
+                 f"{cap_px / 1e6:.3f} Mpx per image ({plan.min_epochs} epochs of {facts.train_images} images in "
+                 f"{BUDGET_SHARE:.0%} of the budget at {measured}): shrunk {fits}, that box ({p10_median:.0f} px in "
+                 f"{frame} frames) now {cells:.1f} cells; a larger --budget keeps more detail")
+        r.decide("data.tile_scale", None, "whole frames: tiles at the needed scale would hold as many pixels per "
+                                          "epoch as the frames, so they would not train faster")
+        return
     if not tiled:
         cells = p10_median * whole[1] / median_w / stride
         r.decide("data.image_size", whole,
