@@ -393,3 +393,12 @@ def test_train_from_a_folder_per_label_alone_picks_classification_and_its_monito
     assert (saved.task, saved.train.monitor, saved.data.grayscale) == ("classification", "val_auc", True)
     assert saved.data.image_size == 64  # stripes are 40 px: the smallest input tried
     assert (out / "model.keras").is_file()
+
+
+def test_an_input_at_the_smallest_side_that_fits_the_epochs_is_not_said_to_miss_them():
+    # 1000 + 0.35 * 100 samples of 64x64 at 1 Mpx/s: 4.2 s + 1 s overhead per epoch, 12 epochs in 62 s; a 96 px
+    # input would need 12 * (9.5 + 1) = 126 s. A 2-minute budget plans 96 s: 64 px fits, 96 does not.
+    config, choices = choose(auto_config(budget="2m"), image_facts(train=1000, val=100), {"pixels_per_s": 1 * MPX})
+    assert config.data.image_size == 64
+    reason = next(c.reason for c in choices if c.key == "data.image_size")
+    assert "the largest at which 12 epochs" in reason and "does not fit" not in reason

@@ -32,19 +32,20 @@ def input_size(r: Resolution, facts: Facts, plan: Plan) -> None:
     largest = max(smallest, min(512, int(native // 32) * 32))
     samples = facts.train_images + VAL_COST * facts.val_images
     epochs = plan.min_epochs
-    chosen = smallest
+    fitting = None
     for side in range(largest, smallest - 1, -32):
         px = side * side if square else side * multiple_of_32(side * max(aspect, 1 / aspect))
         if epochs * (samples * px / plan.pixels_per_s + EPOCH_OVERHEAD_S) <= plan.plan_s:
-            chosen = side
+            fitting = side
             break
+    chosen = fitting or smallest
     size = chosen if square else ([chosen, multiple_of_32(chosen * aspect)] if aspect > 1
                                   else [multiple_of_32(chosen / aspect), chosen])
     shown = f"{chosen}x{chosen}" if square else f"{size[0]}x{size[1]}"
     limit = ("the smallest input tried (the images are smaller)" if chosen > native else
              "the images' own size" if chosen == largest else
              f"the largest at which {epochs} epochs of {facts.train_images} images fit {BUDGET_SHARE:.0%} of the "
-             f"budget at {plan.pixels_per_s / 1e6:.2f} Mpx/s measured" if chosen > smallest else
+             f"budget at {plan.pixels_per_s / 1e6:.2f} Mpx/s measured" if fitting else
              f"the smallest tried: even it does not fit {epochs} epochs in the budget")
     r.decide("data.image_size", size,
              f"input {shown}: images are {median_w:.0f}x{median_h:.0f} (median); {chosen} px is {limit}")
