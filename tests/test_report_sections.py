@@ -126,8 +126,9 @@ def test_classifier_metrics_report_and_lines_carry_intervals(tmp_path):
     assert set(written["intervals"]["per_label"]) == {"cat", "dog"}
     accuracy = written["intervals"]["accuracy"]
     html = (result["out"] / "report.html").read_text()
-    assert (f"{written['accuracy']:.2%} (95% CI {accuracy['low']:.1%}-{accuracy['high']:.1%})".replace("%-", "-")
-            in html)
+    # the card shows the figure large and its interval beneath it
+    assert (f"<div class='v'>{written['accuracy']:.2%}</div><div class='ci'>95% CI "
+            f"{accuracy['low']:.1%}-{accuracy['high']:.1%}</div>".replace("%-", "-") in html)
     shown = lines({**result, "task": "classification", "review_choice": None,
                    "speed": {"images": 60, "seconds": 1.0, "images_per_second": 60.0}})
     assert shown[1].startswith(f"accuracy {written['accuracy']:.2%} (95% CI ")

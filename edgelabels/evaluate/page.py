@@ -18,7 +18,7 @@ h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:32px 0 10px;border-bot
 .meta{color:#5b6572;font-size:13px;margin-bottom:18px}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(165px,1fr));gap:10px}
 .card{background:#fff;border:1px solid #dde1e7;border-radius:8px;padding:10px 12px}
-.card .v{font-size:22px;font-weight:600}.card .k{font-size:12px;color:#5b6572}
+.card .v{font-size:22px;font-weight:600}.card .ci{font-size:12px;color:#3b4552;margin-top:2px}.card .k{font-size:12px;color:#5b6572}
 table{border-collapse:collapse;background:#fff;font-size:13px;margin:6px 0}
 th,td{border:1px solid #dde1e7;padding:5px 9px;text-align:right}th{background:#eef1f5}
 td:first-child,th:first-child{text-align:left}td.better{font-weight:700;background:#eaf6ec}
@@ -103,9 +103,7 @@ class Page:
 
     def cards(self, cards: list[tuple[str, str]]) -> None:
         """Headline numbers: cards in HTML, a Metric | Value table in Markdown."""
-        self.html.append("<div class='cards'>" + "".join(f"<div class='card'><div class='v'>{escape(v)}</div>"
-                                                         f"<div class='k'>{escape(k)}</div></div>" for k, v in cards)
-                         + "</div>")
+        self.html.append("<div class='cards'>" + "".join(_card(k, v) for k, v in cards) + "</div>")
         self.md += ["## Headline", "", md_table(["Metric", "Value"], [[k, v] for k, v in cards]), ""]
 
     def heading(self, text: str) -> None:
@@ -155,3 +153,12 @@ class Page:
 
     def _link(self, path: str | Path) -> str:
         return Path(path).relative_to(self.folder).as_posix()
+
+
+def _card(key: str, value: str) -> str:
+    """One headline card: the figure large, its interval ("95% CI 0.90-0.98", format_estimate's) small beneath."""
+    figure, _, interval = value.partition(" (")
+    ci = f"<div class='ci'>{escape(interval.rstrip(')'))}</div>" if interval.endswith(")") and "CI" in interval else ""
+    if not ci:
+        figure = value
+    return f"<div class='card'><div class='v'>{escape(figure)}</div>{ci}<div class='k'>{escape(key)}</div></div>"
