@@ -44,6 +44,8 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+    import dataclasses
+
     from edgelabels.artifacts import RunDir
     from edgelabels.data.images import read_image
     from edgelabels.models.detector import inference_model
@@ -56,7 +58,10 @@ def main() -> int:
     if not frames:
         print(f"{args.images}: no images", file=sys.stderr)
         return 2
-    x = detector.prepare(frames[0])[None]
+    # The model's own input (one tile of a tiled export): the frame stretched to it, as an untiled export reads it
+    whole = Detector(run.export_dir, precision="fp32", threads=args.threads)
+    whole.spec = dataclasses.replace(detector.spec, tile_scale=None)
+    x = whole.prepare(frames[0])[None]
     keras_model = inference_model(load_model(run.model_path), run.config["model"]["max_detections"])
 
     rows = {}
