@@ -63,6 +63,16 @@ def calibrator(evaluation) -> Callable[[Path], dict | None] | None:
     return lambda plots: calibration_entry(evaluation, plots)
 
 
+def write_figures(folder: Path, summary: dict, metrics: dict, calibrate) -> None:
+    """summary.json and metrics.json into an evaluation folder being written, metrics with its calibration entry
+    (whose reliability plot lands in folder/plots)."""
+    calibration = calibration_entry_in(folder, calibrate)
+    if calibration is not None:
+        metrics["calibration"] = calibration
+    atomic.write_json(folder / SUMMARY_FILE, summary)
+    atomic.write_json(folder / METRICS_FILE, metrics)
+
+
 def calibration_entry_in(folder: Path, calibrate: Callable[[Path], dict | None] | None) -> dict | None:
     """metrics["calibration"]: the calibration's entry, its plot drawn into folder/plots and named relative to
     the evaluation folder (the folder is renamed after, so an absolute path would point nowhere)."""
@@ -98,11 +108,7 @@ def write_evaluation(out: str | Path, *, y_true, probs, labels: list[str], paths
     thresholds = [row["assumed_threshold"] for row in metrics["per_label"]]
     metrics["intervals"] = classification_intervals(y_true, probs, labels, thresholds)
     with atomic.directory(out) as folder:
-        calibration = calibration_entry_in(folder, calibrate)
-        if calibration is not None:
-            metrics["calibration"] = calibration
-        atomic.write_json(folder / SUMMARY_FILE, summary)
-        atomic.write_json(folder / METRICS_FILE, metrics)
+        write_figures(folder, summary, metrics, calibrate)
         write_predictions_csv(folder / "predictions.csv", paths, y_true, probs, labels)
         write_evaluation_manifest(folder / "evaluation-manifest.jsonl",
                                   evaluation_manifest_lines(paths, y_true, probs, labels, thresholds))

@@ -184,7 +184,7 @@ def write_multilabel_evaluation(out: str | Path, *, paths: list, truth, probs, l
     thresholds.json, per label, also scored. `recipe`, `calibrate`: as evaluation.write_evaluation's.
     Returns {"metrics", "summary", "review", "out"}."""
     from edgelabels.evaluate.bootstrap import multilabel_intervals
-    from edgelabels.evaluate.evaluation import METRICS_FILE, SUMMARY_FILE, calibration_entry_in, check_output_folder
+    from edgelabels.evaluate.evaluation import check_output_folder, write_figures
     from edgelabels.evaluate.multilabel_report import write_report
     from edgelabels.evaluate.plots import precision_recall_plot, roc_plot
     from edgelabels.evaluate.summary import build_summary
@@ -199,11 +199,7 @@ def write_multilabel_evaluation(out: str | Path, *, paths: list, truth, probs, l
     metrics["intervals"] = multilabel_intervals(truth, probs, labels, assumed)
     review = None
     with atomic.directory(out) as folder:
-        calibration = calibration_entry_in(folder, calibrate)
-        if calibration is not None:
-            metrics["calibration"] = calibration
-        atomic.write_json(folder / SUMMARY_FILE, summary)
-        atomic.write_json(folder / METRICS_FILE, metrics)
+        write_figures(folder, summary, metrics, calibrate)
         atomic.write_text(folder / "predictions.csv", _predictions_csv(paths, truth, probs, labels, assumed))
         if review_threshold is not None:
             review = write_review_queue(folder / "review", paths, truth, probs, labels, assumed, review_threshold)
