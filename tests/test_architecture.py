@@ -39,6 +39,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("pipeline", ("edgelabels.pipeline", "edgelabels.jobs")),  # one job (train, evaluate, export); child jobs
     ("tune", ("edgelabels.tune",)),  # studies of runs: trials and the chosen run's pipeline as child jobs
     ("serve", ("edgelabels.serve", "edgelabels.benchmark")),
+    ("service", ("edgelabels.service",)),  # the local Rekognition: projects, datasets, versions, jobs (issue 27)
     ("cli", ("edgelabels.cli", "edgelabels.demo")),
 ]
 
