@@ -235,7 +235,6 @@ def _check_sample(sample: Sample) -> tuple[Sample | None, list[str]]:
     if broken:
         return None, [f"{where} is not finite numbers in pixels (NaN or infinite): image left out"
                       for where in broken]
-    scale = min(1.0, TRAINING_SIDE / max(width, height))
     boxes, notes = [], []
     for index, box in enumerate(sample.boxes):
         x1, y1 = max(box.left, 0.0), max(box.top, 0.0)
@@ -251,8 +250,8 @@ def _check_sample(sample: Sample) -> tuple[Sample | None, list[str]]:
         clipped = box if beyond <= 0 else Box(box.label, x1, y1, x2 - x1, y2 - y1)
         if beyond > CLIP_NOTE_PX:
             notes.append(f"{where} is partly outside the {width}x{height} image: clipped to {_px(clipped)}")
-        if clipped.width * scale <= MIN_BOX_SIDE or clipped.height * scale <= MIN_BOX_SIDE:
-            at = f" once the image is scaled to {TRAINING_SIDE} px" if scale < 1 else ""
+        at = too_small(clipped, max(width, height))
+        if at is not None:
             notes.append(f"{where} is too small (ERROR_BOUNDING_BOX_TOO_SMALL: Rekognition needs width and height "
                          f"above {MIN_BOX_SIDE:g} px{at}): refused")
             continue
@@ -266,6 +265,16 @@ def _check_sample(sample: Sample) -> tuple[Sample | None, list[str]]:
         return None, notes + ["every box refused (ERROR_NO_VALID_ANNOTATIONS): left out, not used as a negative"]
     labels = tuple(sorted({b.label for b in boxes}))
     return Sample(sample.path, labels, sample.group, tuple(boxes)), notes
+
+
+def too_small(box: Box, longer_side: float | None) -> str | None:
+    """ERROR_BOUNDING_BOX_TOO_SMALL as Rekognition documents it: None when both of the box's sides stay above
+    MIN_BOX_SIDE once an image whose longer side (None: not known, judged as it is) exceeds TRAINING_SIDE is
+    scaled down to it; else where it was judged, for the message ("" or " once the image is scaled to 1280 px")."""
+    scale = min(1.0, TRAINING_SIDE / longer_side) if longer_side else 1.0
+    if box.width * scale > MIN_BOX_SIDE and box.height * scale > MIN_BOX_SIDE:
+        return None
+    return f" once the image is scaled to {TRAINING_SIDE} px" if scale < 1 else ""
 
 
 def is_finite(box: Box) -> bool:

@@ -1,7 +1,7 @@
 """What the training recipe needs to know about a source, measured once: image sizes, box sizes, label counts.
 
-`source_statistics(dataset)` reads image headers only (header_size: the size and the EXIF orientation, no pixels
-decoded), so a thousand images take about a second. Percentiles are numpy's
+`source_statistics(dataset)` reads image headers only (data/boxes.displayed_size: the size and the EXIF orientation, no
+pixels decoded), so a thousand images take about a second. Percentiles are numpy's
 (linear interpolation), named "p10" and so on, None where there is nothing to measure. Sizes are in pixels of
 the image as displayed. A box's relative size is its shorter side over its image's shorter side: how far an image
 can be shrunk before its boxes cover too few cells of the model's output.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgelabels.data.boxes import displayed_size
 from edgelabels.data.dataset import Dataset
 
 IMAGE_PERCENTILES = (10, 50, 90)
@@ -25,7 +26,7 @@ def source_statistics(dataset: Dataset) -> dict:
     sizes = {}
     for sample in dataset.samples:
         try:
-            sizes[sample.path] = header_size(sample.path)
+            sizes[sample.path] = displayed_size(sample.path)
         except Exception:  # noqa: BLE001  Pillow raises many kinds for a broken file; counted, listed elsewhere
             continue
     widths, heights = (np.array([size[i] for size in sizes.values()], dtype=float) for i in (0, 1))
@@ -41,23 +42,6 @@ def source_statistics(dataset: Dataset) -> dict:
         boxes_per_label = statistics["boxes"].pop("per_label")
         statistics["labels"].update(boxes_per_label=boxes_per_label, box_imbalance_ratio=imbalance(boxes_per_label))
     return statistics
-
-
-def header_size(path) -> tuple[int, int]:
-    """(width, height) of an image as displayed, from its header alone.
-
-    data/boxes.displayed_size asks Pillow for a PNG's EXIF, and Pillow then decodes the whole image in case an eXIf
-    chunk follows the pixels (over a second for a 4000 px frame; 40 of small-objects' frames are PNG). Here only an
-    eXIf chunk before the pixels (where Pillow writes it) is read: a later one would swap a rotated PNG's width and
-    height in these statistics, never in the boxes, which data/detection.py checks with displayed_size.
-    """
-    from PIL import Image
-
-    with Image.open(path) as image:
-        width, height = image.size
-        header_only = image.format == "PNG" and "exif" not in image.info
-        orientation = 1 if header_only else image.getexif().get(0x0112, 1)
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 def box_statistics(dataset: Dataset, sizes: dict) -> dict:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edgelabels.data.dataset import Box, Sample
-from edgelabels.data.detection import MAX_BOXES_PER_IMAGE, MIN_BOX_SIDE, TRAINING_SIDE, is_finite
+from edgelabels.data.detection import MAX_BOXES_PER_IMAGE, MIN_BOX_SIDE, is_finite, too_small
 from edgelabels.data.paths import split_s3_uri
 from edgelabels.data.sources import NotJSONObject, parse_manifest_line
 from edgelabels.data.splits import deal_by_first_label
@@ -118,7 +118,6 @@ def read_entry(line: str) -> Entry:
 def check_boxes(boxes, image_size: tuple[int, int] | None) -> tuple[list[Box], list[str]]:
     """(kept boxes, errors) by Rekognition's box rules, against the declared (width, height) when there is one."""
     width, height = image_size or (math.inf, math.inf)
-    scale = min(1.0, TRAINING_SIDE / max(width, height)) if image_size else 1.0
     kept, errors = [], []
     for index, box in enumerate(boxes):
         where = f"box {index} ({box.label}) [{box.left:g}, {box.top:g}, {box.width:g}, {box.height:g}]"
@@ -127,8 +126,8 @@ def check_boxes(boxes, image_size: tuple[int, int] | None) -> tuple[list[Box], l
             size = f" {image_size[0]}x{image_size[1]}" if image_size else ""
             errors.append(f"ERROR_INVALID_BOUNDING_BOX: {where} is not inside the{size} image")
             continue
-        if box.width * scale <= MIN_BOX_SIDE or box.height * scale <= MIN_BOX_SIDE:
-            at = f" once the image is scaled to {TRAINING_SIDE} px" if scale < 1 else ""
+        at = too_small(box, max(image_size) if image_size else None)
+        if at is not None:
             errors.append(f"ERROR_BOUNDING_BOX_TOO_SMALL: {where}: width and height must be above "
                           f"{MIN_BOX_SIDE:g} px{at}")
             continue

@@ -72,7 +72,7 @@ def read_masks(config: Config) -> tuple[object, dict]:
 def read_boxes(config: Config) -> tuple[object, dict]:
     """A detection source: every box of the training and validation images, in pixels, with its image's size."""
     from edgelabels.data.detection import read_detection_source
-    from edgelabels.data.statistics import header_size
+    from edgelabels.data.boxes import displayed_size
 
     d = config.data
     source = d.manifest or d.source
@@ -81,7 +81,7 @@ def read_boxes(config: Config) -> tuple[object, dict]:
     given = getattr(dataset, "given_split", None) or {}
     # A source's own test images are not looked at: the choices would be tuned on them.
     seen = [*given.get("train", []), *given.get("val", [])] or dataset.samples
-    sizes = [header_size(s.path) for s in seen]
+    sizes = [displayed_size(s.path) for s in seen]
     boxes = tuple((b.width, b.height, w, h) for s, (w, h) in zip(seen, sizes) for b in s.boxes)
     box_labels = tuple(b.label for s in seen for b in s.boxes)
     counts: dict = {}
@@ -113,9 +113,9 @@ def _evenly(items: list, n: int) -> list:
 
 
 def _sample_sizes(samples) -> list[tuple[int, int]]:
-    from edgelabels.data.statistics import header_size
+    from edgelabels.data.boxes import displayed_size
 
-    return [header_size(s.path) for s in _evenly(list(samples), SIZE_SAMPLE)]
+    return [displayed_size(s.path) for s in _evenly(list(samples), SIZE_SAMPLE)]
 
 
 def greyness(paths: list) -> tuple[bool, str]:
