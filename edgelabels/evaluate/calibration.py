@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from edgelabels import atomic
-from edgelabels.evaluate.metrics import ECE_BINS, expected_calibration_error, top_labels
+from edgelabels.evaluate.metrics import ECE_BINS, expected_calibration_error, reliability, top_labels
 from edgelabels.runtime.calibration import VERSION, Calibration, from_json, read_calibration
 from edgelabels.tasks import get_task
 
@@ -69,25 +69,6 @@ def _hooks(task: str) -> CalibrationHooks:
 
 
 # ---------------------------------------------------------------- ECE and the reliability diagram's bins
-
-
-def reliability(confidence, correct, bins: int = ECE_BINS) -> dict:
-    """{"ece", "bins": [{"low", "high", "count", "confidence", "accuracy"}]} over equal-width confidence bins
-    (lo, hi] (a confidence of exactly 0 in the first), the binning of metrics.expected_calibration_error."""
-    confidence = np.asarray(confidence, np.float64).reshape(-1)
-    correct = np.asarray(correct, bool).reshape(-1)
-    index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
-    rows, ece = [], 0.0
-    for b in range(bins):
-        members = index == b
-        count = int(members.sum())
-        mean_confidence = float(confidence[members].mean()) if count else None
-        accuracy = float(correct[members].mean()) if count else None
-        if count:
-            ece += count / len(confidence) * abs(accuracy - mean_confidence)
-        rows.append({"low": b / bins, "high": (b + 1) / bins, "count": count, "confidence": mean_confidence,
-                     "accuracy": accuracy})
-    return {"ece": float(ece), "bins": rows}
 
 
 def pairs(task: str, predictions, truth, labels, raw=None) -> tuple[np.ndarray, np.ndarray]:

@@ -51,16 +51,27 @@ def top_labels(probs: np.ndarray) -> np.ndarray:
 
 def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int = ECE_BINS) -> float:
     """Top-1 ECE: sum over equal-width confidence bins of |accuracy - mean confidence| x bin share."""
-    confidence = probs.max(axis=1)
-    correct = top_labels(probs) == y_true
-    # Bins are (lo, hi]; a confidence of exactly 0 goes to the first bin.
+    return reliability(probs.max(axis=1), top_labels(probs) == y_true, bins)["ece"]
+
+
+def reliability(confidence, correct, bins: int = ECE_BINS) -> dict:
+    """{"ece", "bins": [{"low", "high", "count", "confidence", "accuracy"}]} over equal-width confidence bins
+    (lo, hi] (a confidence of exactly 0 in the first): expected_calibration_error's, and the
+    reliability diagram's of every task (evaluate/calibration.py)."""
+    confidence = np.asarray(confidence, np.float64).reshape(-1)
+    correct = np.asarray(correct, bool).reshape(-1)
     index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
-    ece = 0.0
+    rows, ece = [], 0.0
     for b in range(bins):
         members = index == b
-        if members.any():
-            ece += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return float(ece)
+        count = int(members.sum())
+        mean_confidence = float(confidence[members].mean()) if count else None
+        accuracy = float(correct[members].mean()) if count else None
+        if count:
+            ece += count / len(confidence) * abs(accuracy - mean_confidence)
+        rows.append({"low": b / bins, "high": (b + 1) / bins, "count": count, "confidence": mean_confidence,
+                     "accuracy": accuracy})
+    return {"ece": float(ece), "bins": rows}
 
 
 def coverage_table(y_true: np.ndarray, probs: np.ndarray, thresholds=COVERAGE_THRESHOLDS) -> list[dict]:
