@@ -72,5 +72,7 @@ class ServiceContext:
         return self.directory / S3_CACHE
 
     def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        # Running work finishes (a dataset's is short); queued work is cancelled and stays *_IN_PROGRESS with its
+        # request recorded, so recover() redoes it at the next start. Closing the store under a query can crash.
+        self.executor.shutdown(wait=True, cancel_futures=True)
         self.store.close()

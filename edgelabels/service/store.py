@@ -59,6 +59,7 @@ BUSY = {"CREATING", "DELETING", "CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "DEL
         "TRAINING_IN_PROGRESS", "STARTING", "RUNNING", "STOPPING"}
 JOB_STATES = ("queued", "running", "done", "failed")
 VERSION_FIELDS = ("output_config", "run_dir", "export_dir", "training_end_ms", "details", "min_inference_units")
+DATASET_CODES = ("SUCCESS", "SERVICE_ERROR", "CLIENT_ERROR")  # botocore's DatasetStatusMessageCode
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -83,6 +84,13 @@ CREATE TABLE IF NOT EXISTS jobs (
   attempts INTEGER NOT NULL DEFAULT 0, owner TEXT, message TEXT NOT NULL DEFAULT '',
   queued_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
 """
+# Columns added after the first release: (table, column, declaration). An existing service.db gains them on open.
+# datasets.status_code: DescribeDataset's StatusMessageCode; datasets.request: the work a *_IN_PROGRESS status is
+# doing (JSON), so that a restarted service redoes what a killed one left half done.
+MIGRATIONS = (
+    ("datasets", "status_code", "TEXT NOT NULL DEFAULT 'SUCCESS'"),
+    ("datasets", "request", "TEXT"),
+)
 
 
 class StoreError(Exception):
@@ -135,6 +143,9 @@ class Store:
         with self._transaction() as db:
             for statement in filter(str.strip, SCHEMA.split(";")):
                 db.execute(statement)
+            for table, column, declaration in MIGRATIONS:
+                if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
             db.execute("INSERT OR IGNORE INTO meta VALUES ('token_key', ?)", (secrets.token_hex(32),))
             self._token_key = bytes.fromhex(db.execute("SELECT value FROM meta WHERE key='token_key'").fetchone()[0])
 
@@ -231,20 +242,35 @@ class Store:
             self._move(db, "projects", arn, status, PROJECT_TRANSITIONS)
         return self.project(arn)
 
+    def start_project_delete(self, arn: str) -> dict:
+        """Move a project to DELETING, in the transaction that checks it has no datasets or versions left
+        (ResourceInUse otherwise, and the project stays as it was)."""
+        with self._transaction() as db:
+            self._status(db, "projects", arn)
+            self._refuse_children(db, arn)
+            self._move(db, "projects", arn, "DELETING", PROJECT_TRANSITIONS)
+        return self.project(arn)
+
+    @staticmethod
+    def _refuse_children(db, arn: str) -> None:
+        for table in ("datasets", "versions"):
+            if db.execute(f"SELECT 1 FROM {table} WHERE project_arn=?", (arn,)).fetchone():
+                raise InUse(f"project {arn} still has {table}; delete them first")
+
     def delete_project(self, arn: str) -> None:
         """Remove a project already DELETING; refused while it has datasets or versions (as Rekognition does)."""
         with self._transaction() as db:
             current = self._status(db, "projects", arn)
             if current != "DELETING":
                 raise TransitionRefused(arn, current, "deleted")
-            for table in ("datasets", "versions"):
-                if db.execute(f"SELECT 1 FROM {table} WHERE project_arn=?", (arn,)).fetchone():
-                    raise InUse(f"project {arn} still has {table}; delete them first")
+            self._refuse_children(db, arn)
             db.execute("DELETE FROM tags WHERE arn=?", (arn,))
             db.execute("DELETE FROM projects WHERE arn=?", (arn,))
 
     # -- datasets --------------------------------------------------------------------------------
-    def create_dataset(self, project_arn: str, dataset_type: str) -> dict:
+    def create_dataset(self, project_arn: str, dataset_type: str, request: dict | None = None,
+                       tags: dict | None = None) -> dict:
+        """A new CREATE_IN_PROGRESS dataset with its tags; `request` (JSON) records the work its creation is doing."""
         kind = dataset_type.lower()
         with self._transaction() as db:
             project = self._status(db, "projects", project_arn)
@@ -254,35 +280,65 @@ class Store:
                 raise AlreadyExists(f"project {project_arn} already has a {kind} dataset")
             name = db.execute("SELECT name FROM projects WHERE arn=?", (project_arn,)).fetchone()[0]
             created, arn = self._fresh(db, lambda ms: DatasetArn(self.region, self.account, name, kind, ms))
-            db.execute("INSERT INTO datasets (arn, project_arn, type, status, created_ms, updated_ms) "
-                       "VALUES (?,?,?,?,?,?)", (arn, project_arn, kind, "CREATE_IN_PROGRESS", created, created))
+            db.execute("INSERT INTO datasets (arn, project_arn, type, status, created_ms, updated_ms, request) "
+                       "VALUES (?,?,?,?,?,?,?)", (arn, project_arn, kind, "CREATE_IN_PROGRESS", created, created,
+                                                  None if request is None else json.dumps(request)))
+            for key, value in (tags or {}).items():
+                db.execute("INSERT INTO tags VALUES (?,?,?)", (arn, key, value))
         return self.dataset(arn)
 
     def dataset(self, arn: str) -> dict:
         row = self._db().execute("SELECT * FROM datasets WHERE arn=?", (arn,)).fetchone()
         if row is None:
             raise NotFound(f"dataset {arn} not found")
-        return {**dict(row), "stats": json.loads(row["stats"])}
+        return {**dict(row), "stats": json.loads(row["stats"]),
+                "request": None if row["request"] is None else json.loads(row["request"])}
 
     def datasets(self, project_arn: str) -> list[dict]:
         rows = self._db().execute("SELECT arn FROM datasets WHERE project_arn=? ORDER BY type DESC", (project_arn,))
         return [self.dataset(r[0]) for r in rows]
 
-    def set_dataset_status(self, arn: str, status: str, message: str = "", stats: dict | None = None) -> dict:
+    def set_dataset_status(self, arn: str, status: str, message: str = "", stats: dict | None = None,
+                           code: str = "SUCCESS", request: dict | None = None) -> dict:
+        """Move a dataset; `code` is its StatusMessageCode, `request` the work the new status is doing (None
+        clears it: a finished status does no work)."""
+        return self.set_datasets_status([arn], status, message, {arn: stats} if stats is not None else None,
+                                         code, {arn: request} if request is not None else None)[0]
+
+    def set_datasets_status(self, arns, status: str, message: str = "", stats: dict | None = None,
+                            code: str = "SUCCESS", requests: dict | None = None, moves=()) -> list[dict]:
+        """Move several datasets at once, all or none (DistributeDatasetEntries moves a train and a test dataset).
+
+        stats / requests: {arn: value}; moves: (source-ref, from ARN, to ARN) entries to move between them in the
+        same transaction."""
+        if code not in DATASET_CODES:
+            raise StoreError(f"{code!r} is not a StatusMessageCode; known: {DATASET_CODES}")
         with self._transaction() as db:
-            self._move(db, "datasets", arn, status, DATASET_TRANSITIONS, message)
-            db.execute("UPDATE datasets SET updated_ms=? WHERE arn=?", (now_ms(), arn))
-            if stats is not None:
-                db.execute("UPDATE datasets SET stats=? WHERE arn=?", (json.dumps(stats), arn))
-        return self.dataset(arn)
+            for arn in arns:
+                self._move(db, "datasets", arn, status, DATASET_TRANSITIONS, message)
+                request = (requests or {}).get(arn)
+                db.execute("UPDATE datasets SET updated_ms=?, status_code=?, request=? WHERE arn=?",
+                           (now_ms(), code, None if request is None else json.dumps(request), arn))
+            for source_ref, source, target in moves:
+                db.execute("UPDATE entries SET dataset_arn=? WHERE dataset_arn=? AND source_ref=?",
+                           (target, source, source_ref))
+            for arn, value in (stats or {}).items():
+                db.execute("UPDATE datasets SET stats=? WHERE arn=?", (json.dumps(value), arn))
+        return [self.dataset(arn) for arn in arns]
+
+    def datasets_in_progress(self) -> list[dict]:
+        """Datasets a (killed) process left CREATE_ / UPDATE_ / DELETE_IN_PROGRESS, oldest first."""
+        rows = self._db().execute("SELECT arn FROM datasets WHERE status LIKE '%_IN_PROGRESS' ORDER BY created_ms")
+        return [self.dataset(r[0]) for r in rows]
 
     def delete_dataset(self, arn: str) -> None:
-        """Remove a dataset already DELETE_IN_PROGRESS, with its entries."""
+        """Remove a dataset already DELETE_IN_PROGRESS, with its entries and tags."""
         with self._transaction() as db:
             current = self._status(db, "datasets", arn)
             if current != "DELETE_IN_PROGRESS":
                 raise TransitionRefused(arn, current, "deleted")
             db.execute("DELETE FROM entries WHERE dataset_arn=?", (arn,))
+            db.execute("DELETE FROM tags WHERE arn=?", (arn,))
             db.execute("DELETE FROM datasets WHERE arn=?", (arn,))
 
     # -- dataset entries -------------------------------------------------------------------------
