@@ -38,7 +38,7 @@ VERBS = {
     "evaluate": ("edgelabels.evaluate.command", "evaluate a run or an exported model: Rekognition summary, metrics, plots, report"),
     "export": ("edgelabels.export.command", "export a run to ONNX (optionally INT8) for the edge runtime"),
     "predict": ("edgelabels.serve.predict_command", "run an exported model on images or a watched folder (no TensorFlow)"),
-    "serve": ("edgelabels.serve.server_command", "serve an exported model behind a Rekognition-compatible endpoint"),
+    "serve": ("edgelabels.service.command", "serve an exported model, or Rekognition Custom Labels (--projects DIR), behind a Rekognition-compatible endpoint"),
     "benchmark": ("edgelabels.benchmark.command", "compare a local model with a Rekognition model on the same test images"),
     "segment": ("edgelabels.serve.segment_command", "write lung masks and overlays with a U-Net run or its export"),
     "demo": ("edgelabels.demo", "synthetic lateral-flow cassettes -> train -> evaluate -> export -> predict"),

@@ -45,17 +45,18 @@ class BodyBudget:
         self.held -= size
 
 
-async def read_body(request: Request, budget: BodyBudget, read_timeout: float, deadline: float) -> bytes:
+async def read_body(request: Request, budget: BodyBudget, read_timeout: float, deadline: float,
+                    max_bytes: int = MAX_BODY_BYTES, too_large: str = "ImageTooLargeException") -> bytes:
     """The request body, each chunk reserved in `budget`; the caller gives back len(body) when done.
 
-    Refused with ImageTooLargeException past MAX_BODY_BYTES, ProvisionedThroughputExceededException
+    Refused with `too_large` past `max_bytes` (the projects service takes UpdateDatasetEntries' larger blob:
+    service/app.py), ProvisionedThroughputExceededException
     when the budget is spent, RequestTimeoutException when the client is too slow. A refused body is
     still drained (not kept) up to MAX_DRAIN_BYTES, so that the client reads the error.
     """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_DRAIN_BYTES:
-        raise ApiError("ImageTooLargeException", f"Request body of {declared} bytes; the image limit is 4 MB",
-                       close=True)
+        raise ApiError(too_large, f"Request body of {declared} bytes; {_limit(max_bytes)}", close=True)
     chunks, size, kept, shed = [], 0, 0, False
     give_up_at = anyio.current_time() + deadline
     try:
@@ -72,13 +73,13 @@ async def read_body(request: Request, budget: BodyBudget, read_timeout: float, d
             size += len(chunk)
             if size > MAX_DRAIN_BYTES:
                 break
-            if size <= MAX_BODY_BYTES and not shed:
+            if size <= max_bytes and not shed:
                 if budget.take(len(chunk)):
                     chunks.append(chunk)
                     kept += len(chunk)
                 else:
                     shed = True
-            if (size > MAX_BODY_BYTES or shed) and kept:  # draining from here on: keep nothing
+            if (size > max_bytes or shed) and kept:  # draining from here on: keep nothing
                 chunks.clear()
                 budget.give_back(kept)
                 kept = 0
@@ -87,13 +88,16 @@ async def read_body(request: Request, budget: BodyBudget, read_timeout: float, d
     except BaseException:
         budget.give_back(kept)
         raise
-    if size > MAX_BODY_BYTES:
-        raise ApiError("ImageTooLargeException", f"Request body of {size}+ bytes; the image limit is 4 MB",
-                       close=size > MAX_DRAIN_BYTES)
+    if size > max_bytes:
+        raise ApiError(too_large, f"Request body of {size}+ bytes; {_limit(max_bytes)}", close=size > MAX_DRAIN_BYTES)
     if shed:
         raise ApiError("ProvisionedThroughputExceededException",
                        f"Request bodies being received fill this worker's {budget.limit // 2 ** 20} MiB; retry later.")
     return b"".join(chunks)
+
+
+def _limit(max_bytes: int) -> str:
+    return "the image limit is 4 MB" if max_bytes == MAX_BODY_BYTES else f"the limit is {max_bytes} bytes"
 
 
 def decode(data: bytes) -> Image.Image:

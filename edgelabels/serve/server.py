@@ -9,6 +9,9 @@ both its standard and legacy retry modes (`retries/standard.py` lists it as a th
 `data/_retry.json` matches it on status 400). Every answer carries `x-amzn-RequestId`.
 
 Operations: DetectCustomLabels, StartProjectVersion, StopProjectVersion, DescribeProjectVersions.
+The HTTP machinery below (RekognitionEndpoint: receiving, serving, error answers) is shared with the
+projects service (`serve --projects DIR`, service/app.py), which adds its own operations, a check of
+every request against botocore's model, and a thread pool of its own for the cheap metadata calls.
 
 Each uvicorn worker process builds its own app with `app_from_environment` (uvicorn needs an
 import string for several workers) from the JSON settings file that `edgelabels serve` writes and
@@ -35,8 +38,9 @@ What bounds a worker, and what each bound is for:
   cannot reserve its next chunk is drained (not kept) and answered
   ProvisionedThroughputExceededException, which boto3 retries;
 - body size (request_body.py, with the body budget, the body time and the image's own limits): kept up to a
-  cap just above what a 4 MB image needs once base64-encoded, drained
-  (not kept) up to 64 MB so the client reads ImageTooLargeException, dropped beyond;
+  cap just above what a 4 MB image needs once base64-encoded (the projects service: what UpdateDatasetEntries'
+  largest blob needs), drained (not kept) up to 64 MB so the client reads ImageTooLargeException
+  (InvalidParameterException for the projects service's metadata calls), dropped beyond;
 - body time: at most `body_read_timeout_s` (10 s) between two chunks and `body_deadline_s` (60 s)
   for the whole body, else RequestTimeoutException (which boto3 retries) and the connection ends;
 - connections: uvicorn's own `limit_concurrency` and keep-alive timeout, set by `edgelabels serve`
@@ -59,6 +63,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Collection
 
 import anyio
 import anyio.to_thread
@@ -134,9 +139,131 @@ class ModelState:
             raise ApiError("InternalServerError", f"model status unreadable ({exc})") from None
 
 
+class RekognitionEndpoint:
+    """The HTTP side of a Rekognition endpoint: `handle` is the ASGI endpoint for `POST /`.
+
+    Shared by `serve MODEL_DIR` (RekognitionService below) and `serve --projects DIR` (service/app.py). It receives a
+    request (the key check, the body within its budget and timeouts, then in a worker thread the signature, the
+    X-Amz-Target and the JSON), checks it (`check(name, params)`, if given), then serves it: `operations[name](params)`
+    in a worker thread. The operations named in `inference` (all of them when None) hold one of the
+    `max_concurrency` slots and are shed past it; the others are cheap metadata calls that queue for a thread of
+    their own, larger pool instead (`metadata_threads`), so a burst of DescribeProjectVersions during a training is
+    answered, not shed. A body past `max_body_bytes` is ImageTooLargeException for an inference (as today's
+    one-export endpoint answers), InvalidParameterException for the others. An exception an operation raises
+    becomes the ApiError that `errors(exc)` returns, or InternalServerError (logged) when it returns None.
+    """
+
+    def __init__(self, operations: dict[str, Callable[[dict], dict]], *, max_concurrency: int = 16,
+                 credentials: str | None = None, region: str | None = None, inference: Collection[str] | None = None,
+                 check: Callable[[str, dict], None] | None = None,
+                 errors: Callable[[Exception], ApiError | None] | None = None, metadata_threads: int = 128,
+                 body_read_timeout_s: float = 10.0, body_deadline_s: float = 60.0,
+                 body_budget_bytes: int | None = None, max_body_bytes: int = MAX_BODY_BYTES):
+        self.operations = operations
+        self.inference = None if inference is None else frozenset(inference)
+        self.check, self.errors = check, errors
+        self.verifier = None
+        if credentials:  # botocore is only needed when signatures are checked
+            from edgelabels.serve.sigv4 import SignatureProblem, SignatureVerifier, read_credentials
+
+            self.verifier = SignatureVerifier(read_credentials(credentials), region=region)
+            self.signature_problem = SignatureProblem
+        self.max_concurrency = max_concurrency
+        self.in_flight = 0  # only touched on the event loop thread
+        self.limiter = anyio.CapacityLimiter(max_concurrency)
+        self.metadata_limiter = anyio.CapacityLimiter(metadata_threads)
+        self.body_read_timeout_s, self.body_deadline_s = body_read_timeout_s, body_deadline_s
+        self.max_body_bytes = max_body_bytes
+        self.budget = BodyBudget(body_budget_bytes or 2 * max_concurrency * max_body_bytes)
+
+    async def handle(self, request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        body = b""
+        try:
+            if self.verifier:  # refuse unknown keys before spending time on the body
+                try:
+                    self.verifier.check_key(request.headers.get("authorization"))
+                except self.signature_problem as exc:
+                    raise ApiError(exc.code, str(exc)) from None
+            body = await read_body(request, self.budget, self.body_read_timeout_s, self.body_deadline_s,
+                                   self.max_body_bytes, self.too_large(request.headers.get("x-amz-target", "")))
+            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
+            try:
+                name, params = await anyio.to_thread.run_sync(
+                    self.parse, headers, request.scope.get("raw_path") or request.url.path.encode(),
+                    request.scope.get("query_string", b""), body)
+            except ApiError:
+                raise
+            except Exception as exc:  # the request is at fault, not the server: 400, which botocore does not retry
+                log.warning("request %s not parseable: %s: %s", request_id, type(exc).__name__, exc)
+                raise ApiError("InvalidParameterException",
+                               f"Request could not be parsed ({type(exc).__name__})") from None
+            if self.check:  # outside the handler above: a fault in the check is ours, not the client's
+                await anyio.to_thread.run_sync(self.check, name, params, limiter=self.metadata_limiter)
+            result = await self.serve(name, params)
+            # allow_nan=False: a model answering NaN becomes an InternalServerError, not invalid JSON.
+            return Response(json.dumps(result, allow_nan=False), 200, media_type=CONTENT_TYPE,
+                            headers={"x-amzn-RequestId": request_id})
+        except ApiError as exc:
+            return error_response(exc, request_id)
+        except ClientDisconnect:
+            return error_response(ApiError("InvalidParameterException", "client disconnected"), request_id)
+        except Exception as exc:
+            known = self.errors(exc) if self.errors else None
+            if known is None:
+                log.exception("request %s failed", request_id)
+                known = ApiError("InternalServerError", "Internal server error.")
+            return error_response(known, request_id)
+        finally:
+            self.budget.give_back(len(body))
+
+    def too_large(self, target: str) -> str:
+        """The error for a body past max_body_bytes: an image's for an inference, a parameter's for the rest."""
+        name = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else ""
+        return "InvalidParameterException" if self.inference is not None and name not in self.inference \
+            else "ImageTooLargeException"
+
+    def parse(self, headers: list[tuple[str, str]], raw_path: bytes, query: bytes, body: bytes):
+        """Runs in a worker thread: signature, operation name, JSON -> (operation name, params)."""
+        if self.verifier:
+            try:
+                self.verifier.verify(method="POST", path=raw_path.decode("latin-1"), query=query.decode("latin-1"),
+                                     headers=headers, body=body)
+            except self.signature_problem as exc:
+                raise ApiError(exc.code, str(exc)) from None
+        target = next((v for k, v in headers if k.lower() == "x-amz-target"), "")
+        name = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else None
+        if name not in self.operations:
+            raise ApiError("UnknownOperationException",
+                           f"Unknown operation {target!r}; this endpoint serves "
+                           + ", ".join(TARGET_PREFIX + name for name in self.operations))
+        try:
+            params = json.loads(body or b"{}")
+        except RecursionError:
+            raise ApiError("SerializationException", "Request body is JSON nested too deeply") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiError("SerializationException", f"Request body is not valid JSON ({exc})") from None
+        if not isinstance(params, dict):
+            raise ApiError("InvalidParameterException", "Request body must be a JSON object")
+        return name, params
+
+    async def serve(self, name: str, params: dict) -> dict:
+        """The operation in a worker thread: an inference holds one of the max_concurrency slots, or is shed."""
+        operation = self.operations[name]
+        if self.inference is not None and name not in self.inference:
+            return await anyio.to_thread.run_sync(operation, params, limiter=self.metadata_limiter)
+        if self.in_flight >= self.max_concurrency:
+            raise ApiError("ProvisionedThroughputExceededException",
+                           f"More than {self.max_concurrency} requests in flight; retry later.")
+        self.in_flight += 1
+        try:
+            return await anyio.to_thread.run_sync(operation, params, limiter=self.limiter)
+        finally:
+            self.in_flight -= 1
+
+
 class RekognitionService:
-    """The four operations, over one edge model (a Predictor or a Detector); `handle` is the ASGI endpoint for
-    `POST /`."""
+    """The four operations, over one edge model (a Predictor or a Detector), behind a RekognitionEndpoint."""
 
     def __init__(self, settings: ServeSettings, predictor=None):
         self.settings = settings
@@ -149,102 +276,24 @@ class RekognitionService:
                             "arn:aws:rekognition:REGION:ACCOUNT:project/NAME/version/VERSION/NUMBER")
         self.version_name = match.group(2)
         self.state = ModelState(settings.state_file)
-        self.verifier = None
-        if settings.credentials:  # botocore is only needed when signatures are checked
-            from edgelabels.serve.sigv4 import SignatureProblem, SignatureVerifier, read_credentials
-
-            # Requests must be signed for the region of the ARN served, as AWS requires.
-            self.verifier = SignatureVerifier(read_credentials(settings.credentials), region=self.arn.split(":")[3])
-            self.signature_problem = SignatureProblem
         self.s3_root = Path(settings.s3_root).resolve() if settings.s3_root else None
-        self.max_concurrency = settings.max_concurrency
-        self.in_flight = 0  # only touched on the event loop thread
-        self.limiter = anyio.CapacityLimiter(settings.max_concurrency)
-        self.budget = BodyBudget(settings.body_budget_bytes or 2 * settings.max_concurrency * MAX_BODY_BYTES)
-        self.operations = {
+        operations = {
             "DetectCustomLabels": self.detect_custom_labels,
             "StartProjectVersion": self.start_project_version,
             "StopProjectVersion": self.stop_project_version,
             "DescribeProjectVersions": self.describe_project_versions,
         }
-
-    # -- HTTP ------------------------------------------------------------------------------------
-
-    async def handle(self, request: Request) -> Response:
-        request_id = str(uuid.uuid4())
-        body = b""
-        try:
-            if self.verifier:  # refuse unknown keys before spending time on the body
-                try:
-                    self.verifier.check_key(request.headers.get("authorization"))
-                except self.signature_problem as exc:
-                    raise ApiError(exc.code, str(exc)) from None
-            body = await read_body(request, self.budget, self.settings.body_read_timeout_s,
-                                   self.settings.body_deadline_s)
-            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
-            try:
-                operation, params = await anyio.to_thread.run_sync(
-                    self.parse, headers, request.scope.get("raw_path") or request.url.path.encode(),
-                    request.scope.get("query_string", b""), body)
-            except ApiError:
-                raise
-            except Exception as exc:  # the request is at fault, not the server: 400, which botocore does not retry
-                log.warning("request %s not parseable: %s: %s", request_id, type(exc).__name__, exc)
-                raise ApiError("InvalidParameterException",
-                               f"Request could not be parsed ({type(exc).__name__})") from None
-            result = await self.serve(operation, params)
-            # allow_nan=False: a model answering NaN becomes an InternalServerError, not invalid JSON.
-            return Response(json.dumps(result, allow_nan=False), 200, media_type=CONTENT_TYPE,
-                            headers={"x-amzn-RequestId": request_id})
-        except ApiError as exc:
-            return error_response(exc, request_id)
-        except ClientDisconnect:
-            return error_response(ApiError("InvalidParameterException", "client disconnected"), request_id)
-        except Exception:
-            log.exception("request %s failed", request_id)
-            return error_response(ApiError("InternalServerError", "Internal server error."), request_id)
-        finally:
-            self.budget.give_back(len(body))
-
-    def parse(self, headers: list[tuple[str, str]], raw_path: bytes, query: bytes, body: bytes):
-        """Runs in a worker thread: signature, operation name, JSON -> (operation, params)."""
-        if self.verifier:
-            try:
-                self.verifier.verify(method="POST", path=raw_path.decode("latin-1"), query=query.decode("latin-1"),
-                                     headers=headers, body=body)
-            except self.signature_problem as exc:
-                raise ApiError(exc.code, str(exc)) from None
-        target = next((v for k, v in headers if k.lower() == "x-amz-target"), "")
-        operation = self.operations.get(target[len(TARGET_PREFIX):]) if target.startswith(TARGET_PREFIX) else None
-        if operation is None:
-            raise ApiError("UnknownOperationException",
-                           f"Unknown operation {target!r}; this endpoint serves "
-                           + ", ".join(TARGET_PREFIX + name for name in self.operations))
-        try:
-            params = json.loads(body or b"{}")
-        except RecursionError:
-            raise ApiError("SerializationException", "Request body is JSON nested too deeply") from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError("SerializationException", f"Request body is not valid JSON ({exc})") from None
-        if not isinstance(params, dict):
-            raise ApiError("InvalidParameterException", "Request body must be a JSON object")
-        return operation, params
-
-    async def serve(self, operation, params: dict) -> dict:
-        """The operation in a worker thread, holding one of the max_concurrency inference slots."""
-        if self.in_flight >= self.max_concurrency:
-            raise ApiError("ProvisionedThroughputExceededException",
-                           f"More than {self.max_concurrency} requests in flight; retry later.")
-        self.in_flight += 1
-        try:
-            return await anyio.to_thread.run_sync(operation, params, limiter=self.limiter)
-        finally:
-            self.in_flight -= 1
+        # Requests must be signed for the region of the ARN served, as AWS requires. Every operation holds a slot:
+        # with one model, the status calls are as few as the inferences they accompany.
+        self.endpoint = RekognitionEndpoint(
+            operations, max_concurrency=settings.max_concurrency, credentials=settings.credentials,
+            region=self.arn.split(":")[3], body_read_timeout_s=settings.body_read_timeout_s,
+            body_deadline_s=settings.body_deadline_s, body_budget_bytes=settings.body_budget_bytes)
+        self.handle = self.endpoint.handle
 
     async def health(self, request: Request) -> Response:
         status = self.state.read().get("Status", "UNKNOWN")
-        return Response(json.dumps({"status": "ok", "model": status}), 200, media_type="application/json",
-                        headers={"x-amzn-RequestId": str(uuid.uuid4())})
+        return health_response({"status": "ok", "model": status})
 
     # -- operations ------------------------------------------------------------------------------
 
@@ -406,12 +455,21 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return error_response(ApiError("InternalServerError", "Internal server error."), str(uuid.uuid4()))
 
 
+def health_response(answer: dict) -> Response:
+    return Response(json.dumps(answer), 200, media_type="application/json",
+                    headers={"x-amzn-RequestId": str(uuid.uuid4())})
+
+
+def endpoint_app(endpoint: RekognitionEndpoint, health: Callable, lifespan=None) -> Starlette:
+    """`POST /` for the endpoint and `GET /health`; anything else answered in Rekognition's error format."""
+    return Starlette(
+        routes=[Route("/", endpoint.handle, methods=["POST"]), Route("/health", health, methods=["GET"])],
+        exception_handlers={HTTPException: _http_error, Exception: _server_error}, lifespan=lifespan)
+
+
 def create_app(settings: ServeSettings, predictor=None) -> Starlette:
     service = RekognitionService(settings, predictor)
-    app = Starlette(
-        routes=[Route("/", service.handle, methods=["POST"]), Route("/health", service.health, methods=["GET"])],
-        exception_handlers={HTTPException: _http_error, Exception: _server_error},
-    )
+    app = endpoint_app(service.endpoint, service.health)
     app.state.service = service
     return app
 

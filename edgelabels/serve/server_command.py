@@ -19,6 +19,7 @@ Connection bounds given to uvicorn (per worker; server.py bounds what each reque
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import os
@@ -33,29 +34,35 @@ from pathlib import Path
 from edgelabels.errors import UserError
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("model_dir", metavar="MODEL_DIR", help="exported model folder (RUN/export/)")
+def add_arguments(parser, model_dir_required: bool = True) -> None:
+    """The options of `serve MODEL_DIR`; `serve --projects DIR` (service/command.py) adds its own to the same set."""
+    parser.add_argument("model_dir", metavar="MODEL_DIR", nargs=None if model_dir_required else "?",
+                        help="exported model folder (RUN/export/)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1; any other needs --credentials or --no-auth)")
     parser.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
     parser.add_argument("--workers", type=int, default=1,
-                        help="uvicorn worker processes, each with its own onnxruntime session (default 1)")
+                        help="uvicorn worker processes, each with its own onnxruntime session (default 1; "
+                             "MODEL_DIR only)")
     parser.add_argument("--project-version-arn", metavar="ARN",
                         help="ARN the endpoint answers to, so existing code keeps its ARN "
-                             "(default: one derived from the model folder, printed at start-up)")
-    parser.add_argument("--region", default="us-east-1", help="region written into the derived ARN (default us-east-1)")
+                             "(default: one derived from the model folder, printed at start-up; MODEL_DIR only)")
+    parser.add_argument("--region", default="us-east-1",
+                        help="region written into the ARNs, and the one region signatures may name (default "
+                             "us-east-1)")
     parser.add_argument("--credentials", metavar="FILE",
                         help="INI file in the layout of ~/.aws/credentials; every request's SigV4 signature "
                              "is verified against its keys")
     parser.add_argument("--no-auth", action="store_true",
                         help="allow a non-loopback --host without --credentials (anyone who can reach it can call it)")
     parser.add_argument("--max-concurrency", type=int, default=16, metavar="N",
-                        help="requests in flight per worker before the server sheds load with "
+                        help="DetectCustomLabels requests in flight per worker before the server sheds load with "
                              "ProvisionedThroughputExceededException, which boto3 retries (default 16)")
     parser.add_argument("--tls-cert", metavar="FILE", help="TLS certificate (PEM), with --tls-key")
     parser.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM), with --tls-cert")
     parser.add_argument("--s3-root", metavar="DIR",
-                        help="serve Image.S3Object requests from DIR/BUCKET/KEY (refused without it)")
+                        help="S3 as a folder: s3://BUCKET/KEY is DIR/BUCKET/KEY (MODEL_DIR: Image.S3Object is refused "
+                             "without it; --projects: without it, S3 is boto3's standard configuration)")
     parser.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
                         help="model file: auto = model.int8.onnx when present (default auto)")
     parser.add_argument("--threads", type=int, default=1,
@@ -151,23 +158,61 @@ def _terminated(signum, frame):
     raise _Terminated()
 
 
+@contextlib.contextmanager
+def stopped_by_sigterm():
+    """SIGTERM ends the block as a clean stop: the `finally` clauses inside run (without this, uvicorn's re-raised
+    SIGTERM would kill the process before they do)."""
+    previous_handler = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    except _Terminated:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+
+
+def uvicorn_options(args) -> dict:
+    """uvicorn.run's options from the command line (the module docstring says why these bounds)."""
+    # A client holding a connection open must not keep a stopping server alive for ever.
+    return dict(host=args.host, port=args.port, access_log=not args.no_access_log, log_level="info",
+                ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key, server_header=False,
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_S, timeout_keep_alive=KEEP_ALIVE_S,
+                limit_concurrency=connection_limit(args.max_concurrency))
+
+
+def endpoint_url(args) -> str:
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    return f"{'https' if args.tls_cert else 'http'}://{host}:{args.port}"
+
+
+def auth_line(args) -> str:
+    """How requests are authenticated, for the start-up lines (reads the credentials file: a bad one fails here)."""
+    if not args.credentials:
+        return "none"
+    from edgelabels.serve.sigv4 import read_credentials
+
+    return f"SigV4, {len(read_credentials(args.credentials))} key(s) from {args.credentials}"
+
+
+def require_serving_packages() -> None:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise UserError(f"edgelabels serve needs {exc.name}: pip install 'edgelabels[serve]'") from None
+
+
 def run(args) -> int:
     check_arguments(args)
     check_port_free(args.host, args.port)
-    try:
-        import starlette  # noqa: F401
-        import uvicorn
-    except ImportError as exc:
-        raise UserError(f"edgelabels serve needs {exc.name}: pip install 'edgelabels[serve]'") from None
+    require_serving_packages()
+    import uvicorn
 
     from edgelabels.runtime.answers import open_edge_model
     from edgelabels.serve.server import (SETTINGS_ENV, VERSION_ARN, ModelState, ServeSettings, create_app,
                                          project_arn_prefix)
 
-    if args.credentials:
-        from edgelabels.serve.sigv4 import read_credentials
-
-        keys = read_credentials(args.credentials)  # fail here, not in every worker
+    auth = auth_line(args)  # fail here, not in every worker
     # Loading it here reports a bad model folder as one line; with one worker this session serves.
     predictor = open_edge_model(args.model_dir, precision=args.precision, threads=args.threads)
     arn, created = derived_arn(Path(args.model_dir), predictor.model_path, args.region)
@@ -178,44 +223,32 @@ def run(args) -> int:
                             "arn:aws:rekognition:REGION:ACCOUNT:project/NAME/version/VERSION/NUMBER")
 
     state_dir = Path(tempfile.mkdtemp(prefix="edgelabels-serve-"))
-    # Without this, the re-raised SIGTERM would kill the process before the run-state folder is removed.
-    previous_handler = signal.signal(signal.SIGTERM, _terminated)
     try:
-        settings = ServeSettings(
-            model_dir=str(Path(args.model_dir).resolve()), project_version_arn=arn, creation_timestamp=created,
-            state_file=str(state_dir / "status.json"), max_concurrency=args.max_concurrency,
-            credentials=str(Path(args.credentials).resolve()) if args.credentials else None,
-            s3_root=str(Path(args.s3_root).resolve()) if args.s3_root else None,
-            precision=args.precision, threads=args.threads)
-        ModelState(settings.state_file).write("RUNNING")  # a served model starts RUNNING
-        settings_file = settings.write(state_dir / "settings.json")
-        os.environ[SETTINGS_ENV] = str(settings_file)  # inherited by uvicorn's worker processes
+        with stopped_by_sigterm():
+            settings = ServeSettings(
+                model_dir=str(Path(args.model_dir).resolve()), project_version_arn=arn, creation_timestamp=created,
+                state_file=str(state_dir / "status.json"), max_concurrency=args.max_concurrency,
+                credentials=str(Path(args.credentials).resolve()) if args.credentials else None,
+                s3_root=str(Path(args.s3_root).resolve()) if args.s3_root else None,
+                precision=args.precision, threads=args.threads)
+            ModelState(settings.state_file).write("RUNNING")  # a served model starts RUNNING
+            settings_file = settings.write(state_dir / "settings.json")
+            os.environ[SETTINGS_ENV] = str(settings_file)  # inherited by uvicorn's worker processes
 
-        scheme = "https" if args.tls_cert else "http"
-        host = f"[{args.host}]" if ":" in args.host else args.host
-        print(f"edgelabels serve: {predictor.model_path} ({len(predictor.labels)} labels, {predictor.precision})")
-        print(f"  endpoint_url        {scheme}://{host}:{args.port}")
-        print(f"  ProjectVersionArn   {arn}")
-        print(f"  ProjectArn          {project_arn_prefix(arn)}{arn.rsplit('/', 1)[1]}")
-        auth = f"SigV4, {len(keys)} key(s) from {args.credentials}" if args.credentials else "none"
-        print(f"  auth                {auth}")
-        print(f"  workers             {args.workers}, max {args.max_concurrency} requests in flight each")
-        sys.stdout.flush()
+            print(f"edgelabels serve: {predictor.model_path} ({len(predictor.labels)} labels, {predictor.precision})")
+            print(f"  endpoint_url        {endpoint_url(args)}")
+            print(f"  ProjectVersionArn   {arn}")
+            print(f"  ProjectArn          {project_arn_prefix(arn)}{arn.rsplit('/', 1)[1]}")
+            print(f"  auth                {auth}")
+            print(f"  workers             {args.workers}, max {args.max_concurrency} requests in flight each")
+            sys.stdout.flush()
 
-        # A client holding a connection open must not keep a stopping server alive for ever.
-        options = dict(host=args.host, port=args.port, access_log=not args.no_access_log, log_level="info",
-                       ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key, server_header=False,
-                       timeout_graceful_shutdown=SHUTDOWN_GRACE_S, timeout_keep_alive=KEEP_ALIVE_S,
-                       limit_concurrency=connection_limit(args.max_concurrency))
-        if args.workers == 1:
-            uvicorn.run(create_app(settings, predictor), **options)
-        else:
-            del predictor  # each worker process loads its own session
-            uvicorn.run("edgelabels.serve.server:app_from_environment", factory=True, workers=args.workers,
-                        **options)
-    except _Terminated:
-        pass  # a clean stop
+            if args.workers == 1:
+                uvicorn.run(create_app(settings, predictor), **uvicorn_options(args))
+            else:
+                del predictor  # each worker process loads its own session
+                uvicorn.run("edgelabels.serve.server:app_from_environment", factory=True, workers=args.workers,
+                            **uvicorn_options(args))
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
         shutil.rmtree(state_dir, ignore_errors=True)
     return 0
