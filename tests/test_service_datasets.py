@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from test_service_projects import answers, check_shape, refusal
+from helpers.service_ops import answers, check_shape, refusal
 from test_service_s3 import BUCKET as S3_BUCKET
 from test_service_s3 import server  # noqa: F401  (a fixture: moto's S3 server on loopback)
 

@@ -7,73 +7,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from botocore.loaders import Loader
+
+from helpers.service_ops import MODEL, answers, check_shape, refusal
 
 from edgelabels.service import projects
-from edgelabels.service.arns import ArnError
 from edgelabels.service.context import ServiceContext
 from edgelabels.service.s3 import S3Objects
 from edgelabels.service.store import Store
-
-MODEL = Loader().load_service_model("rekognition", "service-2")
-SHAPES = MODEL["shapes"]
-
-
-def check_shape(value, shape: str, absent=(), path: str = "$") -> None:
-    """`value` is what botocore's `shape` describes: every member present (but those named in `absent`), no
-    member the shape lacks, each of its type, enums, lengths and ranges as the model says. Timestamps are the
-    epoch seconds the JSON protocol carries."""
-    spec = SHAPES[shape]
-    kind = spec["type"]
-    if kind == "structure":
-        assert isinstance(value, dict), f"{path}: {value!r} is not a structure"
-        assert not set(value) - set(spec["members"]), f"{path}: members {set(value) - set(spec['members'])} unknown"
-        for name, member in spec["members"].items():
-            if name in value:
-                check_shape(value[name], member["shape"], absent, f"{path}.{name}")
-            else:
-                assert name in absent and name not in spec.get("required", ()), f"{path}.{name} is missing"
-    elif kind == "list":
-        assert isinstance(value, list), f"{path}: {value!r} is not a list"
-        assert spec.get("min", 0) <= len(value) <= spec.get("max", len(value)), f"{path}: {len(value)} items"
-        for index, item in enumerate(value):
-            check_shape(item, spec["member"]["shape"], absent, f"{path}[{index}]")
-    elif kind == "map":
-        assert isinstance(value, dict), f"{path}: {value!r} is not a map"
-        for key, item in value.items():
-            check_shape(key, spec["key"]["shape"], absent, f"{path} key")
-            check_shape(item, spec["value"]["shape"], absent, f"{path}[{key!r}]")
-    elif kind == "string":
-        assert isinstance(value, str), f"{path}: {value!r} is not a string"
-        assert spec.get("min", 0) <= len(value) <= spec.get("max", len(value)), f"{path}: length {len(value)}"
-        assert value in spec.get("enum", [value]), f"{path}: {value!r} not in {spec['enum']}"
-    elif kind in ("integer", "long"):
-        assert isinstance(value, int) and not isinstance(value, bool), f"{path}: {value!r} is not an integer"
-        assert spec.get("min", value) <= value <= spec.get("max", value), f"{path}: {value} out of range"
-    elif kind in ("float", "double"):
-        assert isinstance(value, (int, float)) and not isinstance(value, bool), f"{path}: {value!r} not a number"
-    elif kind == "timestamp":
-        assert isinstance(value, (int, float)) and not isinstance(value, bool), f"{path}: {value!r} not epoch s"
-    elif kind == "boolean":
-        assert isinstance(value, bool), f"{path}: {value!r} is not a boolean"
-    else:
-        raise AssertionError(f"{path}: shape type {kind} not checked here")
-
-
-def answers(operation: str, value: dict, absent=()) -> dict:
-    """`value` has the output shape of `operation`; returned for further checks."""
-    check_shape(value, MODEL["operations"][operation]["output"]["shape"], absent)
-    return value
-
-
-def refusal(call, *args) -> str:
-    """The Rekognition error code `call(*args)` is refused with (an ArnError is answered InvalidParameter)."""
-    with pytest.raises(Exception) as caught:
-        call(*args)
-    if isinstance(caught.value, ArnError):
-        return "InvalidParameterException"
-    return caught.value.code
-
 
 @pytest.fixture
 def ctx(tmp_path):

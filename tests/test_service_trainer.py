@@ -16,64 +16,7 @@ import time
 
 import pytest
 
-from helpers.runs import make_image
-
-# `edgelabels train SOURCE` made tiny: the recipe still chooses the rest from the data.
-TINY = ("model.backbone=tinycnn", "model.weights=none", "data.image_size=32", "train.epochs=1",
-        "train.fine_tune_epochs=0", "train.batch_size=8", "train.verbose=0", "train.workers=1", "seed=1",
-        "augment.preset=none")
-COLOURS = ("red", "green")
-
-
-# ---------------------------------------------------------------- shared with tests/test_service_versions.py
-
-
-def make_context(root, store=None, extra=(), **settings):
-    """A ServiceContext over root/service with root/s3 standing in for S3 (the --s3-root rule), bucket `results`
-    there."""
-    from edgelabels.service.context import ServiceContext, ServiceSettings
-    from edgelabels.service.s3 import S3Objects
-    from edgelabels.service.store import Store
-
-    (root / "s3" / "results").mkdir(parents=True, exist_ok=True)  # the OutputConfig bucket
-    return ServiceContext(root / "service", store or Store(root / "service"), S3Objects(root=root / "s3"),
-                          ServiceSettings(budget=None, overrides=(*TINY, *extra), **settings))
-
-
-def manifest_line(bucket: str, key: str, label: str) -> str:
-    return json.dumps({"source-ref": f"s3://{bucket}/{key}", "colour": COLOURS.index(label), "colour-metadata": {
-        "class-name": label, "confidence": 1, "type": "groundtruth/image-classification", "human-annotated": "yes",
-        "creation-date": "2026-12-05T00:00:00", "job-name": "labeling-job/colours"}})
-
-
-def write_bucket(s3_root, bucket: str, per_label: int = 12, test_per_label: int = 4) -> None:
-    """s3://BUCKET/train/*.png, test/*.png and their manifests train.manifest (plus one line naming a missing
-    image) and test.manifest."""
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    folder = s3_root / bucket
-    for side, count in (("train", per_label), ("test", test_per_label)):
-        (folder / side).mkdir(parents=True, exist_ok=True)
-        lines = []
-        for i, label in enumerate(COLOURS):
-            for j in range(count):
-                key = f"{side}/{label}-{j:02d}.png"
-                make_image(i, rng, 64).save(folder / key, "PNG")  # DetectCustomLabels takes 64 px and up
-                lines.append(manifest_line(bucket, key, label))
-        if side == "train":
-            lines.append(manifest_line(bucket, "train/missing.png", "red"))
-        (folder / f"{side}.manifest").write_text("\n".join(lines) + "\n")
-
-
-def wait_for_status(ctx, arn: str, wanted: set, timeout_s: float = 300) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        version = ctx.store.version(arn)
-        if version["status"] in wanted or time.monotonic() > deadline:
-            return version
-        time.sleep(0.2)
-
+from helpers.service_ops import TINY, make_context, wait_for_status, write_bucket
 
 def _create(ctx, name, bucket_manifest="train.manifest", test="test.manifest", output_prefix="out"):
     from edgelabels.service.versions import create_project_version

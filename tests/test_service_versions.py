@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_service_trainer import COLOURS, make_context, manifest_line, wait_for_status, write_bucket
+from helpers.service_ops import COLOURS, make_context, manifest_line, wait_for_status, write_bucket
 
 boto3 = pytest.importorskip("boto3")
 
