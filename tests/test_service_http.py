@@ -380,6 +380,15 @@ def test_health_answers_without_a_signature(service):
         assert answer.status == 200 and json.loads(answer.read())["status"] == "ok"
 
 
+def test_a_second_service_on_a_served_directory_is_one_line_and_exit_2(service, capsys):
+    from helpers.server import free_port
+
+    assert main(["serve", "--projects", str(service.directory), "--port", str(free_port())]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "already served by edgelabels serve (pid" in error, error
+    assert_still_serving(service)
+
+
 def test_a_restart_on_the_same_directory_keeps_the_projects(service):
     # Last in this module: it stops the module's service and checks a new one on the same DIR.
     arn = client(service).create_project(ProjectName="survivor")["ProjectArn"]

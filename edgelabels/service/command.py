@@ -87,12 +87,13 @@ def run_projects(args) -> int:
     import uvicorn
 
     from edgelabels.service.app import create_service_app
-    from edgelabels.service.context import ServiceContext, ServiceSettings
+    from edgelabels.service.context import ServiceContext, ServiceSettings, lock_directory
     from edgelabels.service.s3 import S3Objects
     from edgelabels.service.store import Store
 
     auth = server_command.auth_line(args)
     directory = args.projects.resolve()
+    lock = lock_directory(directory)  # noqa: F841  (held until this process ends)
     s3 = S3Objects.from_environment(args.s3_root)
     budget = None if args.budget and args.budget.strip().lower() == "none" else (args.budget or "30m")
     settings = ServiceSettings(budget=budget, overrides=tuple(args.overrides), max_jobs=args.max_jobs or 1,

@@ -13,24 +13,28 @@ Rekognition's do.
 
 DIR's layout (everything the service keeps; a restart on the same DIR continues where it stopped):
     service.db                  the store (projects, datasets and their entries, versions, tags, jobs)
+    service.lock                held (flock) by the one process serving DIR, released when it ends, kill -9 too
     versions/PROJECT/VERSION-MS/  one version: its frozen train/test manifests, the run, its job log
     s3-cache/BUCKET/KEY         images fetched from S3 for training, kept for the next version
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from edgelabels.errors import UserError
 from edgelabels.service.arns import parse_version_arn
 from edgelabels.service.s3 import S3Objects
 from edgelabels.service.store import Store
 
 VERSIONS = "versions"
 S3_CACHE = "s3-cache"
+LOCK = "service.lock"
 
 
 @dataclass
@@ -76,3 +80,26 @@ class ServiceContext:
         # request recorded, so recover() redoes it at the next start. Closing the store under a query can crash.
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.store.close()
+
+
+def lock_directory(directory: Path):
+    """Hold DIR for this process: a second service on the same DIR would take over the first one's running
+    trainings as if they had been left behind. The lock is the kernel's (flock), so a killed process leaves none.
+    Returns the open lock file (keep it open while serving)."""
+    import fcntl
+
+    directory.mkdir(parents=True, exist_ok=True)
+    handle = open(directory / LOCK, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise UserError(f"--projects {directory}: already served by {holder}; stop it first (one service per DIR)") \
+            from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"edgelabels serve (pid {os.getpid()})")
+    handle.flush()
+    return handle
