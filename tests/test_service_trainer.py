@@ -261,3 +261,30 @@ def test_a_version_trained_deterministically_has_the_metrics_of_train_and_evalua
     in_process = json.loads((tmp_path / "in-process" / "evaluation" / "metrics.json").read_text())
     assert service["log_loss"] > 0 and service == in_process  # every figure, to the last digit
     ctx.close()
+
+
+@pytest.mark.slow
+def test_versions_created_at_once_queue_and_train_one_at_a_time(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from edgelabels.service import trainer
+
+    ctx = make_context(tmp_path)
+    write_bucket(ctx.s3.root, "data", per_label=6, test_per_label=2)
+    with ThreadPoolExecutor(3) as pool:  # three clients' CreateProjectVersion calls at the same moment
+        created = list(pool.map(lambda name: _create(ctx, name)[0], ("q1", "q2", "q3")))
+    worker = trainer.start(ctx, poll_s=0.05)
+    most_running = 0
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            states = [job["state"] for job in ctx.store.jobs()]
+            most_running = max(most_running, states.count("running"))
+            if all(state in ("done", "failed") for state in states):
+                break
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+    assert most_running == 1  # max_jobs=1: the others waited in the queue
+    assert [ctx.store.version(arn)["status"] for arn in created] == ["TRAINING_COMPLETED"] * 3
+    ctx.close()
