@@ -42,8 +42,9 @@ def trained(tmp_path_factory):
     ctx = make_context(root)
     write_bucket(ctx.s3.root, "data")
     with ThreadPoolExecutor(2) as pool:
-        (arn, project), (QUEUE["second"], _) = pool.map(lambda name: _create(ctx, name, output_prefix=f"out/{name}" if name == "v2" else "out"),
-                                                   ("v1", "v2"))
+        first, second = pool.map(lambda args: _create(ctx, args[0], output_prefix=args[1]), (("v1", "out"),
+                                                                                             ("v2", "out/v2")))
+    (arn, project), QUEUE["second"] = first, second[0]
     worker = trainer.start(ctx, poll_s=0.05)
     QUEUE["most_running"] = 0
     try:
