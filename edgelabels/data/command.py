@@ -105,11 +105,18 @@ def add_arguments(parser) -> None:
     synth.add_argument("--size", metavar="WxH", help="fixed photo size, at least 64x64, e.g. --size 640x480 (default: phone sizes)")
     synth.add_argument("--workers", type=int, default=1, help="processes rendering in parallel (default 1)")
     synth.add_argument("--mix", metavar="LABEL=SHARE,...", type=_mix,
-                       help="shares of the results, e.g. --mix negative=0.4,positive=0.3,invalid=0.3 "
+                       help="shares of the results, decimals or fractions, e.g. --mix negative=0.4,positive=0.3,"
+                            "invalid=0.3 or --mix positive=1/3,negative=1/3,invalid=1/3 "
                             "(default negative=0.9,positive=0.07,invalid=0.03, as in the real problem)")
     synth.add_argument("--boxes", action="store_true",
                        help="also write OUT/boxes.manifest, a Ground Truth object-detection manifest (cassette, "
                             "window, well boxes), for `task: detection`")
+    synth.add_argument("--user-readings", type=float, metavar="RATE",
+                       help="also write what users reported, wrong at RATE on average (0 <= RATE < 1: faint T lines "
+                            "read negative, invalid cassettes read by their T line, plain slips): "
+                            "OUT/user-readings.manifest labelled with the readings, OUT/truth.csv for scoring, the "
+                            "noise matrix in OUT/README.md; the photos are the same with or without, e.g. "
+                            "--user-readings 0.4")
 
     convert = action("to-manifest", "write a Ground Truth object-detection manifest from a YOLO folder, a data.yaml, a Pascal VOC folder "
                      "or a COCO file",
@@ -314,12 +321,14 @@ def _augment(args) -> int:
 
 
 def _mix(text: str) -> dict[str, float]:
-    """--mix negative=0.4,positive=0.3 -> {"negative": 0.4, "positive": 0.3} (the generator checks the labels)."""
+    """--mix negative=0.4,positive=1/3 -> {"negative": 0.4, "positive": 0.333...} (the generator checks the labels);
+    fractions, so that a third of each sums to 1 and gives equal counts."""
     import argparse
+    from fractions import Fraction
 
     try:
-        return {k.strip(): float(v) for k, v in (part.split("=") for part in text.split(","))}
-    except ValueError:
+        return {k.strip(): float(Fraction(v.strip())) for k, v in (part.split("=") for part in text.split(","))}
+    except (ValueError, ZeroDivisionError):
         raise argparse.ArgumentTypeError(f"expected LABEL=SHARE,... e.g. negative=0.4,positive=0.3,invalid=0.3, "
                                          f"not {text!r}") from None
 
@@ -329,11 +338,21 @@ def _synth(args) -> int:
 
     size = _parse_size(args.size) if args.size else None
     counts = generate_cassettes(args.out, args.n, args.seed, size=size, progress=_progress(), workers=args.workers,
-                                boxes=args.boxes, mix=args.mix)
+                                boxes=args.boxes, mix=args.mix, user_readings=args.user_readings)
     print(f"{sum(counts.values())} cassette photos written to {args.out}: "
           + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if args.boxes:
         print(f"boxes written to {args.out / 'boxes.manifest'}")
+    if args.user_readings is not None:
+        import json
+
+        from edgelabels.data.synthetic import MARKER_FILE, READINGS_README
+
+        readings = json.loads((args.out / MARKER_FILE).read_text())["user_readings"]
+        n = sum(counts.values())
+        print(f"user readings written to {args.out / readings['manifest']}: {readings['wrong']} of {n} wrong "
+              f"({readings['wrong'] / n:.1%}, rate {readings['rate']}); the truth, for scoring only, in "
+              f"{args.out / readings['truth']}; the noise matrix in {args.out / READINGS_README}")
     return 0
 
 

@@ -47,6 +47,19 @@ default mix of phone sizes; `generate_cassettes(..., size=(640, 480))` is the fa
   within 3 px under full nuisance (tests/test_synthetic_boxes.py). Photos carry no EXIF orientation, so
   the stored frame is the displayed frame. Computing boxes draws nothing from the rng: the photos are
   the same with or without them.
+- User readings (`generate_cassettes(..., user_readings=RATE)`): what each photo's user reported, wrong the ways
+  people are: a faint T line read negative (weight FAINT_MISS x faintness squared), an invalid cassette read by its
+  T line alone (INVALID_BY_T: positive with a T line, negative without), a plain slip to any other label (SLIP);
+  one factor solved per dataset scales the weights so that the mean P(wrong) over its photos is RATE. At RATE 0.4,
+  P(reported | true) in LABELS order (positive, negative, invalid), over 300,000 strength draws:
+      a third of each:  positive 0.685 0.270 0.044 (T < 0.3 read negative 0.48, stronger 0.16);
+                        negative 0.044 0.911 0.044;  invalid 0.398 0.399 0.203
+      the default mix:  positive 0.195 0.670 0.135 (T < 0.3 read negative 0.91, stronger 0.54);
+                        negative 0.174 0.651 0.174;  invalid 0.504 0.496 0 (always misread: capped at 1)
+  (90% negatives leave the mechanisms little to work on: 40% wrong there is mostly slips, and most positives and
+  every invalid are read wrong.) The readings are a Ground Truth manifest (READINGS_FILE) beside the folders,
+  which stay the truth; TRUTH_FILE and READINGS_README (the realised and the model's noise matrix) are for scoring.
+  They are drawn from `np.random.SeedSequence([seed, 2])`, so the photos are the same with or without them.
 - Reproducible: image i of a dataset is drawn from `np.random.SeedSequence([seed, 1, i])`, so
   generation can run in parallel and the same seed gives byte-identical JPEGs (on the same numpy,
   Pillow and libjpeg; other versions may differ in the last bits).
@@ -639,6 +652,137 @@ def cassette_jpeg(result: str, seed: int, index: int, size=None, nuisance: float
 
 
 # ---------------------------------------------------------------------------------------------
+# What users report: readings wrong in the ways people are wrong (the truth stays in the folders)
+
+READINGS_FILE = "user-readings.manifest"  # Ground Truth classification manifest: the USERS' readings as labels
+TRUTH_FILE = "truth.csv"  # image, true result, reported result, T strength, the model's P(misread): for scoring only
+READINGS_README = "README.md"  # the noise matrix: realised counts and the model's probabilities
+READING_ATTRIBUTE = "user-reading"
+# Relative weights of the ways a reading goes wrong. One factor, the carelessness k (solved per dataset), scales
+# them all: a photo is misread with probability min(1, k * its weights' sum), the wrong labels shared as the weights.
+SLIP = 1.0  # any photo: a plain slip, half to each other label (a mis-tap, another test's result typed in)
+FAINT_MISS = 6.0  # a positive read negative at the faintest T (FAINT_T), times faintness squared: 0 at a full line
+INVALID_BY_T = 8.0  # an invalid cassette read by its T line alone (no C is not noticed): positive with T, else negative
+
+
+def reading_weights(results, t_strengths) -> np.ndarray:
+    """(n, 3) weights of each wrong reading of each photo, columns in LABELS order, 0 on the true result."""
+    results, t = np.asarray(results), np.asarray(t_strengths, float)
+    rows = np.arange(len(results))
+    weights = np.full((len(results), len(LABELS)), SLIP / 2)
+    weights[rows, [LABELS.index(str(r)) for r in results]] = 0.0
+    positive, negative, invalid = (LABELS.index(label) for label in ("positive", "negative", "invalid"))
+    faintness = np.clip((1.0 - t) / (1.0 - FAINT_T), 0.0, 1.0)  # 1 at the faintest T drawn, 0 at a full line
+    is_positive, is_invalid = results == "positive", results == "invalid"
+    weights[is_positive, negative] += FAINT_MISS * faintness[is_positive] ** 2
+    weights[is_invalid & (t > 0), positive] += INVALID_BY_T
+    weights[is_invalid & (t <= 0), negative] += INVALID_BY_T
+    return weights
+
+
+def reading_probabilities(results, t_strengths, rate: float) -> tuple[np.ndarray, float]:
+    """(n, 3) P(reported | photo) in LABELS order, and the carelessness k that makes the mean P(wrong) over these
+    photos exactly `rate` (so the realised wrong share is `rate` on average, whatever the mix and line strengths)."""
+    weights = reading_weights(results, t_strengths)
+    total = weights.sum(1)  # > 0: every photo can be slipped on
+    # mean(min(1, k * total)) rises with k from 0 to 1 (at k = 1 / min(total)): bisect for `rate`
+    low, high = 0.0, 1.0 / total.min()
+    for _ in range(100):
+        k = (low + high) / 2
+        low, high = (k, high) if np.minimum(1.0, k * total).mean() < rate else (low, k)
+    k = 0.0 if rate == 0 else (low + high) / 2
+    wrong = np.minimum(1.0, k * total)
+    probabilities = weights * (wrong / total)[:, None]
+    probabilities[np.arange(len(total)), [LABELS.index(str(r)) for r in results]] = 1.0 - wrong
+    return probabilities, k
+
+
+def draw_readings(probabilities: np.ndarray, rng: np.random.Generator) -> list[str]:
+    """One reported label per photo, drawn from its row of P(reported | photo) with one uniform number each."""
+    below = (rng.random(len(probabilities))[:, None] >= probabilities.cumsum(1)).sum(1)
+    return [LABELS[i] for i in np.minimum(below, len(LABELS) - 1)]
+
+
+def _reading_line(name: str, reported: str, job_name: str) -> str:
+    """A Ground Truth classification line whose label is what the user reported."""
+    return json.dumps({
+        "source-ref": name,
+        READING_ATTRIBUTE: LABELS.index(reported),
+        f"{READING_ATTRIBUTE}-metadata": {
+            # A person read it (human-annotated), unverified; Ground Truth requires a confidence and a user gives
+            # none, so every line says 1 (the same for all: it tells an audit nothing)
+            "class-name": reported, "confidence": 1, "type": "groundtruth/image-classification",
+            "human-annotated": "yes", "creation-date": BOXES_CREATION_DATE, "job-name": job_name,
+        },
+    })
+
+
+def _matrix_rows(table: np.ndarray, results, whole: bool) -> str:
+    """Markdown rows, true result (rows) x reported (columns) plus the wrong share, of per-photo rows of `table`
+    (one-hot readings summed as counts when `whole`; else probabilities averaged)."""
+    rows = []
+    for i, label in enumerate(LABELS):
+        mine = np.asarray(results) == label
+        if mine.any():
+            share = table[mine].mean(0)
+            cells = [str(int(c)) for c in table[mine].sum(0)] if whole else [f"{p:.3f}" for p in share]
+            rows.append(f"| {label} ({int(mine.sum())}) | " + " | ".join(cells) + f" | {1 - share[i]:.3f} |")
+    return "\n".join(rows)
+
+
+def _readings_readme(results, reported, probabilities, k: float, rate: float, seed: int) -> str:
+    truth = np.array([LABELS.index(str(r)) for r in results])
+    counts = np.zeros((len(results), len(LABELS)))
+    counts[np.arange(len(results)), [LABELS.index(r) for r in reported]] = 1
+    wrong = int((truth != counts.argmax(1)).sum())
+    header = "| true \\ reported | " + " | ".join(LABELS) + " | wrong |\n|---|" + "---|" * (len(LABELS) + 1)
+    return f"""# User readings of these photos
+
+`{READINGS_FILE}` is a Ground Truth classification manifest (attribute `{READING_ATTRIBUTE}`) whose label for each
+photo is what its user reported.
+Wrong: {wrong} of {len(results)} readings ({wrong / len(results):.1%}), at a rate of {rate} asked.
+The folder a photo lies in, `{PHOTOS_FILE}` and `{TRUTH_FILE}` hold the TRUE result: use them for scoring only (a fair
+audit reads the manifest's labels and the pixels, not the folder names).
+
+How a reading goes wrong (edgelabels.data.synthetic, drawn from its own random stream of seed {seed}, so the photos
+are the same with or without readings): each wrong label gets a weight; a photo is misread with probability
+min(1, k x the sum of its weights), shared among the wrong labels as the weights are; the carelessness
+k = {k:.6f} makes the mean over these photos exactly {rate}.
+- a plain slip, any photo: {SLIP / 2:g} to each other label;
+- a faint T line read negative, positives only: {FAINT_MISS:g} x faintness squared, where faintness =
+  (1 - T) / (1 - {FAINT_T}) is 1 at the faintest T drawn and 0 at a full line;
+- an invalid cassette (no C line) read by its T line alone: {INVALID_BY_T:g} to positive when it has a T line, to
+  negative when it has none.
+
+## Realised readings: photos by true result (rows) and reported result (columns)
+
+{header}
+{_matrix_rows(counts, results, whole=True)}
+
+## The model: P(reported | true), averaged over these photos
+
+{header}
+{_matrix_rows(probabilities, results, whole=False)}
+"""
+
+
+def _write_readings(folder: Path, names: list[str], results, t_strengths, rate: float, seed: int) -> dict:
+    """Write the readings manifest, truth.csv and README.md into `folder`; return what the marker records."""
+    probabilities, k = reading_probabilities(results, t_strengths, rate)
+    reported = draw_readings(probabilities, np.random.default_rng(np.random.SeedSequence([seed, 2])))
+    job_name = f"edgelabels-synth-cassettes-user-readings-seed-{seed}"
+    atomic.write_text(folder / READINGS_FILE, "".join(_reading_line(name, r, job_name) + "\n"
+                                                      for name, r in zip(names, reported)))
+    misread = 1.0 - probabilities[np.arange(len(names)), [LABELS.index(str(r)) for r in results]]
+    atomic.write_text(folder / TRUTH_FILE, "image,result,reported,t_strength,p_misread\n" + "".join(
+        f"{name},{result},{r},{t},{p:.4f}\n" for name, result, r, t, p in zip(names, results, reported, t_strengths,
+                                                                                misread)))
+    atomic.write_text(folder / READINGS_README, _readings_readme(results, reported, probabilities, k, rate, seed))
+    wrong = sum(str(a) != b for a, b in zip(results, reported))
+    return {"rate": rate, "wrong": wrong, "carelessness": round(k, 6), "manifest": READINGS_FILE, "truth": TRUTH_FILE}
+
+
+# ---------------------------------------------------------------------------------------------
 # A dataset on disk
 
 
@@ -652,7 +796,8 @@ def label_counts(n: int, mix: dict[str, float]) -> dict[str, int]:
     return counts
 
 
-def _check_arguments(out_dir: Path, n, seed, mix, size, nuisance, workers, boxes=False) -> dict[str, float]:
+def _check_arguments(out_dir: Path, n, seed, mix, size, nuisance, workers, boxes=False,
+                     user_readings=None) -> dict[str, float]:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise UserError(f"{out_dir}: number of cassettes must be a whole number >= 1, not {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -673,6 +818,10 @@ def _check_arguments(out_dir: Path, n, seed, mix, size, nuisance, workers, boxes
         raise UserError(f"{out_dir}: workers must be a whole number >= 1, not {workers!r}")
     if not isinstance(boxes, bool):
         raise UserError(f"{out_dir}: boxes must be True or False, not {boxes!r}")
+    number = isinstance(user_readings, (int, float, np.floating)) and not isinstance(user_readings, bool)
+    if user_readings is not None and (not number or not 0 <= user_readings < 1):
+        raise UserError(f"{out_dir}: user-readings rate must be the share of readings wrong, in [0, 1) "
+                        f"(e.g. 0.4), not {user_readings!r}")
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a folder")
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MARKER_FILE).exists():
@@ -717,7 +866,7 @@ def _manifest_line(name: str, geometry: CassetteGeometry, job_name: str) -> str:
 
 def generate_cassettes(out_dir, n: int, seed: int = 0, mix: dict[str, float] | None = None, size=None,
                        progress: bool = True, *, nuisance: float = 1.0, workers: int = 1,
-                       boxes: bool = False) -> dict[str, int]:
+                       boxes: bool = False, user_readings: float | None = None) -> dict[str, int]:
     """Write `out_dir/{positive,negative,invalid}/cassette-NNNNN.jpg` (n images) and return counts per label.
 
     mix: label -> share (default DEFAULT_MIX); counts are exact (largest remainder) and labels are
@@ -727,9 +876,11 @@ def generate_cassettes(out_dir, n: int, seed: int = 0, mix: dict[str, float] | N
     (same bytes as one). boxes: also write `out_dir/boxes.manifest` (BOXES_FILE), a Ground Truth
     object-detection manifest with one line per photo (in index order; source-ref relative to out_dir)
     boxing the cassette, its window and its well (BOX_LABELS); the photos are the same either way.
+    user_readings: a rate in [0, 1): also write what users reported, wrong at that rate on average
+    (READINGS_FILE, TRUTH_FILE, READINGS_README; see reading_weights), from a random stream of its own.
     """
     out_dir = Path(out_dir)
-    mix = _check_arguments(out_dir, n, seed, mix, size, nuisance, workers, boxes)
+    mix = _check_arguments(out_dir, n, seed, mix, size, nuisance, workers, boxes, user_readings)
     n, seed = int(n), int(seed)
     size = None if size is None else (int(size[0]), int(size[1]))
     counts = label_counts(n, mix)
@@ -768,13 +919,18 @@ def generate_cassettes(out_dir, n: int, seed: int = 0, mix: dict[str, float] | N
             job_name = f"edgelabels-synth-cassettes-seed-{seed}"
             atomic.write_text(tmp / BOXES_FILE, "".join(
                 _manifest_line(_photo_name(str(labels[i]), i), geometries[i], job_name) + "\n" for i in range(n)))
+        readings = {} if user_readings is None else {"user_readings": _write_readings(
+            tmp, [_photo_name(str(label), i) for i, label in enumerate(labels)], labels,
+            [geometries[i].t_strength for i in range(n)], float(user_readings), seed)}
         atomic.write_json(tmp / MARKER_FILE, {
             "generator": "edgelabels.data.synthetic", "version": 1, "seed": seed, "n": n, "mix": mix,
             "size": size, "nuisance": nuisance, "counts": written, **({"boxes": BOXES_FILE} if boxes else {}),
+            **readings,
         })
     return written
 
 
 __all__ = ["LABELS", "DEFAULT_MIX", "FAINT_T", "BOX_LABELS", "BOXES_FILE", "PHOTOS_FILE", "CassetteGeometry", "render_cassette",
            "render_cassette_with_geometry", "cassette_jpeg", "cassette_jpeg_with_geometry", "generate_cassettes",
-           "label_counts"]
+           "label_counts", "READINGS_FILE", "TRUTH_FILE", "READINGS_README", "reading_weights", "reading_probabilities",
+           "draw_readings"]
