@@ -29,8 +29,9 @@ def _cli(capsys, *args) -> None:
 def test_a_tiny_detector_trains_evaluates_exports_and_predicts_rekognition_shaped_boxes(tmp_path, capsys):
     manifest, _ = _photos(tmp_path / "data", 48, seed=0)
     run = tmp_path / "run"
+    # 12 epochs: test mAP@50 1.0 (8 epochs: 0.89, 25: 1.0; untrained: about 0), measured 2026-12-06.
     sets = [f"data.source={manifest}", "data.image_size=64", "model.backbone=tinycnn",
-            "model.weights=none", "model.max_detections=20", "train.epochs=25", "train.fine_tune_epochs=0",
+            "model.weights=none", "model.max_detections=20", "train.epochs=12", "train.fine_tune_epochs=0",
             "train.batch_size=8", "train.learning_rate=0.005", "train.class_weight=none", "train.verbose=0",
             "augment.preset=none", "data.test_fraction=0.2", "data.val_fraction=0.15"]
     _cli(capsys, "train", str(REPO / "configs" / "bees.yaml"), "--out", str(run),

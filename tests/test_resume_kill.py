@@ -3,7 +3,8 @@
 One tiny run is killed twice (`kill -9`, no `finally` runs): as stage b (fine-tuning) begins, then in the
 middle of stage b's second epoch, and resumed after each; an uninterrupted run of the same config is the
 reference. A child script wraps keras.Model.fit to record, per training step, the stage, the optimizer's
-step count and learning rate and the trainable weights, and to kill its own process at a given step.
+step count and learning rate and the trainable weights, and to kill its own process at a given step; the two runs
+that are not killed (the reference and the last resume) run the same wrapper in this process.
 """
 
 import json
@@ -26,7 +27,9 @@ CONFIG = {"train.epochs": EPOCHS, "train.fine_tune_epochs": FINE_TUNE_EPOCHS, "t
           "train.learning_rate": 0.01, "train.fine_tune_learning_rate": 0.003, "augment.preset": "none"}
 KILL_AS_B_BEGINS, KILL_MID_B = ["b", 0, 0], ["b", 1, 3]  # (stage, epoch, batch) at the batch's start
 
-CHILD = r'''
+# PROBE records the steps; a child runs it, then the CLI (CHILD). A run that is not killed runs PROBE and the CLI in
+# this process instead (`here` below): a child pays TensorFlow's start-up.
+PROBE = r'''
 import json, os, signal, sys
 
 import keras
@@ -62,10 +65,12 @@ def fit(self, *args, **kwargs):
 
 
 keras.Model.fit = fit
+'''.replace("FINE_TUNE_EPOCHS", str(FINE_TUNE_EPOCHS)).replace("EPOCHS", str(EPOCHS))
+CHILD = PROBE + """
 from edgelabels.cli import main
 
 sys.exit(main(sys.argv[1:]))
-'''.replace("FINE_TUNE_EPOCHS", str(FINE_TUNE_EPOCHS)).replace("EPOCHS", str(EPOCHS))
+"""
 
 
 def _steps(path):
@@ -102,9 +107,24 @@ def runs(tmp_path_factory):
         assert proc.returncode == code, stderr[-3000:]
         return proc
 
-    whole = start("whole", "whole", None, config, *sets)
-    first = finish(start("killed", "run", KILL_AS_B_BEGINS, config, *sets), -signal.SIGKILL)
-    finish(whole, 0)
+    def here(name, out, *args):
+        import keras
+
+        from edgelabels.cli import main
+
+        original = keras.Model.fit
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("KILL_AT", "null")
+            patch.setenv("STEPS_FILE", str(root / f"{name}.jsonl"))
+            try:
+                exec(PROBE, {})
+                assert main(["train", *args, "--out", str(root / out)]) == 0
+            finally:
+                keras.Model.fit = original
+
+    killed = start("killed", "run", KILL_AS_B_BEGINS, config, *sets)
+    here("whole", "whole", config, *sets)  # while the child trains
+    first = finish(killed, -signal.SIGKILL)
     run = root / "run"
     shutil.copy(run / "checkpoint" / "last.keras", root / "stage-a-end.keras")
     # What a kill during a save leaves (atomic.temp_path's and write_bytes's names), by the process just killed,
@@ -119,7 +139,7 @@ def runs(tmp_path_factory):
     left = {"dead": [p.name for p in [*planted[first.pid], run / f".export.{first.pid}.0badf00d.tmp"] if p.exists()],
             "live": [p.name for p in planted[os.getpid()] if p.exists()], "live planted": len(planted[os.getpid()])}
     shutil.copy(run / "checkpoint" / "last.keras", root / "stage-b1-end.keras")
-    finish(start("resumed-again", "run", None, config, "--resume"), 0)
+    here("resumed-again", "run", config, "--resume")
     return {"root": root, "run": run, "left": left,
             **{name: _steps(root / f"{name}.jsonl") for name in ("whole", "killed", "resumed", "resumed-again")}}
 
