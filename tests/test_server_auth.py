@@ -17,7 +17,8 @@ import pytest
 for needed in ("boto3", "onnx", "starlette", "uvicorn"):  # [aws], [train] (model builder), [serve]
     pytest.importorskip(needed)
 
-from helpers.server import EDGELABELS, ServerProcess, image_bytes, rekognition_client, write_model_dir  # noqa: E402
+from helpers.server import (EDGELABELS, ServerProcess, free_port, image_bytes, rekognition_client,  # noqa: E402
+                            write_model_dir)
 
 import botocore.auth  # noqa: E402
 from botocore.auth import SigV4Auth  # noqa: E402
@@ -212,12 +213,13 @@ def test_non_loopback_host_without_credentials_is_refused_unless_no_auth(tmp_pat
 
 
 def test_a_bad_model_folder_or_arn_is_one_line_and_exit_2(tmp_path):
-    done = subprocess.run([str(EDGELABELS), "serve", str(tmp_path / "nothing")], capture_output=True, text=True,
-                          timeout=60)
+    port = str(free_port())  # not the default 8080, which anything else on the machine may hold
+    done = subprocess.run([str(EDGELABELS), "serve", str(tmp_path / "nothing"), "--port", port], capture_output=True,
+                          text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "nothing" in done.stderr
     model = write_model_dir(tmp_path / "m" / "export")
-    done = subprocess.run([str(EDGELABELS), "serve", str(model), "--project-version-arn", "arn:aws:s3:::bucket"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run([str(EDGELABELS), "serve", str(model), "--project-version-arn", "arn:aws:s3:::bucket",
+                           "--port", port], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "--project-version-arn" in done.stderr
 
 
