@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("export", ("edgelabels.export",)),  # the only TensorFlow-side layer besides evaluate/gradients.py
     ("pipeline", ("edgelabels.pipeline", "edgelabels.jobs")),  # one job (train, evaluate, export); child jobs
     ("tune", ("edgelabels.tune",)),  # studies of runs: trials and the chosen run's pipeline as child jobs
-    ("serve", ("edgelabels.serve", "edgelabels.benchmark")),
+    ("serve", ("edgelabels.serve", "edgelabels.benchmark", "edgelabels.labeling")),  # labeling: Label Studio
     ("service", ("edgelabels.service",)),  # the local Rekognition: projects, datasets, versions, jobs (issue 27)
     ("cli", ("edgelabels.cli", "edgelabels.demo")),
 ]
