@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.edgelabels-installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean label-studio
 
 setup: $(STAMP)
 
@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(VENV)/bin/edgelabels demo --out demo-output
 
-test: setup
+test: setup label-studio
 	$(PY) -m pytest -q
 
+# Label Studio in its own environment (about 1 GB, a minute; the label-audit tests start it on loopback): kept out
+# of the edge install and of `make demo`.
+label-studio:
+	scripts/label-studio-env.sh
+
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) .venv-label-studio demo-output .pytest_cache
