@@ -6,6 +6,8 @@ Each error is the ApiError Rekognition answers (api_errors.py); server.py says w
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import math
 import re
@@ -98,6 +100,19 @@ async def read_body(request: Request, budget: BodyBudget, read_timeout: float, d
 
 def _limit(max_bytes: int) -> str:
     return "the image limit is 4 MB" if max_bytes == MAX_BODY_BYTES else f"the limit is {max_bytes} bytes"
+
+
+def image_bytes(encoded) -> bytes:
+    """Image.Bytes as the JSON protocol carries it (base64) -> the image's bytes; refused past 4 MB before decoding.
+    `decode` then checks the bytes themselves."""
+    if not isinstance(encoded, str):
+        raise ApiError("InvalidParameterException", "Image.Bytes must be a base64 string")
+    if len(encoded) > math.ceil(MAX_IMAGE_BYTES / 3) * 4:
+        raise ApiError("ImageTooLargeException", f"Image.Bytes is over {MAX_IMAGE_BYTES} bytes (4 MB)")
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError("InvalidParameterException", "Image.Bytes is not valid base64") from None
 
 
 def decode(data: bytes) -> Image.Image:

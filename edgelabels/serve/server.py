@@ -52,8 +52,6 @@ never the 500 that botocore would retry; only a fault while serving is InternalS
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import json
 import logging
@@ -78,7 +76,8 @@ from edgelabels.data import paths
 from edgelabels.errors import UserError
 from edgelabels.runtime.answers import answer_images, open_edge_model
 from edgelabels.serve.api_errors import CONTENT_TYPE, ApiError, error_response
-from edgelabels.serve.request_body import MAX_BODY_BYTES, MAX_IMAGE_BYTES, BodyBudget, decode, read_body
+from edgelabels.serve.request_body import (MAX_BODY_BYTES, MAX_IMAGE_BYTES, BodyBudget, decode, image_bytes,
+                                           read_body)
 
 SETTINGS_ENV = "EDGELABELS_SERVE_SETTINGS"
 TARGET_PREFIX = "RekognitionService."
@@ -311,7 +310,7 @@ class RekognitionService:
         if not isinstance(image, dict) or ("Bytes" in image) == ("S3Object" in image):
             raise ApiError("InvalidParameterException", "Image must hold exactly one of Bytes or S3Object")
         self.check_running()
-        data = self.image_bytes(image["Bytes"]) if "Bytes" in image else self.s3_bytes(image["S3Object"])
+        data = image_bytes(image["Bytes"]) if "Bytes" in image else self.s3_bytes(image["S3Object"])
         # The same answer stream as `predict`, for one image: the same code produces the same answer.
         answer, = answer_images(self.predictor, [decode(data)], min_confidence=min_confidence,
                                 max_results=max_results)
@@ -391,16 +390,6 @@ class RekognitionService:
         if status != "RUNNING":
             raise ApiError("ResourceNotReadyException",
                            f"Model {self.arn} is {status}; start it with StartProjectVersion")
-
-    def image_bytes(self, encoded) -> bytes:
-        if not isinstance(encoded, str):
-            raise ApiError("InvalidParameterException", "Image.Bytes must be a base64 string")
-        if len(encoded) > math.ceil(MAX_IMAGE_BYTES / 3) * 4:
-            raise ApiError("ImageTooLargeException", f"Image.Bytes is over {MAX_IMAGE_BYTES} bytes (4 MB)")
-        try:
-            return base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise ApiError("InvalidParameterException", "Image.Bytes is not valid base64") from None
 
     def s3_bytes(self, s3_object) -> bytes:
         if self.s3_root is None:

@@ -15,8 +15,6 @@ state error StartProjectVersion, StopProjectVersion and DeleteProjectVersion doc
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import shutil
 
@@ -288,7 +286,7 @@ def _in_use(move):
 
 def detect_custom_labels(ctx: ServiceContext, params: dict) -> dict:
     from edgelabels.runtime.answers import answer_images
-    from edgelabels.serve.request_body import decode
+    from edgelabels.serve.request_body import decode, image_bytes
 
     arn = params["ProjectVersionArn"]
     version = ctx.store.version(arn)
@@ -300,28 +298,13 @@ def detect_custom_labels(ctx: ServiceContext, params: dict) -> dict:
     image = params["Image"]
     if ("Bytes" in image) == ("S3Object" in image):
         raise refused("Image must hold exactly one of Bytes and S3Object")
-    data = _image_bytes(image["Bytes"]) if "Bytes" in image else _s3_image(ctx, image["S3Object"])
+    data = image_bytes(image["Bytes"]) if "Bytes" in image else _s3_image(ctx, image["S3Object"])
     # The same code as `edgelabels predict` and the one-export server, for one image: the same answer.
     answer, = answer_images(model, [decode(data)], min_confidence=params.get("MinConfidence"),
                             max_results=params.get("MaxResults"))
     if answer.error:
         raise refused(f"Image cannot be used: {answer.error}", "InvalidImageFormatException")
     return answer.response
-
-
-def _image_bytes(encoded) -> bytes:
-    if isinstance(encoded, (bytes, bytearray)):  # already decoded by the HTTP layer
-        data = bytes(encoded)
-    else:
-        if len(encoded) > (MAX_IMAGE_BYTES + 2) // 3 * 4:
-            raise refused(f"Image.Bytes is over {MAX_IMAGE_BYTES} bytes (4 MB)", "ImageTooLargeException")
-        try:
-            data = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise refused("Image.Bytes is not valid base64") from None
-    if len(data) > MAX_IMAGE_BYTES:
-        raise refused(f"Image.Bytes is {len(data)} bytes, over {MAX_IMAGE_BYTES} (4 MB)", "ImageTooLargeException")
-    return data
 
 
 def _s3_image(ctx: ServiceContext, s3object: dict) -> bytes:
