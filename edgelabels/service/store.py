@@ -273,18 +273,14 @@ class Store:
         """A new CREATE_IN_PROGRESS dataset with its tags; `request` (JSON) records the work its creation is doing."""
         kind = dataset_type.lower()
         with self._transaction() as db:
-            project = self._status(db, "projects", project_arn)
-            if project != "CREATED":
-                raise TransitionRefused(project_arn, project, "a new dataset")
+            name = self._project_taking(db, project_arn, "a new dataset")
             if db.execute("SELECT 1 FROM datasets WHERE project_arn=? AND type=?", (project_arn, kind)).fetchone():
                 raise AlreadyExists(f"project {project_arn} already has a {kind} dataset")
-            name = db.execute("SELECT name FROM projects WHERE arn=?", (project_arn,)).fetchone()[0]
             created, arn = self._fresh(db, lambda ms: DatasetArn(self.region, self.account, name, kind, ms))
             db.execute("INSERT INTO datasets (arn, project_arn, type, status, created_ms, updated_ms, request) "
                        "VALUES (?,?,?,?,?,?,?)", (arn, project_arn, kind, "CREATE_IN_PROGRESS", created, created,
                                                   None if request is None else json.dumps(request)))
-            for key, value in (tags or {}).items():
-                db.execute("INSERT INTO tags VALUES (?,?,?)", (arn, key, value))
+            self._insert_tags(db, arn, tags)
         return self.dataset(arn)
 
     def dataset(self, arn: str) -> dict:
@@ -380,18 +376,14 @@ class Store:
         if not valid_name(name):
             raise StoreError(f"version name {name!r} must be 1-255 characters of a-z A-Z 0-9 _ . -")
         with self._transaction() as db:
-            project = self._status(db, "projects", project_arn)
-            if project != "CREATED":
-                raise TransitionRefused(project_arn, project, "a new version")
+            project_name = self._project_taking(db, project_arn, "a new version")
             if db.execute("SELECT 1 FROM versions WHERE project_arn=? AND name=?", (project_arn, name)).fetchone():
                 raise AlreadyExists(f"project {project_arn} already has a version named {name!r}")
-            project_name = db.execute("SELECT name FROM projects WHERE arn=?", (project_arn,)).fetchone()[0]
             created, arn = self._fresh(db, lambda ms: VersionArn(self.region, self.account, project_name, name, ms))
             db.execute("INSERT INTO versions (arn, project_arn, name, status, output_config, created_ms) "
                        "VALUES (?,?,?,?,?,?)",
                        (arn, project_arn, name, "TRAINING_IN_PROGRESS", json.dumps(output_config or {}), created))
-            for key, value in (tags or {}).items():
-                db.execute("INSERT INTO tags VALUES (?,?,?)", (arn, key, value))
+            self._insert_tags(db, arn, tags)
             if enqueue:
                 db.execute("INSERT INTO jobs (version_arn, state, queued_ms, updated_ms) VALUES (?,?,?,?)",
                            (arn, "queued", created, created))
@@ -540,6 +532,17 @@ class Store:
                 self._move(db, "versions", row["version_arn"], version_status, VERSION_TRANSITIONS, message)
                 self._set_version_fields(db, row["version_arn"], version_fields)
         return self.job(job_id)
+
+    def _project_taking(self, db, project_arn: str, what: str) -> str:
+        """The name of a project that may take `what` (a dataset or a version): only a CREATED one can."""
+        project = self._status(db, "projects", project_arn)
+        if project != "CREATED":
+            raise TransitionRefused(project_arn, project, what)
+        return db.execute("SELECT name FROM projects WHERE arn=?", (project_arn,)).fetchone()[0]
+
+    @staticmethod
+    def _insert_tags(db, arn: str, tags: dict | None) -> None:
+        db.executemany("INSERT INTO tags VALUES (?,?,?)", [(arn, key, value) for key, value in (tags or {}).items()])
 
     @staticmethod
     def _fresh(db, make) -> tuple[int, str]:
