@@ -5,16 +5,17 @@ loopback (moto's ThreadedMotoServer), and the --s3-root folder that stands in fo
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 
 import pytest
 
 boto3 = pytest.importorskip("boto3")  # the [aws] extra; moto[server] comes with the [dev] one
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 
 from botocore.config import Config  # noqa: E402
 from botocore.loaders import Loader  # noqa: E402
+from helpers.server import free_port  # noqa: E402
+from helpers.service import S3Server  # noqa: E402
 
 from edgelabels.errors import UserError  # noqa: E402
 from edgelabels.service.s3 import S3Error, S3Objects, parse_s3_uri  # noqa: E402
@@ -23,32 +24,18 @@ BUCKET = "edgelabels-test"
 ODD_KEY = "datasets/bees 2024/ünïcødé 蜂 image (1).jpg"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A real S3 protocol server on a free loopback port; the standard AWS configuration points at it."""
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    moto = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    moto.start()
-    empty = tmp_path_factory.mktemp("aws") / "none"
+    s3_server = S3Server(tmp_path_factory.mktemp("aws"))
     with pytest.MonkeyPatch.context() as mp:
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_DEFAULT_PROFILE"):
             mp.delenv(name, raising=False)
-        mp.setenv("AWS_CONFIG_FILE", str(empty))  # no profile of the machine's user leaks in
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        mp.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+        for name, value in s3_server.env.items():  # no profile of the machine's user leaks in
+            mp.setenv(name, value)
         boto3.client("s3").create_bucket(Bucket=BUCKET)
-        yield endpoint
-    moto.stop()
+        yield s3_server.endpoint
+    s3_server.stop()
 
 
 @pytest.fixture
