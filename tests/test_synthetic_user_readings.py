@@ -141,8 +141,17 @@ def generated(tmp_path_factory):
 
 def test_photos_are_byte_identical_with_or_without_user_readings(generated):
     plain, read = _jpegs(generated / "plain"), _jpegs(generated / "read")
-    assert len(plain) == 6 and plain == read
+    # with readings a photo lies in photos/ under the same file name: cassette-00003.jpg is one photo either way
+    assert len(plain) == 6 and sorted(plain.values()) == sorted(read.values())
+    assert {name.split("/")[1]: data for name, data in plain.items()} == \
+        {name.split("/")[1]: data for name, data in read.items()}
     assert not (generated / "plain" / synthetic.READINGS_FILE).exists()
+
+
+def test_with_user_readings_no_folder_or_name_tells_the_true_result(generated):
+    names = sorted(_jpegs(generated / "read"))
+    assert names == [f"photos/cassette-{i:05d}.jpg" for i in range(6)]
+    assert sorted(p.name for p in (generated / "read").iterdir() if p.is_dir()) == ["photos"]
 
 
 def test_the_same_seed_gives_the_same_readings(generated):
@@ -157,8 +166,10 @@ def test_the_readings_manifest_is_labelled_with_what_users_reported(generated):
     assert dataset.problems == []
     labels = {str(s.path.relative_to(folder)): s.labels for s in dataset.samples}
     assert labels == {image: (row["reported"],) for image, row in truth.items()}
-    # truth.csv's true result is the photo's folder, its T strength the photo's own (photos.csv)
-    assert all(image.split("/")[0] == row["result"] for image, row in truth.items())
+    # truth.csv's true result is the one the photo was drawn as (its folder when made without readings), its T
+    # strength the photo's own (photos.csv)
+    plain = {p.name: p.parent.name for p in (generated / "plain").rglob("*.jpg")}
+    assert all(plain[image.split("/")[1]] == row["result"] for image, row in truth.items())
     assert {r["photo"]: r["t_strength"] for r in _rows(folder / synthetic.PHOTOS_FILE)} == \
         {image: row["t_strength"] for image, row in truth.items()}
     # at a rate of 0.9 some readings are wrong (seeded: these six have at least one)

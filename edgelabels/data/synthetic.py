@@ -652,12 +652,13 @@ def cassette_jpeg(result: str, seed: int, index: int, size=None, nuisance: float
 
 
 # ---------------------------------------------------------------------------------------------
-# What users report: readings wrong in the ways people are wrong (the truth stays in the folders)
+# What users report: readings wrong in the ways people are wrong (the truth only in photos.csv and truth.csv)
 
 READINGS_FILE = "user-readings.manifest"  # Ground Truth classification manifest: the USERS' readings as labels
 TRUTH_FILE = "truth.csv"  # image, true result, reported result, T strength, the model's P(misread): for scoring only
 READINGS_README = "README.md"  # the noise matrix: realised counts and the model's probabilities
 READING_ATTRIBUTE = "user-reading"
+READINGS_PHOTOS = "photos"  # with user readings, every photo lies here: no folder name tells its true result
 # Relative weights of the ways a reading goes wrong. One factor, the carelessness k (solved per dataset), scales
 # them all: a photo is misread with probability min(1, k * its weights' sum), the wrong labels shared as the weights.
 SLIP = 1.0  # any photo: a plain slip, half to each other label (a mis-tap, another test's result typed in)
@@ -741,8 +742,8 @@ def _readings_readme(results, reported, probabilities, k: float, rate: float, se
 `{READINGS_FILE}` is a Ground Truth classification manifest (attribute `{READING_ATTRIBUTE}`) whose label for each
 photo is what its user reported.
 Wrong: {wrong} of {len(results)} readings ({wrong / len(results):.1%}), at a rate of {rate} asked.
-The folder a photo lies in, `{PHOTOS_FILE}` and `{TRUTH_FILE}` hold the TRUE result: use them for scoring only (a fair
-audit reads the manifest's labels and the pixels, not the folder names).
+The photos lie in `{READINGS_PHOTOS}/` under names that say nothing of their result; `{PHOTOS_FILE}` and `{TRUTH_FILE}` hold
+the TRUE result: use them for scoring only (a fair audit reads the manifest's labels and the pixels).
 
 How a reading goes wrong (edgelabels.data.synthetic, drawn from its own random stream of seed {seed}, so the photos
 are the same with or without readings): each wrong label gets a weight; a photo is misread with probability
@@ -830,14 +831,16 @@ def _check_arguments(out_dir: Path, n, seed, mix, size, nuisance, workers, boxes
     return mix
 
 
-def _photo_name(label: str, index: int) -> str:
-    return f"{label}/cassette-{index:05d}.jpg"
+def _photo_name(label: str, index: int, neutral: bool = False) -> str:
+    """Where photo `index` lies: in a folder named by its true result, or (neutral, with user readings) in
+    READINGS_PHOTOS, where neither the folder nor the name tells the truth that the users' labels may contradict."""
+    return f"{READINGS_PHOTOS if neutral else label}/cassette-{index:05d}.jpg"
 
 
 def _write_one(job) -> tuple[int, CassetteGeometry]:
-    folder, label, seed, index, size, nuisance = job
+    folder, label, seed, index, size, nuisance, neutral = job
     data, geometry = cassette_jpeg_with_geometry(label, seed, index, size, nuisance)
-    with open(Path(folder) / _photo_name(label, index), "wb") as f:
+    with open(Path(folder) / _photo_name(label, index, neutral), "wb") as f:
         f.write(data)
     return index, geometry
 
@@ -877,7 +880,8 @@ def generate_cassettes(out_dir, n: int, seed: int = 0, mix: dict[str, float] | N
     object-detection manifest with one line per photo (in index order; source-ref relative to out_dir)
     boxing the cassette, its window and its well (BOX_LABELS); the photos are the same either way.
     user_readings: a rate in [0, 1): also write what users reported, wrong at that rate on average
-    (READINGS_FILE, TRUTH_FILE, READINGS_README; see reading_weights), from a random stream of its own.
+    (READINGS_FILE, TRUTH_FILE, READINGS_README; see reading_weights), from a random stream of its own; the
+    photos then lie in READINGS_PHOTOS/ (same file names and bytes), so no folder tells their true result.
     """
     out_dir = Path(out_dir)
     mix = _check_arguments(out_dir, n, seed, mix, size, nuisance, workers, boxes, user_readings)
@@ -889,11 +893,15 @@ def generate_cassettes(out_dir, n: int, seed: int = 0, mix: dict[str, float] | N
 
     from tqdm import tqdm
 
+    neutral = user_readings is not None
+
+    def name(i: int) -> str:
+        return _photo_name(str(labels[i]), i, neutral)
+
     with atomic.directory(out_dir) as tmp:
-        for label in LABELS:
-            if counts.get(label, 0):
-                (tmp / label).mkdir()
-        jobs = [(str(tmp), str(label), seed, i, size, nuisance) for i, label in enumerate(labels)]
+        for folder in {name(i).partition("/")[0] for i in range(n)}:
+            (tmp / folder).mkdir()
+        jobs = [(str(tmp), str(label), seed, i, size, nuisance, neutral) for i, label in enumerate(labels)]
         bar = tqdm(total=n, desc="cassettes", unit="img", disable=not progress)
         geometries: dict[int, CassetteGeometry] = {}
         if workers > 1:
@@ -913,14 +921,14 @@ def generate_cassettes(out_dir, n: int, seed: int = 0, mix: dict[str, float] | N
         written = {label: counts.get(label, 0) for label in LABELS}
         # What each photo shows, for scoring by case (faint positives, upside-down cassettes)
         atomic.write_text(tmp / PHOTOS_FILE, "photo,result,c_strength,t_strength,rotation\n" + "".join(
-            f"{_photo_name(str(labels[i]), i)},{labels[i]},{geometries[i].c_strength},{geometries[i].t_strength},"
+            f"{name(i)},{labels[i]},{geometries[i].c_strength},{geometries[i].t_strength},"
             f"{geometries[i].rotation}\n" for i in range(n)))
         if boxes:  # every photo is on disk by now
             job_name = f"edgelabels-synth-cassettes-seed-{seed}"
             atomic.write_text(tmp / BOXES_FILE, "".join(
-                _manifest_line(_photo_name(str(labels[i]), i), geometries[i], job_name) + "\n" for i in range(n)))
+                _manifest_line(name(i), geometries[i], job_name) + "\n" for i in range(n)))
         readings = {} if user_readings is None else {"user_readings": _write_readings(
-            tmp, [_photo_name(str(label), i) for i, label in enumerate(labels)], labels,
+            tmp, [name(i) for i in range(n)], labels,
             [geometries[i].t_strength for i in range(n)], float(user_readings), seed)}
         atomic.write_json(tmp / MARKER_FILE, {
             "generator": "edgelabels.data.synthetic", "version": 1, "seed": seed, "n": n, "mix": mix,
