@@ -81,6 +81,11 @@ class TrainConfig:
     deterministic: bool = False  # identical weights from one seed on one machine (op determinism; slower)
     budget: str | None = None  # wall-clock budget of the training ("30m", "1h30m"): the recipe sizes epochs to
     #   it and training ends, keeping the best epoch, when it is spent
+    # Wrong labels in the data (users' readings, a hurried annotator): none trains on every label as given; prune
+    # first audits the source (edgelabels dataset audit: label_noise_folds out-of-fold trainings of this config,
+    # confident learning) and trains on what is left without the suspects (RUN/audit/ keeps the audit)
+    label_noise: str = "none"  # none | prune
+    label_noise_folds: int = 4  # folds of the audit behind label_noise: prune (2-20)
 
 
 @dataclass(frozen=True)
@@ -251,6 +256,7 @@ class Config:
 CHOICES = {
     "train.class_weight": ("balanced", "none"),
     "train.loss": ("crossentropy", "focal"),
+    "train.label_noise": ("none", "prune"),
     "train.stage_a_trains": ("auto", "head", "all"),
     "train.lr_schedule": ("constant", "cosine"),
     "train.distribute": ("none", "data_parallel"),
@@ -313,6 +319,7 @@ RANGES = {
     "data.tile_overlap": Range(0, 0.9),
     "train.patience": Range(1, 10_000),
     "train.warmup_epochs": Range(0, 10_000),
+    "train.label_noise_folds": Range(2, 20),
     "train.ema": Range(0, 1, open_low=True, open_high=True),
     "tune.min_epochs": Range(1, 10_000),
     "tune.reduction_factor": Range(2, 100),

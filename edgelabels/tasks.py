@@ -20,6 +20,8 @@ and calls its hooks (Ultralytics' BaseValidator: one driver, the hooks a task ov
   inspection     data/inspection.py   InspectionHooks (how `dataset inspect`/`split` read and show a source)
   recipe         train/recipe.py      RecipeHooks (what `auto` becomes for the task: input, schedule, imbalance)
   calibrating    evaluate/calibration.py  CalibrationHooks (the scores calibrated on validation); None: none
+  auditing       audit/driver.py      AuditHooks (`dataset audit`: out-of-fold predictions, the task's suspects;
+                                      train.label_noise: prune reaches the audit through it); "": none
   edge                                the edge runtime class for its exports
 Tune defaults (tune/space.py reads them): tune_backbones, the from-scratch backbones searched when
 model.weights is none; tune_keys, the tune keys that apply to the task at all.
@@ -53,6 +55,7 @@ class Task:
     inspection: str = ""
     recipe: str = ""
     calibrating: str | None = None
+    auditing: str = ""
     tune_backbones: tuple[str, ...] = ()
     tune_keys: tuple[str, ...] = ()
     reads_manifests: bool = True  # data.manifest and data.test_source apply
@@ -79,6 +82,7 @@ TASKS: dict[str, Task] = {
         evaluation="edgelabels.evaluate.classification:HOOKS",
         exporting="edgelabels.export.classification:HOOKS",
         benchmarking="edgelabels.benchmark.classification:HOOKS",
+        auditing="edgelabels.audit.classification:HOOKS",
         inspection="edgelabels.data.inspection:CLASSIFICATION",
         recipe="edgelabels.train.recipe:CLASSIFICATION",
         calibrating="edgelabels.evaluate.calibration:CLASSIFICATION",
@@ -137,6 +141,7 @@ TASKS: dict[str, Task] = {
         evaluation="edgelabels.evaluate.detection:HOOKS",
         exporting="edgelabels.export.detection:HOOKS",
         benchmarking="edgelabels.benchmark.detection:HOOKS",
+        auditing="edgelabels.audit.detection:HOOKS",
         inspection="edgelabels.data.inspection:DETECTION",
         recipe="edgelabels.train.recipe:DETECTION",
         calibrating="edgelabels.evaluate.calibration:DETECTION",

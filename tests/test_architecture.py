@@ -37,6 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("evaluate", ("edgelabels.evaluate",)),
     ("export", ("edgelabels.export",)),  # the only TensorFlow-side layer besides evaluate/gradients.py
     ("pipeline", ("edgelabels.pipeline", "edgelabels.jobs")),  # one job (train, evaluate, export); child jobs
+    ("audit", ("edgelabels.audit",)),  # label audits: out-of-fold trainings as pipeline jobs, suspects (issue 28)
     ("tune", ("edgelabels.tune",)),  # studies of runs: trials and the chosen run's pipeline as child jobs
     ("serve", ("edgelabels.serve", "edgelabels.benchmark", "edgelabels.labeling")),  # labeling: Label Studio
     ("service", ("edgelabels.service",)),  # the local Rekognition: projects, datasets, versions, jobs (issue 27)

@@ -1,8 +1,9 @@
-"""`edgelabels dataset inspect|split|augment|synth-cassettes|to-manifest ...`: check, split, grow, generate or
-convert a dataset. `inspect` and `split` are one driver each: the task the source holds (a folder per label, a
-manifest with several labels per image, images/ + masks/, or boxes) is told once from its shape, and that task's
-hooks (data/inspection.py, named by the task table) read it and add what the task adds, such as box statistics
-and a box-size histogram for a detection source."""
+"""`edgelabels dataset inspect|split|augment|synth-cassettes|to-manifest|audit ...`: check, split, grow, generate,
+convert or audit a dataset. `inspect` and `split` are one driver each: the task the source holds (a folder per
+label, a manifest with several labels per image, images/ + masks/, or boxes) is told once from its shape, and that
+task's hooks (data/inspection.py, named by the task table) read it and add what the task adds, such as box
+statistics and a box-size histogram for a detection source. `audit` trains, so it lives above this layer
+(edgelabels/audit/): it is reached through the task table's `auditing` hooks."""
 
 from __future__ import annotations
 
@@ -118,6 +119,31 @@ def add_arguments(parser) -> None:
                             "noise matrix in OUT/README.md; the photos are the same with or without, e.g. "
                             "--user-readings 0.4")
 
+    audit = action("audit", "find the labels that are likely wrong (k-fold trainings, then confident learning)",
+                   AUDIT_EPILOG)
+    _source_arguments(audit)
+    audit.add_argument("--out", type=Path, required=True, metavar="DIR",
+                       help="the audit's folder (an interrupted audit given the same DIR resumes), e.g. --out audit/")
+    audit.add_argument("--config", metavar="FILE",
+                       help="train each fold with this config (its chain included, e.g. configs/cassettes.yaml: "
+                            "the reader audits its window crops); SOURCE, if given, replaces its data.source "
+                            "(default: the data's recipe, every auto key chosen from the data)")
+    audit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="config override, repeatable, e.g. --set train.budget=5m --set model.backbone=smallcnn")
+    audit.add_argument("--folds", type=int, default=4, metavar="K",
+                       help="folds, 2-20 (default 4): K trainings, each on (K-1)/K of the images")
+    audit.add_argument("--method", metavar="M",
+                       help="classification: which examples confident learning takes, one of prune_by_noise_rate, "
+                            "prune_by_class, both, confident_joint, confusion (default: see audit.json)")
+    audit.add_argument("--apply", choices=("prune", "relabel"),
+                       help="also write OUT/next.manifest, the next version: prune drops every suspect; relabel "
+                            "takes the suggestion at --min-confidence or above and drops the other suspects")
+    audit.add_argument("--min-confidence", type=float, default=0.9, metavar="P",
+                       help="--apply relabel: the model's confidence a suggestion needs (default 0.9)")
+    audit.add_argument("--seed", type=int, default=0, help="random seed of the folds (default 0)")
+    audit.add_argument("--class-names", metavar="A,B", type=_names,
+                       help="detection, a YOLO folder without data.yaml: class names in id order, e.g. bee")
+
     convert = action("to-manifest", "write a Ground Truth object-detection manifest from a YOLO folder, a data.yaml, a Pascal VOC folder "
                      "or a COCO file",
                      "example:\n  edgelabels dataset to-manifest ../shared/data/bees-yolo --class-names bee "
@@ -134,6 +160,23 @@ def add_arguments(parser) -> None:
                          help="the manifest to write, e.g. --out bees.manifest")
     convert.add_argument("--class-names", metavar="A,B", type=_names,
                          help="YOLO without data.yaml: class names in id order, e.g. --class-names bee,wasp")
+
+
+AUDIT_EPILOG = """\
+examples:
+  edgelabels dataset audit data/cassettes/user-readings.manifest --config configs/cassettes.yaml --out audit/
+  edgelabels dataset audit chest-xray/train --group-by '^(person\\d+)' --set train.budget=10m --out audit-xray/
+  edgelabels dataset audit runs/pneumonia --out audit-quick/     (a run: its own model, a quick in-sample look)
+
+How: the images are dealt into K folds (stratified by label; --group-by keeps one patient in one fold); K runs
+train, each on the other folds, and each image is scored by the one model that never trained on it: K trainings,
+so about K times one training's time (--set train.budget=... bounds each). Confident learning (Northcutt et al.
+2021) then estimates how many labels are wrong and which; images that do not decode, blank ones, and identical or
+near-identical images with different labels are listed too. A RUN is quicker (no training) but in-sample: a
+label the model learnt wrong is not found.
+Writes OUT/suspects.csv (rank, image, given, suggested, confidence, reason, ...), OUT/audit.html (thumbnails,
+worst first), OUT/audit.json (the estimate, noise matrix, method, K, time), OUT/folds/ (the fold runs and logs)
+and, with --apply, OUT/next.manifest. Exit 0 when written; 2 with one line on bad input."""
 
 
 def _source_arguments(parser) -> None:
@@ -158,7 +201,7 @@ def _names(text: str) -> list[str]:
 
 def run(args) -> int:
     handlers = {"inspect": _inspect, "split": _split, "augment": _augment, "synth-cassettes": _synth,
-                "to-manifest": _to_manifest}
+                "to-manifest": _to_manifest, "audit": _audit}
     return handlers[args.dataset_action](args)
 
 
@@ -306,6 +349,24 @@ def _usable_for_split(dataset, notes: str | None):
         kept = {s.path for s in dataset.samples}
         dataset.given_split = {name: [s for s in part if s.path in kept] for name, part in dataset.given_split.items()}
     return dataset
+
+
+# ---------------------------------------------------------------- audit
+
+
+def _audit(args) -> int:
+    """The task's audit (tasks.py `auditing`: the audit sits above the data layer); a run directory reads as a
+    folder here, and the audit tells it apart."""
+    if args.source is None and args.manifest is None:
+        raise UserError("dataset audit: give SOURCE (a folder per label, a manifest, boxes) or a run directory")
+    task, _, _ = _task_of(args)
+    hooks = task.piece("auditing")
+    result = hooks.audit(args.source, args.out, config=args.config, overrides=args.overrides, folds=args.folds,
+                         method=args.method, apply=args.apply, min_confidence=args.min_confidence, seed=args.seed,
+                         manifest=args.manifest, s3_root=args.s3_root, group_by=args.group_by,
+                         class_names=tuple(args.class_names or ()), say=lambda line: print(line, flush=True))
+    print("\n".join(hooks.lines(result)))
+    return 0
 
 
 # ---------------------------------------------------------------- augment and synthetic data

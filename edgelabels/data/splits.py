@@ -48,8 +48,8 @@ def make_split(dataset: Dataset, *, test_fraction: float = 0.2, val_fraction: fl
     deal = deal or deal_by_first_label
     rng = np.random.default_rng(seed)
     everything = dataset.samples + (test_dataset.samples if test_dataset is not None else [])
-    hashes = dict(zip((s.path for s in everything), _sha256_all([s.path for s in everything])))
-    blocks = _blocks(dataset.samples, hashes)
+    hashes = dict(zip((s.path for s in everything), sha256_all([s.path for s in everything])))
+    blocks = blocks_of(dataset.samples, hashes)
     if test_dataset is None:
         rest, test = deal(blocks, test_fraction, rng)
     else:
@@ -69,7 +69,7 @@ def check_fractions(test_fraction: float, val_fraction: float) -> None:
             raise UserError(f"{name} {value}: must be at least 0 and below 1")
 
 
-def _blocks(samples: list[Sample], hashes: dict[Path, str | None]) -> list[list[Sample]]:
+def blocks_of(samples: list[Sample], hashes: dict[Path, str | None]) -> list[list[Sample]]:
     """Union-find over samples: same group or same SHA-256 -> same block. Blocks and their members sorted."""
     parent = list(range(len(samples)))
 
@@ -127,7 +127,7 @@ def _stratum(sample: Sample) -> str:
     return sample.labels[0] if sample.labels else ""
 
 
-def _sha256_all(paths: list[Path]) -> list[str | None]:
+def sha256_all(paths: list[Path]) -> list[str | None]:
     def digest(path: Path) -> str | None:
         try:
             return hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -143,7 +143,7 @@ def check_no_leak(split: Split, *, source: str = "split", hashes: dict[Path, str
     fitted = split.train + split.val
     if hashes is None:
         everything = fitted + split.test
-        hashes = dict(zip((s.path for s in everything), _sha256_all([s.path for s in everything])))
+        hashes = dict(zip((s.path for s in everything), sha256_all([s.path for s in everything])))
     test_paths = {str(s.path) for s in split.test}
     same_path = [s for s in fitted if str(s.path) in test_paths]
     if same_path:

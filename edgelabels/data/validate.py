@@ -81,7 +81,7 @@ class InspectReport:
 def inspect_dataset(dataset: Dataset, *, near_distance: int = NEAR_DISTANCE, progress: bool = True,
                     workers: int | None = None) -> InspectReport:
     """Decode and hash every image; report problems, notes, duplicates and near-duplicates."""
-    checks = _threaded(check_image, [s.path for s in dataset.samples], progress, "inspect", workers)
+    checks = threaded(check_image, [s.path for s in dataset.samples], progress, "inspect", workers)
     by_path = {str(s.path): s for s in dataset.samples}
     problems = list(dataset.problems) + [Problem(str(c.path), c.problem) for c in checks if c.problem]
     notes = [{"path": str(c.path), "note": n} for c in checks for n in c.notes]
@@ -122,7 +122,7 @@ def usable_samples(dataset: Dataset, *, progress: bool = True, workers: int | No
             return exc.problem
         return None
 
-    results = _threaded(decodes, [s.path for s in dataset.samples], progress, "decode", workers)
+    results = threaded(decodes, [s.path for s in dataset.samples], progress, "decode", workers)
     samples = [s for s, problem in zip(dataset.samples, results) if problem is None]
     problems = [Problem(str(s.path), problem) for s, problem in zip(dataset.samples, results) if problem]
     return samples, problems
@@ -217,7 +217,7 @@ def _size_summary(checks: list[ImageCheck]) -> dict:
             "median": [int(np.median(widths)), int(np.median(heights))]}
 
 
-def _threaded(function, paths: list[Path], progress: bool, description: str, workers: int | None) -> list:
+def threaded(function, paths: list[Path], progress: bool, description: str, workers: int | None) -> list:
     """function(path) for every path, in order, on a thread pool, with a tqdm bar on stderr."""
     from tqdm import tqdm
 

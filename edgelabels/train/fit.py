@@ -69,6 +69,10 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, on_e
     processes = distribute.Processes()
     try:
         config = _resolve_auto(config, run)
+        if config.train.label_noise == "prune":
+            # The audit sits above train in the layers (it trains folds): reached through the task table. It audits
+            # data.source once into RUN/audit/ and returns the config with the pruned manifest (config.yaml too).
+            config = get_task(config.task).piece("auditing").prune(config, run.dir)
         processes = distribute.start(config, cluster)  # before any model is built
         if processes.devices > 1:
             log.info("data parallel over %d devices in %d processes (this one %d)", processes.devices,
