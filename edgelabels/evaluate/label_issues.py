@@ -16,8 +16,9 @@ the wrong labels and hide them). Notation of the paper: ỹ the given label, y* 
 - Which ones (section 3.2): `prune_by_noise_rate` (PBNR, the default) takes, for each off-diagonal (i, j),
   the round(n Q[i, j]) examples labelled i with the largest margin p_j - p_i; `prune_by_class` (PBC) the
   round(n sum_{j != i} Q[i, j]) examples labelled i of lowest self-confidence p_i; `both` (C+NR) those
-  both take; `confident_joint` the off-diagonal members of C; `confusion` (C_confusion) every example
-  whose most probable class is not its label.
+  both take (each keeping only examples whose most probable class is not their label, as cleanlab does);
+  `confident_joint` the off-diagonal members of C; `confusion` (C_confusion) every example whose most probable
+  class is not its label.
 Found issues are ranked by label quality, lowest first: `normalized_margin` (p_given minus the largest other
 probability, mapped from [-1, 1] to [0, 1]) or `self_confidence` (p_given).
 
@@ -152,6 +153,9 @@ def rank_label_issues(labels, probs, method: str = "prune_by_noise_rate",
         joint = calibrated_joint(confident_joint(labels, probs), labels)
         by_class, by_rate = _prune_by_class(labels, probs, joint), _prune_by_noise_rate(labels, probs, joint)
         found = {"prune_by_class": by_class, "prune_by_noise_rate": by_rate, "both": by_class & by_rate}[method]
+        # An example whose most probable class is its given label is not an issue, whatever its rank in its class
+        # (cleanlab's filter does the same): a suspect suggesting the label it has would tell a person nothing
+        found &= suggested_labels(probs) != labels
     chosen = np.flatnonzero(found)
     return chosen[np.argsort(label_quality(labels, probs, score)[chosen], kind="stable")]
 
