@@ -40,6 +40,8 @@ VERBS = {
     "predict": ("edgelabels.serve.predict_command", "run an exported model on images or a watched folder (no TensorFlow)"),
     "serve": ("edgelabels.service.command", "serve an exported model, or Rekognition Custom Labels (--projects DIR), behind a Rekognition-compatible endpoint"),
     "benchmark": ("edgelabels.benchmark.command", "compare a local model with a Rekognition model on the same test images"),
+    "label": ("edgelabels.labeling.command", "send the images to look at to Label Studio with our answers, take "
+              "people's corrections back as the next manifest, or serve suggestions as its ML backend"),
     "segment": ("edgelabels.serve.segment_command", "write lung masks and overlays with a U-Net run or its export"),
     "demo": ("edgelabels.demo", "synthetic lateral-flow cassettes -> train -> evaluate -> export -> predict"),
 }

@@ -27,15 +27,20 @@ DETECTION = "groundtruth/object-detection"
 CHOICES_NAME, BOXES_NAME, IMAGE_NAME = "label", "box", "image"
 
 
-def label_config(labels, *, boxes: bool = False) -> str:
-    """The labeling interface: one choice among `labels` per image, or rectangles each with one of `labels`."""
-    names = "".join(f"<Label value={quoteattr(str(n))}/>" if boxes else f"<Choice value={quoteattr(str(n))}/>"
-                    for n in labels)
-    if boxes:
-        tool = f'<RectangleLabels name="{BOXES_NAME}" toName="{IMAGE_NAME}">{names}</RectangleLabels>'
-    else:
-        tool = f'<Choices name="{CHOICES_NAME}" toName="{IMAGE_NAME}" choice="single" showInline="true">{names}</Choices>'
-    return f'<View><Image name="{IMAGE_NAME}" value="$image"/>{tool}</View>'
+def label_config(labels, *, boxes: bool = False, box_labels=()) -> str:
+    """The labeling interface: one choice among `labels` per image, or rectangles each with one of `labels`
+    (boxes); with `box_labels`, both: a choice among `labels` and rectangles labelled from `box_labels` (a cassette
+    photo's result and its cassette, window and well)."""
+    choices, rectangles = ((), labels) if boxes else (labels, box_labels)
+    tools = ""
+    if choices:
+        names = "".join(f"<Choice value={quoteattr(str(n))}/>" for n in choices)
+        tools += (f'<Choices name="{CHOICES_NAME}" toName="{IMAGE_NAME}" choice="single" showInline="true">'
+                  f'{names}</Choices>')
+    if rectangles:
+        names = "".join(f"<Label value={quoteattr(str(n))}/>" for n in rectangles)
+        tools += f'<RectangleLabels name="{BOXES_NAME}" toName="{IMAGE_NAME}">{names}</RectangleLabels>'
+    return f'<View><Image name="{IMAGE_NAME}" value="$image"/>{tools}</View>'
 
 
 def local_files_url(relative_path: str) -> str:
@@ -64,20 +69,20 @@ def percent_to_box(value: dict, width: int, height: int) -> Box:
 
 # --- Ground Truth line <-> task ----------------------------------------------------------------------------------
 
-def _attribute(line: dict, kind: str) -> str | None:
+def attribute_of(line: dict, kind: str) -> str | None:
     return next((k[:-len("-metadata")] for k, v in line.items()
                  if k.endswith("-metadata") and isinstance(v, dict) and v.get("type") == kind), None)
 
 
 def line_label(line: dict) -> str | None:
     """The image-level label of a Ground Truth classification line (None without one)."""
-    name = _attribute(line, CLASSIFICATION)
+    name = attribute_of(line, CLASSIFICATION)
     return None if name is None else line[f"{name}-metadata"]["class-name"]
 
 
 def line_boxes(line: dict) -> tuple[tuple[Box, ...], int, int] | None:
     """The boxes of a Ground Truth object-detection line and the image size they are drawn on (None without)."""
-    name = _attribute(line, DETECTION)
+    name = attribute_of(line, DETECTION)
     if name is None:
         return None
     classes = line[f"{name}-metadata"].get("class-map", {})
@@ -85,6 +90,50 @@ def line_boxes(line: dict) -> tuple[tuple[Box, ...], int, int] | None:
     boxes = tuple(Box(classes.get(str(a["class_id"]), str(a["class_id"])), a["left"], a["top"], a["width"],
                       a["height"]) for a in line[name]["annotations"])
     return boxes, int(size["width"]), int(size["height"])
+
+
+def with_label(line: dict, name: str, class_id: int) -> dict:
+    """A copy of a Ground Truth line whose image-level label is `name` (class id `class_id`), marked as a person's."""
+    attribute = attribute_of(line, CLASSIFICATION)
+    metadata = {**line[f"{attribute}-metadata"], "class-name": name, "human-annotated": "yes"}
+    return {**line, attribute: class_id, f"{attribute}-metadata": metadata}
+
+
+def with_boxes(line: dict, boxes) -> dict:
+    """A copy of a Ground Truth line whose box attribute holds `boxes` (pixels), marked as a person's; a label its
+    class-map lacks gets the next free class id."""
+    attribute = attribute_of(line, DETECTION)
+    metadata = dict(line[f"{attribute}-metadata"])
+    classes = dict(metadata.get("class-map", {}))
+    ids = {name: int(i) for i, name in classes.items()}
+    for box in boxes:
+        if box.label not in ids:
+            ids[box.label] = max(ids.values(), default=-1) + 1
+            classes[str(ids[box.label])] = box.label
+    value = {**line[attribute], "annotations": [{"class_id": ids[b.label], "left": b.left, "top": b.top,
+                                                 "width": b.width, "height": b.height} for b in boxes]}
+    metadata.update({"class-map": classes, "objects": [{"confidence": 1} for _ in boxes], "human-annotated": "yes"})
+    return {**line, attribute: value, f"{attribute}-metadata": metadata}
+
+
+UNMOVED_PX = 0.25  # a box whose every edge lies this close to a given box's is that box, untouched: percent
+# arithmetic (and percent_to_box's rounding to 0.01 px) moves an untouched box by at most 0.005 px, while a person
+# dragging one moves it by at least a screen pixel, under a quarter of an image pixel only when zoomed in over 4x
+
+
+def unmoved(boxes, given) -> tuple[Box, ...]:
+    """`boxes` (read back from percent) with each one that a person left where it was replaced by the given box
+    itself, so an untouched box comes back to exactly its given pixels."""
+    left = list(given)
+    kept = []
+    for box in boxes:
+        same = next((g for g in left if g.label == box.label and all(
+            abs(a - b) <= UNMOVED_PX for a, b in zip((g.left, g.top, g.width, g.height),
+                                                     (box.left, box.top, box.width, box.height)))), None)
+        if same is not None:
+            left.remove(same)
+        kept.append(same or box)
+    return tuple(kept)
 
 
 def result_of(line: dict) -> list[dict]:
@@ -263,6 +312,15 @@ class LabelStudioClient:
                 return found
             page += 1
 
+    def project(self, project: int) -> dict:
+        """One project; a missing one is a UserError naming it (not the server's 404 page)."""
+        try:
+            return self.request("GET", f"/api/projects/{int(project)}")
+        except UserError as error:
+            if "answered HTTP 404" in str(error):
+                raise UserError(f"{self.url}: no project {project}") from None
+            raise
+
     def find_project(self, title: str) -> int | None:
         return next((p["id"] for p in self.projects() if p["title"] == title), None)
 
@@ -275,6 +333,10 @@ class LabelStudioClient:
         LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT): Label Studio serves a local file only through such a storage."""
         return self.request("POST", "/api/storages/localfiles", {
             "project": project, "path": str(folder), "title": "edgelabels images", "use_blob_urls": False})["id"]
+
+    def local_files(self, project: int) -> list[str]:
+        """The folders of the project's local-files storages."""
+        return [s["path"] for s in self.request("GET", f"/api/storages/localfiles?project={project}")]
 
     def import_tasks(self, project: int, tasks: list[dict]) -> int:
         """Adds tasks (with their predictions) to a project; returns how many were added."""
@@ -299,6 +361,19 @@ class LabelStudioClient:
         """Submits an annotation as a person in the labelling screen would; returns its id."""
         return self.request("POST", f"/api/tasks/{task}/annotations",
                             {"result": result, "was_cancelled": False, "ground_truth": False})["id"]
+
+    def connect_ml_backend(self, project: int, url: str, title: str = "edgelabels") -> int:
+        """Connects a Label Studio ML backend (`edgelabels label backend`) to the project; Label Studio checks its
+        /health and /setup before it answers. A backend on a private or loopback address is refused (HTTP 403)
+        unless the server runs with ML_BLOCK_LOCAL_IP=false and SSRF_PROTECTION_ENABLED=false (Label Studio adds
+        a webhook to the backend, which the second guard checks)."""
+        return self.request("POST", "/api/ml", {"project": project, "url": url, "title": title})["id"]
+
+    def retrieve_predictions(self, project: int) -> dict:
+        """Asks the project's ML backend for a prediction on every task (the Data Manager's "Retrieve
+        Predictions" action; a task that already holds the backend's current model version is skipped)."""
+        return self.request("POST", f"/api/dm/actions?id=retrieve_tasks_predictions&project={project}",
+                            {"selectedItems": {"all": True, "excluded": []}})
 
 
 class _Unauthorized(Exception):

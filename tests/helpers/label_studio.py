@@ -51,7 +51,11 @@ class LabelStudio:
         env = {**os.environ, "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
                "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(self.files_root),
                "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir),
-               "LATEST_VERSION_CHECK": "false", "COLLECT_ANALYTICS": "false"}  # loopback only: no call to PyPI
+               "LATEST_VERSION_CHECK": "false", "COLLECT_ANALYTICS": "false",  # loopback only: no call to PyPI
+               # Label Studio refuses an ML backend on a local address by default (SSRF guards: the backend's URL,
+               # and the webhook it adds for the backend on connecting); the tests' backend (`edgelabels label
+               # backend`) listens on loopback, as it would beside a Label Studio on one host
+               "ML_BLOCK_LOCAL_IP": "false", "SSRF_PROTECTION_ENABLED": "false"}
         self.log_path = self.data_dir / "label-studio.log"
         started = time.monotonic()
         with open(self.log_path, "wb") as log:
