@@ -86,6 +86,7 @@ class TrainConfig:
     # confident learning) and trains on what is left without the suspects (RUN/audit/ keeps the audit)
     label_noise: str = "none"  # none | prune
     label_noise_folds: int = 4  # folds of the audit behind label_noise: prune (2-20)
+    label_noise_rounds: int = 3  # its rounds at most (1-5; a classifier's: each trains without the last's suspects)
 
 
 @dataclass(frozen=True)
@@ -320,6 +321,7 @@ RANGES = {
     "train.patience": Range(1, 10_000),
     "train.warmup_epochs": Range(0, 10_000),
     "train.label_noise_folds": Range(2, 20),
+    "train.label_noise_rounds": Range(1, 5),
     "train.ema": Range(0, 1, open_low=True, open_high=True),
     "tune.min_epochs": Range(1, 10_000),
     "tune.reduction_factor": Range(2, 100),

@@ -2,7 +2,7 @@
 scored once by the fold that held it out; a resumed audit keeps its finished folds; a crop-box chain audits crops.
 
 The trained fixtures are real audits through the CLI, tiny: 32 px grey images, tinycnn from scratch, 3 epochs of one
-or two steps, 2 folds (about 15 s a fold, mostly the child's imports).
+or two steps, 2 folds (about 15 s a fold, mostly the child's imports); the grey audit in 2 rounds (4 trainings).
 """
 
 from __future__ import annotations
@@ -64,6 +64,29 @@ def test_a_group_never_spans_two_folds():
     assert Counter(f for s, f in zip(samples, folds) if s.labels[0] == "b") == {0: 3, 1: 3}
 
 
+def test_rounds_stop_where_a_fold_would_train_without_every_image_of_a_label():
+    # 2 "a" and 2 "b" singletons, 2 folds: each fold holds one of each and trains on the other "a" and "b".
+    from edgelabels.audit.folds import untrainable
+    from edgelabels.data.dataset import Dataset
+
+    samples = _samples([("a", "a0"), ("a", "a1"), ("b", "b0"), ("b", "b1")])
+    dataset = Dataset(samples, "/nowhere")
+    why = untrainable(dataset, 2, 0, frozenset({str(samples[0].path)}))  # the fold holding a1 trains on a0 alone
+    assert "would train without label 'a'" in why
+    assert untrainable(dataset, 2, 0, frozenset()) is None
+
+
+def test_a_later_rounds_folds_trained_without_other_images_are_refused_not_mixed_in(tmp_path):
+    from edgelabels.audit.folds import _check_plan
+    from edgelabels.errors import UserError
+
+    plan = {"folds": 2, "seed": 0, "config": "", "images": ["a.png", "b.png"], "round": 2, "exclude": ["a.png"]}
+    _check_plan(tmp_path / "folds-round-2", plan)  # written
+    _check_plan(tmp_path / "folds-round-2", dict(plan))  # the same plan: resumed
+    with pytest.raises(UserError, match="round 2's folds trained without other images"):
+        _check_plan(tmp_path / "folds-round-2", {**plan, "exclude": ["b.png"]})
+
+
 def _cli(*args) -> int:
     return main(["dataset", "audit", *map(str, args)])
 
@@ -75,8 +98,8 @@ def _grey(path: Path, level: int, rng) -> None:
 
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory):
-    """A 2-fold audit of 8 dark and 8 light grey images, plus a dark one filed as light (a wrong label) and a
-    byte-identical copy of a light one filed as dark: 18 images, 9 per label."""
+    """A 2-fold, 2-round audit of 8 dark and 8 light grey images, plus a dark one filed as light (a wrong label) and
+    a byte-identical copy of a light one filed as dark: 18 images, 9 per label."""
     root = tmp_path_factory.mktemp("audit")
     source, rng = root / "greys", np.random.default_rng(0)
     for i in range(8):
@@ -85,14 +108,18 @@ def audited(tmp_path_factory):
     _grey(source / "light" / "wrong.png", 60, rng)
     shutil.copy(source / "light" / "light-0.png", source / "dark" / "copy.png")
     (root / "tiny.yaml").write_text(TINY)
-    code = _cli(source, "--config", root / "tiny.yaml", "--folds", 2, "--out", root / "out", "--apply", "relabel",
-                "--min-confidence", 0.8)
+    code = _cli(source, "--config", root / "tiny.yaml", "--folds", 2, "--rounds", 2, "--out", root / "out",
+                "--apply", "relabel", "--min-confidence", 0.8)
     assert code == 0
     return {"root": root, "source": source, "out": root / "out"}
 
 
-def _fold_runs(out: Path) -> list[RunDir]:
-    return [RunDir(out / "folds" / f"fold-{i}") for i in (1, 2)]
+def _fold_runs(out: Path, folder: str = "folds") -> list[RunDir]:
+    return [RunDir(out / folder / f"fold-{i}") for i in (1, 2)]
+
+
+def _paths(samples) -> set[str]:
+    return {str(s.path) for s in samples}
 
 
 @pytest.mark.slow
@@ -109,6 +136,23 @@ def test_every_image_is_held_out_by_exactly_one_fold_and_trained_on_by_the_other
     for h in held:  # 9 images of each label: each fold holds 4 or 5 of each
         counts = Counter(Path(p).parent.name for p in h)
         assert counts["dark"] in (4, 5) and counts["light"] in (4, 5)
+
+
+@pytest.mark.slow
+def test_round_two_holds_out_the_same_folds_and_trains_without_round_ones_likely_wrong_images(audited):
+    out = audited["out"]
+    excluded = set(json.loads((out / "folds-round-2" / "plan.json").read_text())["exclude"])
+    assert str(audited["source"] / "light" / "wrong.png") in excluded  # a dark image filed as light
+    for first, second in zip(_fold_runs(out), _fold_runs(out, "folds-round-2")):
+        assert _paths(second.split.test) == _paths(first.split.test)  # the same held-out fold
+        assert not excluded & _paths(second.split.train + second.split.val)
+        held = excluded & _paths(first.split.test)
+        assert held <= _paths(second.split.test)  # still scored, by the fold that never trained on it
+        # round 2 trains on round 1's training and validation images less the excluded ones
+        assert _paths(second.split.train + second.split.val) == _paths(first.split.train + first.split.val) - excluded
+    how = json.loads((out / "audit.json").read_text())["how"]
+    assert how["rounds"] == 2 and how["left_out"] == [0, len(excluded)] and len(how["round_seconds"]) == 2
+    assert how["runs"] == [str(run.dir) for run in _fold_runs(out, "folds-round-2")]  # the last round's answers
 
 
 def _suspects(out: Path) -> dict[str, dict]:
@@ -139,14 +183,16 @@ def test_the_audit_finds_the_wrong_label_and_writes_the_relabelled_next_manifest
 def test_an_interrupted_audit_resumes_without_retraining_a_finished_fold(audited, capsys):
     out = audited["out"]
     first, second = _fold_runs(out)
-    trained = {run.dir: run.model_path.stat().st_mtime_ns for run in (first, second)}
-    shutil.rmtree(second.evaluation_dir)  # killed while fold 2 was being scored
+    runs = [first, second, *_fold_runs(out, "folds-round-2")]
+    trained = {run.dir: run.model_path.stat().st_mtime_ns for run in runs}
+    shutil.rmtree(second.evaluation_dir)  # killed while round 1's fold 2 was being scored
     capsys.readouterr()
     code = _cli(audited["source"], "--config", audited["root"] / "tiny.yaml", "--folds", 2, "--out", out)
     shown = capsys.readouterr().out
-    assert code == 0
+    assert code == 0  # 2 rounds by default, as the fixture's
     assert "fold 1/2: done before" in shown and "fold 2/2: trained on" in shown
-    assert {run.dir: run.model_path.stat().st_mtime_ns for run in (first, second)} == trained
+    assert "round 2, fold 1/2: done before" in shown and "round 2, fold 2/2: done before" in shown
+    assert {run.dir: run.model_path.stat().st_mtime_ns for run in runs} == trained
     assert (second.evaluation_dir / "predictions.csv").is_file()
     assert "already trained" in (out / "folds" / "fold-2.log").read_text()
 
@@ -161,9 +207,10 @@ def test_a_run_is_audited_in_sample_by_its_own_model(audited, tmp_path):
 
 
 def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
-    from helpers.detection import write_detector_dir
+    from helpers.detection import make_box_photos, write_detector_dir
 
     source = make_stripes_dataset(tmp_path / "stripes", per_label=2, size=16)
+    boxes, _ = make_box_photos(tmp_path / "boxes", 4, seed=0, size=32)
     several = tmp_path / "several.manifest"
     line = {"source-ref": "stripes/horizontal/p0_horizontal_0.png", "tags": [0, 1],
             "tags-metadata": {"class-map": {"0": "a", "1": "b"}, "type": "groundtruth/image-classification-multilabel"}}
@@ -171,6 +218,9 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
     cases = [((source, "--folds", 1), "--folds 1: must be a whole number from 2 to 20"),
              ((source, "--folds", 21), "--folds 21"),
              ((source, "--folds", 3), "label 'horizontal' has 2 images, fewer than the 3 folds"),
+             ((source, "--rounds", 0), "--rounds 0: must be a whole number from 1 to 5"),
+             ((source, "--rounds", 6), "--rounds 6: must be a whole number from 1 to 5"),
+             ((boxes, "--rounds", 2), "--rounds 2: a detection audit has one round"),
              ((several,), "a multi-label classifier has no auditing"),
              ((source, "--method", "guess"), "--method 'guess': must be one of"),
              ((tmp_path / "missing",), "not found"),
@@ -213,7 +263,8 @@ crop:
   size: 16
   aspect: null
 """)
-    code = _cli(tmp_path / "photos", "--config", tmp_path / "chain.yaml", "--folds", 2, "--out", tmp_path / "out")
+    code = _cli(tmp_path / "photos", "--config", tmp_path / "chain.yaml", "--folds", 2, "--rounds", 1,
+                "--out", tmp_path / "out")
     assert code == 0
     for run in _fold_runs(tmp_path / "out"):
         assert run.read_stages()[0]["kind"] == "crop-box"  # each fold trained on the crops

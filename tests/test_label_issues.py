@@ -19,6 +19,7 @@ from edgelabels.evaluate.label_issues import (
     per_label_thresholds,
     rank_label_issues,
     suggested_labels,
+    training_suspects,
 )
 
 # Three classes, ten examples. Truly: 2 is a 1 labelled 0, 5 is a 2 labelled 1, 9 is a 0 labelled 2;
@@ -308,3 +309,18 @@ def test_a_pruning_method_never_suspects_an_example_whose_most_probable_class_is
     indices = rank_label_issues(labels, probs, method)
     assert len(indices) > 0
     assert (probs[indices].argmax(axis=1) != labels[indices]).all()
+
+
+def test_training_suspects_are_the_images_whose_label_relative_to_its_share_is_not_given_or_unanswered():
+    # Answered given labels 0, 0, 0, 1, 1: priors 3/5 and 2/5 (the zero row, no answer, is not counted).
+    labels = [0, 0, 0, 1, 1, 1]
+    probs = [(0.90, 0.10),  # .9/.6 = 1.5 > .1/.4 = .25: 0, as given
+             (0.55, 0.45),  # .55/.6 = .917 < .45/.4 = 1.125: 1 (its plain argmax is 0): suspect
+             (0.20, 0.80),  # .333 < 2: 1: suspect
+             (0.80, 0.20),  # 1.333 > .5: 0, given 1: suspect
+             (0.58, 0.42),  # .967 < 1.05: 1, as given (its plain argmax is 0)
+             (0.00, 0.00)]  # no answer: suspect
+    assert training_suspects(labels, probs).tolist() == [False, True, True, True, False, True]
+    # Label 2's only image got no answer: prior 0, so label 2 is never the argmax (.3/0 would be infinite):
+    # (.5/.5 = 1, .2/.5 = .4) -> 0 as given; (.2, 1.6) -> 1 as given; the zero row is a suspect.
+    assert training_suspects([0, 1, 2], [(0.5, 0.2, 0.3), (0.1, 0.8, 0.1), (0, 0, 0)]).tolist() == [False, False, True]

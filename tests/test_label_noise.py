@@ -28,7 +28,8 @@ def pruned(tmp_path_factory):
             source / f"{name}.png")
     config = load_config(None, tiny_config_overrides(source, **{
         "train.epochs": 3, "train.learning_rate": 0.01, "train.fine_tune_epochs": 0, "data.val_fraction": 0.25,
-        "train.label_noise": "prune", "train.label_noise_folds": 2}))
+        "train.label_noise": "prune", "train.label_noise_folds": 2,
+        "train.label_noise_rounds": 2}))
     run = Path(train(config, root / "run"))
     return {"run": run, "source": source}
 
@@ -47,7 +48,8 @@ def test_a_pruned_run_trains_on_the_audited_manifest_and_says_so(pruned):
     assert trained_on == kept
     assert str(pruned["source"] / "light" / "wrong.png") not in trained_on
     assert len(kept) >= 12  # of 17 (a tiny model's audit may list a right label or two beside the wrong one)
-    assert json.loads((run.dir / "audit" / "audit.json").read_text())["how"]["folds"] == 2
+    how = json.loads((run.dir / "audit" / "audit.json").read_text())["how"]
+    assert how["folds"] == 2 and how["rounds"] == 2  # train.label_noise_rounds: round 2 without round 1's suspects
 
 
 def test_a_resumed_pruned_run_does_not_audit_again(pruned):

@@ -4,7 +4,8 @@
    every `auto` key chosen by each fold's training), --set overrides last; the task from the source's shape
 2. the dataset as training reads it (the task's `dataset` piece: unusable images left out, data.limit_per_label)
 3. the task's predictions (its AuditHooks, driver.py): out of fold (folds.py: k trainings, each image scored by
-   the one model that never saw it) or, for `audit RUN`, the run's own model (in-sample, said so)
+   the one model that never saw it; a classifier in --rounds rounds, each training without the round before's
+   likely-wrong labels, classification.py) or, for `audit RUN`, the run's own model (in-sample, said so)
 4. the suspects: confident learning or box matching (suspects.py), the images' own checks (checks.py), one ranked
    list; suspects.csv, audit.json and audit.html (page.py); with --apply, the next Ground Truth manifest
 Nothing prints: `say` receives the progress lines, `audit_lines(result)` what `edgelabels dataset audit` shows.
@@ -19,7 +20,7 @@ from typing import Callable
 
 from edgelabels import atomic
 from edgelabels.artifacts import ExportDir, RunDir
-from edgelabels.audit.folds import check_folds
+from edgelabels.audit.folds import DEFAULT_ROUNDS, check_folds, check_rounds
 from edgelabels.config import AUTO, Config, load_config
 from edgelabels.errors import UserError
 from edgelabels.tasks import get_task
@@ -30,14 +31,14 @@ APPLY = ("prune", "relabel")
 
 def audit(source, out, *, config=None, overrides=(), folds: int = 4, method: str | None = None,
           apply: str | None = None, min_confidence: float = 0.9, seed: int = 0, manifest=None, s3_root=None,
-          group_by=None, class_names=(), say: Callable[[str], None] = print) -> dict:
+          group_by=None, class_names=(), rounds: int | None = None, say: Callable[[str], None] = print) -> dict:
     """Audit a data source (a folder per label, a manifest, boxes) with k-fold trainings into folder `out`; a run
-    directory as `source` gets the quick pass (audit_run)."""
-    check_options(folds, method, apply, min_confidence)
+    directory as `source` gets the quick pass (audit_run). rounds: None is the task's default (audit_with)."""
+    check_options(folds, method, apply, min_confidence, rounds)
     if source is not None and RunDir(source).is_run():
-        if config is not None or overrides:
-            raise UserError(f"{source}: a run directory: --config and --set apply to a SOURCE of data, not to a run "
-                            "(its own config and model are used)")
+        if config is not None or overrides or rounds is not None:
+            raise UserError(f"{source}: a run directory: --config, --set and --rounds apply to a SOURCE of data, not "
+                            "to a run (its own config and model are used)")
         return audit_run(source, out, method=method, apply=apply, min_confidence=min_confidence, say=say)
     if source is not None and ExportDir(source).is_export():
         raise UserError(f"{source}: an export folder, neither data nor a run: audit the run it was exported from, or "
@@ -55,21 +56,30 @@ def audit(source, out, *, config=None, overrides=(), folds: int = 4, method: str
         given = [f"data.source={json.dumps(str(source))}"] if source is not None else []
         resolved = load_config(config, [*given, *data, *overrides])
     return audit_with(resolved, out, folds=folds, method=method, apply=apply, min_confidence=min_confidence,
-                      seed=seed, say=say)
+                      seed=seed, rounds=rounds, say=say)
 
 
 def audit_with(config: Config, out, *, folds: int = 4, method: str | None = None, apply: str | None = None,
-               min_confidence: float = 0.9, seed: int = 0, say: Callable[[str], None] = print) -> dict:
-    """The k-fold audit of config's source (train.label_noise: prune comes in here with its run's config)."""
-    check_options(folds, method, apply, min_confidence)
+               min_confidence: float = 0.9, seed: int = 0, rounds: int | None = None,
+               say: Callable[[str], None] = print) -> dict:
+    """The k-fold audit of config's source (train.label_noise: prune comes in here with its run's config).
+    rounds: a classifier's k-fold rounds (None: DEFAULT_ROUNDS); a task without rounds (detection) does one and
+    refuses more."""
+    check_options(folds, method, apply, min_confidence, rounds)
     out = check_out(out)
     config = with_task(config)
     hooks = get_task(config.task).piece("auditing")  # "a multi-label classifier has no auditing"
+    rounds = rounds_of(hooks, config.task, rounds)
     dataset = read_dataset(config)
-    say(f"audit of {dataset.source}: {len(dataset.samples)} images in {folds} folds: {folds} trainings, each on "
-        f"{folds - 1} of the {folds} folds, each image scored by the one model that never trained on it (the fold "
-        f"runs and their logs in {out / 'folds'})")
-    predictions = hooks.out_of_fold(dataset, config, folds, out, seed, say)
+    say(f"audit of {dataset.source}: {len(dataset.samples)} images in {folds} folds"
+        + (f", {rounds} rounds" if rounds > 1 else "") + f": {folds * rounds} trainings, each on {folds - 1} of the "
+        f"{folds} folds, each image scored by the one model that never trained on it (the fold runs and their logs "
+        f"in {out / 'folds'}" + (", then folds-round-2/..." if rounds > 1 else "") + ")")
+    if hooks.rounds:
+        predictions = hooks.out_of_fold(dataset, config, folds, out, seed, say, rounds=rounds)
+    else:
+        predictions = hooks.out_of_fold(dataset, config, folds, out, seed, say)
+        predictions.how.setdefault("rounds", 1)
     return finish(out, dataset, predictions, method, apply, min_confidence, say,
                   root_of(config.data.source, config.data.manifest))
 
@@ -129,7 +139,12 @@ def audit_lines(result: dict) -> list[str]:
     if how.get("in_sample"):
         made = f"the run's own model ({how['runs'][0]}), in-sample: a quick look, fewer wrong labels found than k-fold"
     else:
-        made = f"{how['folds']}-fold out-of-fold predictions ({how['folds']} trainings, {how['seconds']:.0f} s)"
+        rounds, k = how.get("rounds", 1), how["folds"]
+        made = f"{k}-fold out-of-fold predictions ({rounds * k} trainings, {how['seconds']:.0f} s"
+        if rounds > 1:
+            made += (f"; {rounds} rounds, round {rounds} trained without the {how['left_out'][-1]} images round "
+                     f"{rounds - 1} found likely wrong")
+        made += (f"; {how['stopped']}" if how.get("stopped") else "") + ")"
     share, files = summary.get("estimated_share"), result["files"]
     unanswered = summary.get("not_answered")
     lines = [f"audited {result['images']} images with {made}",
@@ -148,16 +163,30 @@ def audit_lines(result: dict) -> list[str]:
     return lines
 
 
-def check_options(folds: int, method: str | None, apply: str | None, min_confidence: float) -> None:
+def check_options(folds: int, method: str | None, apply: str | None, min_confidence: float,
+                  rounds: int | None = None) -> None:
     from edgelabels.evaluate.label_issues import METHODS
 
     check_folds(folds)
+    if rounds is not None:
+        check_rounds(rounds)
     if method is not None and method not in METHODS:
         raise UserError(f"--method {method!r}: must be one of {', '.join(METHODS)}")
     if apply is not None and apply not in APPLY:
         raise UserError(f"--apply {apply!r}: must be prune or relabel")
     if not 0 <= min_confidence <= 1:
         raise UserError(f"--min-confidence {min_confidence:g}: must be a confidence within 0-1")
+
+
+def rounds_of(hooks, task: str, rounds: int | None) -> int:
+    """The rounds the task's audit runs: DEFAULT_ROUNDS unless given; 1 for a task without rounds (detection: its
+    audit matches boxes, no training-suspect rule yet), which refuses more."""
+    if hooks.rounds:
+        return DEFAULT_ROUNDS if rounds is None else rounds
+    if rounds is not None and rounds > 1:
+        raise UserError(f"--rounds {rounds}: a {task} audit has one round (the rounds retrain a classifier without "
+                        "its likely-wrong labels): leave --rounds out")
+    return 1
 
 
 def check_out(out) -> Path:

@@ -32,6 +32,9 @@ class Predictions:
     thresholds: dict | None = None     # detection: label -> the score from which a box is confident
     how: dict = field(default_factory=dict)  # {"method": "k-fold" | "run", "folds": k, "seconds": s, "runs": [...],
                                        #   "config": "...", "in_sample": bool}; k-fold adds "fold_seconds": [...]
+                                       #   and "rounds": N, "round_seconds": [...], "left_out": [...] (images each
+                                       #   round trained without), "stopped": why, when fewer rounds ran than
+                                       #   asked; runs and fold_seconds are the last round's
 
 
 def in_sample(run, began: float) -> dict:
@@ -45,7 +48,8 @@ def in_sample(run, began: float) -> dict:
 @dataclass(frozen=True)
 class AuditHooks:
     """What a task supplies to the audit (tasks.py `auditing`), and the way in from the layers below audit/.
-    out_of_fold(dataset, config, folds, out, seed, say) -> Predictions: k-fold, each image held out once (folds.py);
+    out_of_fold(dataset, config, folds, out, seed, say) -> Predictions: k-fold, each image held out once (folds.py),
+    with rounds=N too when `rounds` is set (classification.py: each round trains without the last one's suspects);
     from_run(run, dataset, say) -> Predictions: the run's own model over its own split (in-sample);
     prune(config, run_dir) -> Config: train.label_noise: prune, the config to train with (noise.py).
     audit(source, out, ...) -> result and lines(result) -> list[str]: the verb's driver (auditor.py), the same for
@@ -56,3 +60,4 @@ class AuditHooks:
     prune: Callable
     audit: Callable
     lines: Callable
+    rounds: bool = False  # out_of_fold takes rounds=N; a task without them audits in one round

@@ -59,6 +59,9 @@ def _number(value: float | None) -> str:
 def audit_html(out: Path, dataset, record: dict, suspects: list[Suspect]) -> str:
     how = record.get("how") or {}
     folds = f"{how['folds']}-fold" if how.get("folds") else how.get("method", "n/a")
+    if how.get("rounds", 1) > 1:
+        folds += (f", {how['rounds']} rounds (the last trained without {how['left_out'][-1]} images the round "
+                  "before found likely wrong)")
     meta = [("source", dataset.source), ("images", format_value(record["images"], "i")),
             ("predictions", folds + (" (in-sample: labels the model learnt are hidden)" if how.get("in_sample")
                                      else "")),

@@ -132,6 +132,12 @@ def add_arguments(parser) -> None:
                        help="config override, repeatable, e.g. --set train.budget=5m --set model.backbone=smallcnn")
     audit.add_argument("--folds", type=int, default=4, metavar="K",
                        help="folds, 2-20 (default 4): K trainings, each on (K-1)/K of the images")
+    audit.add_argument("--rounds", type=int, metavar="N",
+                       help="classification: k-fold rounds, 1-5 (default 3), up to N x K trainings: a model "
+                            "trained on very noisy labels learns the noise and hides it, so each round trains the "
+                            "same folds without the images the round before found likely wrong and scores every "
+                            "image again, stopping early once a round finds (nearly) the images it trained without; "
+                            "detection audits in one round")
     audit.add_argument("--method", metavar="M",
                        help="classification: which examples confident learning takes, one of prune_by_noise_rate, "
                             "prune_by_class, both, confident_joint, confusion (default: see audit.json)")
@@ -169,14 +175,16 @@ examples:
   edgelabels dataset audit runs/pneumonia --out audit-quick/     (a run: its own model, a quick in-sample look)
 
 How: the images are dealt into K folds (stratified by label; --group-by keeps one patient in one fold); K runs
-train, each on the other folds, and each image is scored by the one model that never trained on it: K trainings,
-so about K times one training's time (--set train.budget=... bounds each). Confident learning (Northcutt et al.
-2021) then estimates how many labels are wrong and which; images that do not decode, blank ones, and identical or
-near-identical images with different labels are listed too. A RUN is quicker (no training) but in-sample: a
-label the model learnt wrong is not found.
-Writes OUT/suspects.csv (rank, image, given, suggested, confidence, reason, ...), OUT/audit.html (thumbnails,
-worst first), OUT/audit.json (the estimate, noise matrix, method, K, time), OUT/folds/ (the fold runs and logs)
-and, with --apply, OUT/next.manifest. Exit 0 when written; 2 with one line on bad input."""
+train, each on the other folds, and each image is scored by the one model that never trained on it: K trainings, so
+about K times one training's time (--set train.budget=... bounds each). A classifier does this up to three times
+(--rounds): each round trains without the images the one before found likely wrong, as a model trained on very noisy
+labels learns the noise; the rounds stop once they find (nearly) the images they trained without. Confident learning
+(Northcutt et al. 2021) then estimates how many labels are wrong and which; images that do not decode, blank ones,
+and identical or near-identical images with different labels are listed too. A RUN is quicker (no training) but
+in-sample: a label the model learnt wrong is not found. Writes OUT/suspects.csv (rank, image, given, suggested,
+confidence, reason, ...), OUT/audit.html (thumbnails, worst first), OUT/audit.json (the estimate, noise matrix,
+method, K, rounds, time), OUT/folds/ (the fold runs and logs; round R in OUT/folds-round-R/) and, with --apply,
+OUT/next.manifest. Exit 0 when written; 2 with one line on bad input."""
 
 
 def _source_arguments(parser) -> None:
@@ -363,7 +371,7 @@ def _audit(args) -> int:
     hooks = task.piece("auditing")
     result = hooks.audit(args.source, args.out, config=args.config, overrides=args.overrides, folds=args.folds,
                          method=args.method, apply=args.apply, min_confidence=args.min_confidence, seed=args.seed,
-                         manifest=args.manifest, s3_root=args.s3_root, group_by=args.group_by,
+                         rounds=args.rounds, manifest=args.manifest, s3_root=args.s3_root, group_by=args.group_by,
                          class_names=tuple(args.class_names or ()), say=lambda line: print(line, flush=True))
     print("\n".join(hooks.lines(result)))
     return 0

@@ -138,6 +138,26 @@ def suggested_labels(probs) -> np.ndarray:
     return np.asarray(probs).argmax(axis=1)
 
 
+def training_suspects(labels, probs) -> np.ndarray:
+    """Which examples to leave out of the next round's training (n,) bool: those whose most probable label relative
+    to that label's share of the given labels is not their given label, argmax_j p_j / prior_j != given (prior_j:
+    the share of label j among the answered examples' given labels), and those that got no answer (a row of zeros).
+    Recall before precision: it cleans training data (a model trained on very noisy labels learns the noise; one
+    trained without these learns the truth better), it is not what an audit reports. Dividing by the prior keeps
+    a rare label's members from being pulled to the common one. A label no answered example was given has no
+    share to compare against and is never the argmax."""
+    labels = np.asarray(labels).reshape(-1)
+    answered = np.asarray(probs, dtype=np.float64).reshape(len(labels), -1).any(axis=1)
+    suspects = ~answered
+    if not answered.any():
+        return suspects
+    given, p = checked(labels[answered], np.asarray(probs, dtype=np.float64)[answered])
+    prior = np.bincount(given, minlength=p.shape[1]) / len(given)
+    relative = np.divide(p, prior, out=np.full_like(p, -np.inf), where=prior > 0)
+    suspects[answered] = relative.argmax(axis=1) != given
+    return suspects
+
+
 def rank_label_issues(labels, probs, method: str = "prune_by_noise_rate",
                       score: str = "normalized_margin") -> np.ndarray:
     """Indices of the examples whose given label is likely wrong, worst (lowest `score`) first."""
