@@ -8,6 +8,7 @@ Studio (its ML backend protocol), with the edge runtime alone.
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -33,17 +34,36 @@ ML_BLOCK_LOCAL_IP=false SSRF_PROTECTION_ENABLED=false (its guards against reques
 def add_arguments(parser) -> None:
     parser.epilog = EXAMPLES
     actions = parser.add_subparsers(dest="label_action", metavar="ACTION", required=True)
-    export = actions.add_parser("export", help="create or fill a Label Studio project with the images to look at")
-    export.add_argument("source", type=Path, metavar="SOURCE", help="folder per label or Ground Truth manifest")
+    export = actions.add_parser(
+        "export", help="create or fill a Label Studio project with the images to look at",
+        description=_wrapped("Create (or fill, never twice the same image) a Label Studio project over its REST API: the "
+                    "audit's suspects first, in rank order, then the evaluation's review queue, else every image of "
+                    "SOURCE. Each task shows our answer as a pre-annotation (the suggested label; boxes as "
+                    "rectangles), why it was picked, and the label it has now. Images are shown from where they lie "
+                    "(a local-files storage below the document root), never uploaded. Prints the project's URL."),
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_argument("source", type=Path, metavar="SOURCE",
+                        help="the dataset people correct: a folder per label or a Ground Truth manifest (a label, "
+                             "boxes, or both per line), e.g. data/cassettes/user-readings.manifest")
     _server(export, required=True)
     export.add_argument("--project", metavar="TITLE_OR_ID",
                         help="project to fill: an id, or a title (created when missing; default SOURCE's name)")
-    export.add_argument("--suspects", type=Path, metavar="AUDIT_DIR", help="`dataset audit` output (suspects.csv)")
-    export.add_argument("--review", type=Path, metavar="EVALUATION_DIR", help="evaluation with review/queue.csv")
-    export.add_argument("--limit", type=int, metavar="N", help="at most N images")
+    export.add_argument("--suspects", type=Path, metavar="AUDIT_DIR",
+                        help="an `edgelabels dataset audit` folder: its suspects.csv, worst first, e.g. audit/")
+    export.add_argument("--review", type=Path, metavar="EVALUATION_DIR",
+                        help="an evaluation folder: its review/queue.csv (the images below the review threshold)")
+    export.add_argument("--limit", type=int, metavar="N",
+                        help="at most N images: the budget of corrections people have time for, e.g. 200")
     export.add_argument("--document-root", type=Path, metavar="DIR",
                         help=f"Label Studio's local-files root (default ${DOCUMENT_ROOT})")
-    back = actions.add_parser("import", help="write the dataset's next version from the answers people gave")
+    back = actions.add_parser(
+        "import", help="write the dataset's next version from the answers people gave",
+        description=_wrapped("Read the finished annotations (over the API, or Label Studio's JSON export file) and write "
+                    "the dataset's next version as a Ground Truth manifest: every image of SOURCE, with the "
+                    "person's label and boxes where a task was answered, as given elsewhere; plus a CSV of what "
+                    "people changed (image, what, before, after). An unanswered task changes nothing; a box left "
+                    "where it was keeps its exact pixels."),
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     back.add_argument("source", type=Path, metavar="SOURCE", help="the folder or manifest that was exported")
     _server(back, required=False)
     where = back.add_mutually_exclusive_group(required=True)
@@ -51,12 +71,24 @@ def add_arguments(parser) -> None:
     where.add_argument("--from-json", type=Path, metavar="EXPORT.json", help="Label Studio's JSON export file")
     back.add_argument("--out", type=Path, required=True, metavar="NEXT.manifest", help="the next version")
     back.add_argument("--diff", type=Path, metavar="CSV", help="what people changed (default NEXT.changes.csv)")
-    backend = actions.add_parser("backend", help="serve an export's suggestions as a Label Studio ML backend")
+    backend = actions.add_parser(
+        "backend", help="serve an export's suggestions as a Label Studio ML backend",
+        description=_wrapped("Serve an exported model (edge runtime, no TensorFlow) behind Label Studio's ML backend "
+                    "protocol (GET /health, POST /setup, POST /predict), so people labelling new images see its "
+                    "suggestions: in Label Studio, Settings > Model > Connect Model, this address."),
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     backend.add_argument("export_dir", type=Path, metavar="EXPORT_DIR", help="an export folder (model.onnx)")
     backend.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     backend.add_argument("--port", type=int, default=9090, help="port (default 9090, Label Studio's)")
     backend.add_argument("--document-root", type=Path, metavar="DIR",
                          help=f"where /data/local-files/ URLs point (default ${DOCUMENT_ROOT})")
+
+
+def _wrapped(text: str) -> str:
+    """A description filled to the terminal's usual width (the raw formatter keeps the examples' lines as written)."""
+    import textwrap
+
+    return textwrap.fill(text, 100)
 
 
 def _server(parser, required: bool) -> None:
