@@ -129,6 +129,44 @@ def test_an_unanswered_task_changes_nothing_whatever_its_pre_annotation_says(tmp
     assert lines == source.lines and changes == [] and answered == 0
 
 
+class _Recorder:
+    """Only what export_project asks of a client, recording the storage it adds (the folder check under test is
+    Label Studio's own: the real server refuses a storage named by a path that does not start with its root)."""
+
+    url = "http://label-studio.invalid"
+
+    def __init__(self):
+        self.storages = []
+
+    def find_project(self, title):
+        return 1
+
+    def local_files(self, project):
+        return list(self.storages)
+
+    def add_local_files(self, project, folder):
+        self.storages.append(folder)
+
+    def tasks(self, project):
+        return []
+
+    def import_tasks(self, project, tasks):
+        return len(tasks)
+
+
+def test_a_storage_is_named_from_the_document_root_as_given_even_through_a_link(tmp_path):
+    from edgelabels.labeling.export import export_project
+
+    real = tmp_path / "real"
+    generate_cassettes(real / "cassettes", 2, size=(64, 64), progress=False, mix={"negative": 0.5, "positive": 0.5})
+    (tmp_path / "root").symlink_to(real)  # Label Studio started with LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=root
+    client = _Recorder()
+    source = read_source(tmp_path / "root" / "cassettes")
+    export_project(client, source, document_root=tmp_path / "root")
+    export_project(client, source, document_root=tmp_path / "root")  # the storage there covers it: not added again
+    assert client.storages == [str(tmp_path / "root" / "cassettes")]
+
+
 # --- against the real server ----------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

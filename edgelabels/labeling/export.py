@@ -223,8 +223,11 @@ def export_project(client: LabelStudioClient, source: Source, *, document_root, 
                         f"(LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT), not from {where}: move the images into a "
                         "sub-folder of it")
     number = _project(client, source, project)
-    if not any(folder == Path(p) or Path(p) in folder.parents for p in client.local_files(number)):
-        client.add_local_files(number, str(folder))
+    # Label Studio checks a storage's folder against its document root as IT was given (a link not followed): name
+    # the folder from the root as the user gave it, whatever links lie on the way
+    storage = Path(document_root) / folder.relative_to(root)
+    if not any(Path(p) == f or Path(p) in f.parents for p in client.local_files(number) for f in (storage, folder)):
+        client.add_local_files(number, str(storage))
     there = {t["data"].get("source_ref") for t in client.tasks(number)}
     tasks = [_task(source, pick, root) for pick in chosen if source.lines[pick.index]["source-ref"] not in there]
     added = client.import_tasks(number, tasks) if tasks else 0
