@@ -12,8 +12,9 @@ read only to score. A step whose output is there is skipped, so an interrupted b
    `make demo` trains it; or --detector RUN, an exported one), --readings user-read photos (seed --seed), --fresh
    photos of another seed (seed + 1000) in the real 90/7/3 mix, labelled with the truth, for scoring the readers.
 2. audit: `edgelabels dataset audit` of the readings manifest with configs/cassettes.yaml behind the detector, --folds
-   out-of-fold trainings, `--apply prune`; scored against the truth: precision and recall of the suspects as the
-   wrong readings. Target: both >= 0.90.
+   out-of-fold trainings in the default rounds, `--apply prune`; scored against the truth: precision and recall of
+   the suspects as the wrong readings (target: both >= 0.90); per round, the out-of-fold answers' accuracy against
+   the truth and what each confident-learning method would list.
 3. readers: configs/cassettes.yaml trained on the raw readings, on the audited set (the pruned manifest) and on the
    truth, each evaluated on the fresh photos with the review threshold chosen on its own validation split
    (--review-accuracy 0.996). Target for the audited reader: accepted >= 99.6% right with <= 5% sent to a human.
@@ -123,7 +124,12 @@ def suspect_images(audit: Path, readings: Path) -> list[str]:
 
 def _relative(image: str, readings: Path) -> str:
     path = Path(image)
-    return str(path.relative_to(readings.resolve())) if path.is_absolute() else image
+    if not path.is_absolute():
+        return image
+    for base in (readings.absolute(), readings.resolve()):  # as written, or through a link
+        if path.is_relative_to(base):
+            return str(path.relative_to(base))
+    return str(path.resolve().relative_to(readings.resolve()))
 
 
 def score_audit(audit: Path, readings: Path) -> dict:
@@ -135,6 +141,39 @@ def score_audit(audit: Path, readings: Path) -> dict:
     return {"photos": len(truth), "wrong": len(wrong), "suspects": len(found), "right_suspects": hits,
             "precision": hits / len(found) if found else None, "recall": hits / len(wrong) if wrong else None,
             "estimated_wrong": summary.get("estimated_count"), "seconds": summary.get("how", {}).get("seconds")}
+
+
+def score_rounds(audit: Path, readings: Path) -> list[dict]:
+    """Per round of the audit (its fold runs' predictions.csv): the out-of-fold answers' accuracy against the truth,
+    and what each confident-learning method would have listed from that round, scored as score_audit scores."""
+    import numpy as np
+
+    from edgelabels.evaluate.label_issues import rank_label_issues
+
+    truth, rounds = truth_rows(readings), []
+    folders = [audit / "folds"] + sorted(audit.glob("folds-round-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    for folder in folders:
+        rows = [row for path in sorted(folder.glob("fold-*/evaluation/predictions.csv"))
+                for row in csv.DictReader(open(path, newline=""))]
+        if not rows:
+            continue
+        probs = np.array([[float(row[f"confidence:{label}"]) for label in LABELS] for row in rows])
+        images = [_relative(row["path"], readings) for row in rows]
+        true = np.array([LABELS.index(truth[image]["result"]) for image in images])
+        given = np.array([LABELS.index(truth[image]["reported"]) for image in images])
+        answered = np.flatnonzero(probs.any(axis=1))
+        wrong = given != true
+        methods = {}
+        for method in ("prune_by_class", "prune_by_noise_rate", "both", "confident_joint", "confusion"):
+            listed = ~probs.any(axis=1)  # no answer: listed, as the audit lists it
+            listed[answered[rank_label_issues(given[answered], probs[answered], method)]] = True
+            hits = int((listed & wrong).sum())
+            methods[method] = {"listed": int(listed.sum()), "precision": round(hits / max(listed.sum(), 1), 4),
+                               "recall": round(hits / max(wrong.sum(), 1), 4)}
+        rounds.append({"round": len(rounds) + 1, "images": len(rows),
+                       "accuracy_vs_truth": round(float((probs.argmax(1) == true)[answered].mean()), 4),
+                       "methods": methods})
+    return rounds
 
 
 # -- 3. readers ------------------------------------------------------------------------------------------------------
@@ -236,7 +275,7 @@ def main(argv=None) -> int:
     if "audit" in steps:
         timer.run("audit", run_audit, args.out, made, args)
     if (audit / "suspects.csv").exists():
-        results["audit"] = score_audit(audit, readings)
+        results["audit"] = {**score_audit(audit, readings), "rounds": score_rounds(audit, readings)}
         print(f"\naudit: {results['audit']}", file=sys.stderr)
     if "readers" in steps:  # the audited reader once the audit is there
         sources = {"raw": readings / "user-readings.manifest", "truth": made["truth_manifest"],

@@ -36,8 +36,8 @@ MIN_FOLDS, MAX_FOLDS = 2, 20
 MIN_ROUNDS, MAX_ROUNDS = 1, 5
 # Up to three rounds, each training without the round before's likely-wrong labels (classification.py), stopping
 # once a round's likely-wrong images are (nearly) the ones it trained without. On 3,000 cassette photos whose
-# readings are 40% wrong (benchmarks/label_audit.py), out-of-fold answers were 74.6%, 93.3% and 97.2% right after
-# rounds 1, 2 and 3 (prune_by_class recall of the wrong readings 0.60, 0.90, 0.96)
+# readings are 40% wrong (benchmarks/label_audit.py, 2026-12-06), out-of-fold answers were 84.4%, 94.8% and 97.8%
+# right after rounds 1, 2 and 3 (prune_by_class: precision 0.915, 0.947, 0.969; recall 0.730, 0.943, 0.977)
 DEFAULT_ROUNDS = 3
 CONVERGED = 0.01  # a round's likely-wrong set differing from the one it trained without in under 1% of the images
 FOLD_CONFIG = "fold-config.yaml"  # OUT/fold-config.yaml: the config every fold trains with
