@@ -40,7 +40,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("audit", ("edgelabels.audit",)),  # label audits: out-of-fold trainings as pipeline jobs, suspects (issue 28)
     ("tune", ("edgelabels.tune",)),  # studies of runs: trials and the chosen run's pipeline as child jobs
     ("serve", ("edgelabels.serve", "edgelabels.benchmark", "edgelabels.labeling")),  # labeling: Label Studio
-    ("service", ("edgelabels.service",)),  # the local Rekognition: projects, datasets, versions, jobs (issue 27)
+    # the local Rekognition: projects, datasets, versions, jobs (issue 27); console: its pages (issue 29)
+    ("service", ("edgelabels.service", "edgelabels.console")),
     ("cli", ("edgelabels.cli", "edgelabels.demo")),
 ]
 

@@ -33,7 +33,9 @@ import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Mount
 
+from edgelabels.console.app import PREFIX as CONSOLE, create_console_app
 from edgelabels.serve.api_errors import ApiError
 from edgelabels.serve.server import RekognitionEndpoint, endpoint_app, health_response
 from edgelabels.service.arns import ArnError
@@ -122,5 +124,7 @@ def create_service_app(ctx: ServiceContext, *, max_concurrency: int = 16, creden
         return health_response({"status": "ok", "service": "projects", "operations": len(endpoint.operations)})
 
     app = endpoint_app(endpoint, health, lifespan=lifespan)
-    app.state.ctx, app.state.endpoint = ctx, endpoint
+    console = create_console_app(ctx, credentials)  # the pages over the same ctx: one state for both
+    app.router.routes.append(Mount(CONSOLE, app=console))
+    app.state.ctx, app.state.endpoint, app.state.console = ctx, endpoint, console
     return app

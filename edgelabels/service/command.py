@@ -114,6 +114,7 @@ def run_projects(args) -> int:
                   + ("" if args.credentials else " (clients still sign: any AWS_ACCESS_KEY_ID and secret will do)"))
             print(f"  trainings           {settings.max_jobs} at once, budget {budget or 'none'}"
                   + (f", --set {' '.join(settings.overrides)}" if settings.overrides else ""))
+            print(f"  console             {url}{app.state.console.state.auth.start_path}   (works once)")
             print(f"  try                 aws rekognition describe-projects --endpoint-url {url} "
                   f"--region {args.region}")
             sys.stdout.flush()
