@@ -82,13 +82,14 @@ def test_a_box_suspect_relabels_removes_or_adds_a_box_in_our_answer(tmp_path):
                                       "type": "groundtruth/object-detection"}}
     (tmp_path / "boxes.manifest").write_text(json.dumps(line) + "\n")
     (tmp_path / "audit").mkdir()
+    # suspects.csv's box as audit/page.py writes it, a JSON list (left, top, width, height)
     # rank 1: 11 10 20 20 overlaps the window by 19 x 20 = 380 of 400 + 400 - 380 = 420 (IoU 0.90): relabelled well;
     # rank 2: 50 40 30 30 is the well itself, nothing suggested: taken away; rank 3: 0 60 10 10 overlaps nothing: added
     (tmp_path / "audit" / "suspects.csv").write_text(
         "rank,image,given,suggested,confidence,reason,detail,quality,box\n"
-        "1,a.png,window,well,0.9,wrong label,,,11 10 20 20\n"
-        "2,a.png,well,,,spurious or misplaced,,,50 40 30 30\n"
-        "3,a.png,,window,0.8,missed label,,,0 60 10 10\n")
+        "1,a.png,window,well,0.9,wrong label,,,\"[11, 10, 20, 20]\"\n"
+        "2,a.png,well,,,spurious or misplaced,,,\"[50, 40, 30, 30]\"\n"
+        "3,a.png,,window,0.8,missed label,,,\"[0, 60, 10, 10]\"\n")
     [pick] = picks(read_source(tmp_path / "boxes.manifest"), tmp_path / "audit")
     assert line_boxes(pick.answer)[0] == (Box("well", 10, 10, 20, 20), Box("window", 0.0, 60.0, 10.0, 10.0))
     assert pick.reason.startswith("suspect 1: wrong label (suggested well, confidence 0.90); suspect 2: spurious")

@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgelabels.data.boxes import iou_matrix
 from edgelabels.data.dataset import Box
 from edgelabels.data.sources import MANIFEST_SUFFIXES, load_dataset, resolve_source_ref
 from edgelabels.errors import UserError
@@ -181,11 +182,11 @@ def _suggest(line: dict, row: dict, source: Source) -> dict:
     drawn = line_boxes(line)
     if drawn is None:
         return line
-    left, top, width, height = (float(v) for v in row["box"].split())
+    left, top, width, height = (float(v) for v in json.loads(row["box"]))  # audit/page.py: a JSON list, pixels
     suspect = Box(row.get("suggested") or "", left, top, width, height)
     boxes = list(drawn[0])
-    overlaps = [(_iou(b, suspect), i) for i, b in enumerate(boxes)]
-    best, at = max(overlaps, default=(0.0, -1))
+    overlaps = iou_matrix([(b.left, b.top, b.width, b.height) for b in boxes], [(left, top, width, height)])[:, 0]
+    best, at = (float(overlaps.max()), int(overlaps.argmax())) if len(boxes) else (0.0, -1)
     if best >= SAME_BOX_IOU:
         if suspect.label:
             boxes[at] = Box(suspect.label, boxes[at].left, boxes[at].top, boxes[at].width, boxes[at].height)
@@ -194,13 +195,6 @@ def _suggest(line: dict, row: dict, source: Source) -> dict:
     elif suspect.label:
         boxes.append(suspect)
     return with_boxes(line, boxes)
-
-
-def _iou(a: Box, b: Box) -> float:
-    w = max(0.0, min(a.left + a.width, b.left + b.width) - max(a.left, b.left))
-    h = max(0.0, min(a.top + a.height, b.top + b.height) - max(a.top, b.top))
-    union = a.width * a.height + b.width * b.height - w * h
-    return w * h / union if union > 0 else 0.0
 
 
 # --- the project --------------------------------------------------------------------------------------------------
