@@ -20,10 +20,9 @@ import urllib.request
 from xml.sax.saxutils import quoteattr
 
 from edgelabels.data.dataset import Box
+from edgelabels.data.sources import CLASSIFICATION, DETECTION
 from edgelabels.errors import UserError
 
-CLASSIFICATION = "groundtruth/image-classification"
-DETECTION = "groundtruth/object-detection"
 CHOICES_NAME, BOXES_NAME, IMAGE_NAME = "label", "box", "image"
 
 
