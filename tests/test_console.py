@@ -175,7 +175,7 @@ def test_a_project_page_lists_its_datasets_with_their_entry_counts(service):
     arn = service.rekognition.create_project(ProjectName="counted")["ProjectArn"]
     service.rekognition.create_dataset(ProjectArn=arn, DatasetType="TEST")
     _, _, text = signed_in(service).get("/console/projects/counted")
-    row, = re.findall(r"<tr><td>(TEST)</td><td><span[^>]*>([A-Z_]+)</span></td>\s*<td>(\d+)</td>", text)
+    row, = re.findall(r"<tr><td><a [^>]*>(TEST)</a></td><td><span[^>]*>([A-Z_]+)</span></td>\s*<td>(\d+)</td>", text)
     assert row[0] == "TEST" and row[2] == "0"  # an empty dataset: no entries yet
 
 
@@ -199,11 +199,11 @@ def test_a_form_without_its_csrf_token_or_with_another_sessions_is_refused(servi
 
 
 def test_a_trained_versions_f1_shows_with_three_decimals_and_an_untrained_ones_is_blank():
-    from edgelabels.console.app import TEMPLATES
+    from edgelabels.console.kit import TEMPLATES
 
     versions = [{"name": "v2", "status": "TRAINING_COMPLETED", "message": "", "created": "", "f1": 0.25},
                 {"name": "v1", "status": "TRAINING_FAILED", "message": "", "created": "", "f1": None}]
     html = TEMPLATES.get_template("project.html").render(prefix="/console", name="p", arn="a", project_status="",
                                                           created="", datasets=[], versions=versions)
-    cells = re.findall(r"<tr><td>(v\d)</td><td><span[^>]*>[A-Z_]+</span></td>\s*<td>([^<]*)</td>", html)
+    cells = re.findall(r"<tr><td><a [^>]*>(v\d)</a></td><td><span[^>]*>[A-Z_]+</span></td>\s*<td>([^<]*)</td>", html)
     assert cells == [("v2", "0.250"), ("v1", "")]
