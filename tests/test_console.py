@@ -207,3 +207,26 @@ def test_a_trained_versions_f1_shows_with_three_decimals_and_an_untrained_ones_i
                                                           created="", datasets=[], versions=versions)
     cells = re.findall(r"<tr><td><a [^>]*>(v\d)</a></td><td><span[^>]*>[A-Z_]+</span></td>\s*<td>([^<]*)</td>", html)
     assert cells == [("v2", "0.250"), ("v1", "")]
+
+
+def test_a_version_created_through_boto3_shows_in_the_project_page_with_its_status(service):
+    from helpers.service_ops import write_bucket
+
+    write_bucket(service.state.ctx.s3.root, "colours", per_label=3, test_per_label=2)
+    api = service.rekognition
+    arn = api.create_project(ProjectName="api-version")["ProjectArn"]
+    for kind in ("train", "test"):
+        api.create_dataset(ProjectArn=arn, DatasetType=kind.upper(), DatasetSource={"GroundTruthManifest": {
+            "S3Object": {"Bucket": "colours", "Name": f"{kind}.manifest"}}})
+    deadline = time.monotonic() + 30
+    while any(d["Status"] != "CREATE_COMPLETE" for d in
+              api.describe_projects(ProjectNames=["api-version"])["ProjectDescriptions"][0]["Datasets"]):
+        assert time.monotonic() < deadline, "the datasets were not created within 30 s"
+        time.sleep(0.1)
+    api.create_project_version(ProjectArn=arn, VersionName="from-boto3",
+                               OutputConfig={"S3Bucket": "results", "S3KeyPrefix": "api-version"})
+    # No trainer runs in this module's app (lifespan off): the version waits in the queue, as boto3 sees it.
+    status = api.describe_project_versions(ProjectArn=arn)["ProjectVersionDescriptions"][0]["Status"]
+    _, _, text = signed_in(service).get("/console/projects/api-version")
+    row = re.search(r">from-boto3</a></td><td><span[^>]*>([A-Z_]+)</span>", text)
+    assert row and row.group(1) == status == "TRAINING_IN_PROGRESS"
