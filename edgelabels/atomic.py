@@ -21,6 +21,11 @@ _TEMP = re.compile(r"^\..+?\.(?P<pid>\d+)\.(?:[0-9a-f]{8}\.)?tmp(?:\.[^.]+)?$")
 _OLD = re.compile(r"^\.(?P<name>.+)\.old\.(?P<pid>\d+)$")
 
 
+def is_temp_name(name: str) -> bool:
+    """True for the name of a file being written here (a crash can leave one behind)."""
+    return bool(_TEMP.match(name))
+
+
 def _temp_name(path: Path, suffix: str = "") -> Path:
     stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
     return path.with_name(f".{stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp{suffix}")

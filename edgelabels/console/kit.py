@@ -103,6 +103,9 @@ class Console:
         session = self.session_of(request)
         if session is None:
             return None, self.locked_out()
+        if int(request.headers.get("content-length") or 0) > MAX_UPLOAD_BYTES:
+            return None, self.message("Too large", "The upload is larger than 64 MiB: send fewer images at a time.",
+                                      413)
         form = await self.form(request)
         if not self.auth.check_csrf(session, form.get("csrf")):
             return None, self.message("Refused", "This form's security token is missing or stale: reload the page "

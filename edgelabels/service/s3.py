@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path, PurePosixPath
 
@@ -147,6 +148,23 @@ class S3Objects:
                     f.write(chunk)
         return target
 
+    def list_keys(self, prefix_uri: str) -> list[str]:
+        """The s3:// URIs of every object whose key starts with the prefix of `prefix_uri` (s3://BUCKET/ for the
+        whole bucket), sorted. With a root folder, the files under the bucket's folder; a file that leads outside
+        it (a symlink) is not listed, as it could not be read."""
+        bucket, _, prefix = prefix_uri[5:].partition("/") if prefix_uri.startswith("s3://") else ("", "", "")
+        if not paths.S3_BUCKET.match(bucket):
+            raise S3Error(prefix_uri, "InvalidUri", "expected s3://BUCKET/PREFIX", INVALID_PARAMETER)
+        if self.root is not None:
+            return sorted(f"s3://{bucket}/{key}" for key in self._local_keys(prefix_uri, bucket, prefix))
+        keys = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                keys += [item["Key"] for item in page.get("Contents", ()) if not item["Key"].endswith("/")]
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(prefix_uri, exc) from None
+        return sorted(f"s3://{bucket}/{key}" for key in keys)
+
     # -- writing ------------------------------------------------------------------------------------------
 
     def write_bytes(self, uri: str, data: bytes, content_type: str | None = None) -> None:
@@ -228,6 +246,23 @@ class S3Objects:
             return paths.s3_object(self.root, bucket, key)
         except paths.Outside:
             raise S3Error(uri, "AccessDenied", "the key leads outside its bucket's folder", ACCESS_DENIED) from None
+
+    def _local_keys(self, uri: str, bucket: str, prefix: str):
+        """The keys under the bucket's folder that start with `prefix`: a walk of the prefix's folder only."""
+        folder = self._bucket_folder(uri, bucket)
+        real_bucket = os.path.realpath(folder)
+        start = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        try:
+            top = paths.inside(folder, start) if start else folder
+        except paths.Outside:
+            raise S3Error(uri, "AccessDenied", "the prefix leads outside its bucket's folder", ACCESS_DENIED) from None
+        for here, _, files in os.walk(top):
+            for name in files:
+                path = Path(here) / name
+                key = path.relative_to(folder).as_posix()
+                inside = os.path.commonpath([os.path.realpath(path), real_bucket]) == real_bucket
+                if key.startswith(prefix) and inside and not atomic.is_temp_name(name):  # a write under way
+                    yield key
 
     def _readable(self, uri: str, bucket: str, key: str, max_bytes: int | None) -> Path:
         self._bucket_folder(uri, bucket)

@@ -35,3 +35,11 @@ def chromium_path(playwright) -> str | None:
 def launch_chromium(playwright):
     path = chromium_path(playwright)
     return playwright.chromium.launch(**({"executable_path": path} if path else {}))
+
+
+def collect_errors(page) -> list[str]:
+    """The page's console errors and uncaught exceptions as they happen (a test asserts the list is empty)."""
+    errors = []
+    page.on("console", lambda m: errors.append(f"{m.text} {m.location}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return errors
