@@ -492,3 +492,43 @@ def test_an_s3_bucket_folder_linked_out_of_the_s3_root_is_refused(tmp_path):
     (tmp_path / "s3" / "mine").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(ValueError, match="points outside"):
         resolve_source_ref("s3://mine/x.png", tmp_path, tmp_path / "s3")
+
+
+def _console_line(name: str, label: str, boxes=()) -> str:
+    """A Ground Truth line as the console writes one: an image label, and boxes where a person drew some."""
+    line = {"source-ref": name, "label": 0 if label == "red" else 1, "label-metadata": {
+        "class-name": label, "confidence": 1, "type": "groundtruth/image-classification", "human-annotated": "yes",
+        "creation-date": "2026-12-06T00:00:00", "job-name": "labeling-job/edgelabels-console"}}
+    if boxes:
+        line["bounding-box"] = {"image_size": [{"width": 32, "height": 32, "depth": 3}], "annotations": [
+            {"class_id": 0, "left": 2, "top": 2, "width": 10, "height": 10} for _ in boxes]}
+        line["bounding-box-metadata"] = {"class-map": {"0": "spot"}, "objects": [{"confidence": 1} for _ in boxes],
+                                         "type": "groundtruth/object-detection", "human-annotated": "yes",
+                                         "creation-date": "2026-12-06T00:00:00", "job-name": "labeling-job/x"}
+    return json.dumps(line)
+
+
+def test_a_classification_manifest_where_two_images_also_carry_boxes_still_trains_a_classifier(tmp_path):
+    from edgelabels.data.inspection import source_task
+
+    lines = []
+    for i in range(8):
+        label = ("red", "green")[i % 2]
+        Image.new("RGB", (32, 32), label).save(tmp_path / f"{i}.png")
+        lines.append(_console_line(f"{i}.png", label, boxes=("spot",) if i < 2 else ()))
+    manifest = tmp_path / "train.manifest"
+    manifest.write_text("\n".join(lines) + "\n")
+    assert source_task(tmp_path, manifest) == "classification"
+    dataset = load_dataset(tmp_path, manifest=manifest)
+    assert dataset.label_names == ["green", "red"]  # "spot", a box's label, is no image label
+    assert len(dataset.samples) == 8 and all(len(s.labels) == 1 for s in dataset.samples)
+
+
+def test_a_manifest_whose_every_line_has_boxes_is_still_a_detection_source(tmp_path):
+    from edgelabels.data.inspection import source_task
+
+    for i in range(4):
+        Image.new("RGB", (32, 32), "red").save(tmp_path / f"{i}.png")
+    manifest = tmp_path / "train.manifest"
+    manifest.write_text("\n".join(_console_line(f"{i}.png", "red", boxes=("spot",)) for i in range(4)) + "\n")
+    assert source_task(tmp_path, manifest) == "detection"

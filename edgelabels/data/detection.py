@@ -54,8 +54,8 @@ from edgelabels.data.boxes import displayed_size
 from edgelabels.data.dataset import Box, Dataset, Problem, Sample
 from edgelabels.data.images import dangling_image_link, is_image_path
 from edgelabels.data.paths import Outside, inside
-from edgelabels.data.sources import (DETECTION, MANIFEST_SUFFIXES, OTHER_IMAGE_SUFFIXES, compile_group_by, group_of,
-                                     read_manifest, size_mismatch, walk_files)
+from edgelabels.data.sources import (CLASSIFICATION, DETECTION, MANIFEST_SUFFIXES, MULTILABEL, OTHER_IMAGE_SUFFIXES,
+                                     compile_group_by, group_of, read_manifest, size_mismatch, walk_files)
 from edgelabels.data.voc import is_voc_folder, read_voc
 from edgelabels.errors import UserError
 
@@ -191,19 +191,28 @@ def folder_kind(path) -> str | None:
 
 
 def _manifest_has_boxes(path: Path) -> bool:
+    """True for a manifest whose boxes are what it labels: some line has a box attribute, unless every labelled
+    line has an image-level label and some has no box attribute (a classification dataset in which a few images
+    also carry boxes, as a person draws them in the console, trains a classifier)."""
     try:
         lines = path.read_bytes().split(b"\n")
     except OSError:
         return False
+    boxed = unboxed = False
+    image_level_everywhere = True
     for line in lines:
         try:
             entry = json.loads(line)
         except ValueError:
             continue
-        if isinstance(entry, dict) and any(isinstance(value, dict) and value.get("type") == DETECTION
-                                           for key, value in entry.items() if key.endswith("-metadata")):
-            return True
-    return False
+        kinds = {value.get("type") for key, value in entry.items()
+                 if key.endswith("-metadata") and isinstance(value, dict)} if isinstance(entry, dict) else set()
+        if not kinds:
+            continue
+        boxed |= DETECTION in kinds
+        unboxed |= DETECTION not in kinds
+        image_level_everywhere &= bool(kinds & {CLASSIFICATION, MULTILABEL})
+    return boxed and not (image_level_everywhere and unboxed)
 
 
 # ---------------------------------------------------------------- the checks every source goes through

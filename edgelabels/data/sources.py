@@ -305,9 +305,12 @@ def parse_manifest_line(line: str, *, detection: bool = False) -> dict:
         if isinstance(value, dict) and "annotations" in value:
             box_attributes += 1
             image_size = image_size or _image_size(value.get("image_size"))
-    for box in boxes:
-        if box.label not in labels:
-            labels.append(box.label)
+    # Read for a classifier, a line's boxes name its objects, not the image: their labels stand in for image-level
+    # labels only on a line that has none (a classification dataset where a few images also carry boxes).
+    if detection or not labels:
+        for box in boxes:
+            if box.label not in labels:
+                labels.append(box.label)
     if detection and not labels and box_attributes and not problems and not refused:
         # An image annotated with no box: data/detection.py keeps it as a negative and says so.
         return {"source-ref": ref, "labels": (), "boxes": (), "problems": problems, "image_size": image_size}
