@@ -27,7 +27,7 @@ from helpers.service import ServiceProcess
 from helpers.service_ops import TINY
 
 PROJECT = "lifecycle"
-LABELS = ("green", "red")  # make_image's colours 1 and 0... by index: LABELS[i] is drawn with make_image(i)
+LABELS = ("red", "green")  # drawn by make_image(0) and make_image(1): reddish and greenish stripes
 WRONG = ("green-00.png", "green-01.png", "green-02.png")  # green images put in red/: the 3 labels to correct
 EPOCHS = 3
 SCREENSHOTS = os.environ.get("EDGELABELS_SCREENSHOTS")
@@ -38,8 +38,9 @@ def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("console-lifecycle")
     rng = np.random.default_rng(3)
     images = root / "photos"
-    for i, label in enumerate(LABELS):
+    for label in LABELS:
         (images / label).mkdir(parents=True)
+    for i, label in enumerate(LABELS):
         for j in range(10):
             name = f"{label}-{j:02d}.png"
             where = "red" if name in WRONG else label
@@ -59,19 +60,19 @@ def service(folders):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def chromium():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        yield chromium
-        chromium.close()
+        browser = launch_chromium(playwright)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="module")
-def page(service, browser):
+def page(service, chromium):
     """One signed-in tab for the whole walk; every console message of type error and every page error is kept."""
-    tab = browser.new_page(viewport={"width": 1280, "height": 900})
+    tab = chromium.new_page(viewport={"width": 1280, "height": 900})
     tab.errors = []
     tab.on("console", lambda message: tab.errors.append(f"{message.text} at {tab.url}")
            if message.type == "error" else None)
@@ -195,8 +196,9 @@ def test_a_person_walks_the_whole_lifecycle_in_the_browser(service, folders, pag
     arn = version["ProjectVersionArn"]
     assert api.describe_project_versions(ProjectArn=project_arn, VersionNames=[arn.split("/")[3]])[
         "ProjectVersionDescriptions"][0]["Status"] == "RUNNING"
+    page.locator("#min-confidence").fill("0")  # every label, as DetectCustomLabels(MinConfidence=0) answers
     page.locator("#photo").set_input_files(str(folders / "try.png"))
-    expect(page.locator("table#detections tbody tr").first).to_be_visible(timeout=30_000)
+    expect(page.locator("table#detections tbody tr")).to_have_count(len(LABELS), timeout=30_000)
     assert arn in page.locator("pre#boto3").inner_text() and service.url in page.locator("pre#cli").inner_text()
     shot(page, "version-running")
     page.locator("#stop").click()

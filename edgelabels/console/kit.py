@@ -8,6 +8,7 @@ module's `routes(console) -> [Route]`.
                                     starlette UploadFile), or (None, the refusal to answer with): session and CSRF
     await console.fetch(request)    (session, JSON body) of a script's POST (fetch() with the X-CSRF-Token header
                                     and a JSON body), or (None, the refusal)
+    console.script_session(request) (session, None) of a script's request with another body, or (None, refusal)
     await console.run(f, *args)     f(*args) in the thread pool (the store's SQLite calls block)
     console.call(operation, params) the operation exactly as the JSON API runs it: checked against botocore's model,
                                     then the operation function; Refused(message) when it is refused
@@ -112,13 +113,21 @@ class Console:
                                                  "and retry.", 403)
         return session, form
 
-    async def fetch(self, request: Request):
-        """(session, the JSON body) of a script's request, or (None, the refusal as JSON {"message"})."""
+    def script_session(self, request: Request):
+        """(session, None) for a script's request with its session and X-CSRF-Token, else (None, the JSON
+        refusal)."""
         session = self.session_of(request)
         if session is None:
             return None, self.json({"message": "Not signed in: open the console's start URL again."}, 401)
         if not self.auth.check_csrf(session, request.headers.get(CSRF_HEADER)):
             return None, self.json({"message": "Security token missing or stale: reload the page."}, 403)
+        return session, None
+
+    async def fetch(self, request: Request):
+        """(session, the JSON body) of a script's request, or (None, the refusal as JSON {"message"})."""
+        session, refusal = self.script_session(request)
+        if session is None:
+            return None, refusal
         body = await request.body()
         if len(body) > MAX_UPLOAD_BYTES:
             return None, self.json({"message": "Request too large."}, 413)

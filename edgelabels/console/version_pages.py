@@ -26,7 +26,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from edgelabels.console import training_progress
-from edgelabels.console.kit import CSRF_HEADER, PREFIX, Refused, utc
+from edgelabels.console.kit import PREFIX, Refused, utc
 from edgelabels.serve.request_body import MAX_IMAGE_BYTES
 from edgelabels.service.arns import parse_version_arn
 from edgelabels.service.store import NotFound
@@ -185,11 +185,9 @@ def routes(console) -> list:
         JPEG, or when the version is not running."""
         from edgelabels.data.images import sniff_format
 
-        session = console.session_of(request)
+        session, refusal = console.script_session(request)
         if session is None:
-            return console.json({"message": "Not signed in: open the console's start URL again."}, 401)
-        if not console.auth.check_csrf(session, request.headers.get(CSRF_HEADER)):
-            return console.json({"message": "Security token missing or stale: reload the page."}, 403)
+            return refusal
         file_name = request.query_params.get("name", "the photo")[:MAX_NAME]
         data = bytearray()
         async for chunk in request.stream():
@@ -202,8 +200,12 @@ def routes(console) -> list:
         try:
             _, found = await console.run(find, request.path_params["name"], request.path_params["version"])
             image = {"Bytes": base64.b64encode(bytes(data)).decode()}  # as the JSON protocol carries it
-            answer = await console.run(console.call, "DetectCustomLabels",
-                                       {"ProjectVersionArn": found["ProjectVersionArn"], "Image": image})
+            params = {"ProjectVersionArn": found["ProjectVersionArn"], "Image": image}
+            if request.query_params.get("min_confidence", "").strip():  # else the model's assumed thresholds
+                params["MinConfidence"] = float(request.query_params["min_confidence"])
+            answer = await console.run(console.call, "DetectCustomLabels", params)
+        except ValueError:
+            return console.json({"message": "Min confidence must be a number from 0 to 100"}, 400)
         except Refused as exc:
             return console.json({"message": str(exc)}, 409)
         return console.json({"CustomLabels": answer["CustomLabels"]})

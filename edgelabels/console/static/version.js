@@ -154,7 +154,9 @@
     say(`Trying ${file.name}…`);
     let answer;
     try {
-      const response = await fetch(`${data.detect}?name=${encodeURIComponent(file.name)}`, {
+      const minimum = byId("min-confidence").value.trim();
+      const query = `name=${encodeURIComponent(file.name)}` + (minimum ? `&min_confidence=${encodeURIComponent(minimum)}` : "");
+      const response = await fetch(`${data.detect}?${query}`, {
         method: "POST", body: file, headers: { "X-CSRF-Token": csrf, "Content-Type": "application/octet-stream" },
       });
       answer = await response.json();
