@@ -230,3 +230,31 @@ def test_a_version_created_through_boto3_shows_in_the_project_page_with_its_stat
     _, _, text = signed_in(service).get("/console/projects/api-version")
     row = re.search(r">from-boto3</a></td><td><span[^>]*>([A-Z_]+)</span>", text)
     assert row and row.group(1) == status == "TRAINING_IN_PROGRESS"
+
+
+def test_every_console_route_but_the_static_files_refuses_a_request_without_a_session(service):
+    """Each page module's routes, found from the app itself (a route added later is covered too): GET and POST
+    without a session cookie, and with a forged one, are 401 (or 405 for a method the route lacks), never data."""
+    from starlette.routing import Route
+
+    api = service.rekognition
+    api.create_project(ProjectName="guarded")
+    values = {"name": "guarded", "kind": "train", "version": "v1", "folder": "x", "path": "console.css"}
+    routes = [r for r in service.state.console.routes if isinstance(r, Route)]
+    assert len(routes) >= 20  # projects, datasets, editor, versions, evaluation, audit, label loop
+    methods = {}
+    for route in routes:  # one path may have a route per method
+        methods.setdefault(route.path, set()).update(route.methods)
+    page = Page(service.port)
+    for route in routes:
+        path = "/console" + re.sub(r"\{(\w+)(:\w+)?\}", lambda m: values[m.group(1)], route.path)
+        for method in ("GET", "POST"):
+            for cookie in (None, "forged.123.abcdef"):
+                status, _, text = page.request(method, path + "?ref=s3://colours/train/red-00.png",
+                                               form={} if method == "POST" else None, cookie=cookie)
+                allowed = method in methods[route.path]
+                if route.path == "/sign-in":  # the sign-in form itself is public; signing in with nothing is not
+                    assert status == (200 if method == "GET" else 401), f"{method} {path}: {status}"
+                else:
+                    assert status == (401 if allowed else 405), f"{method} {path}: {status}"
+                assert "guarded" not in text and "colours" not in text, f"{method} {path} shows data"

@@ -14,6 +14,7 @@ through `routes(console)` (console/kit.py's Console is what they share):
     console/version_pages.py            training a version and its live progress, start/stop, try a photo
     console/evaluation_pages.py         a version's evaluation: thresholds, confusion, mistakes, review, compare
     console/audit_pages.py              the label audit of a dataset (its suspects) and the review queue -> label loop
+    console/loop_pages.py               the review folders sent to Label Studio, and their corrections brought back
     console/thumbnails.py               GET /console/thumbnail?ref=S3URI&size=N, /console/image?ref=S3URI
 
 Every other request without a valid session is answered 401 with a page that says how to get in, never the data.
@@ -29,14 +30,15 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from edgelabels.console import audit_pages, dataset_pages, evaluation_pages, image_pages, thumbnails, version_pages
+from edgelabels.console import (audit_pages, dataset_pages, evaluation_pages, image_pages, loop_pages, thumbnails,
+                                version_pages)
 from edgelabels.console.auth import COOKIE, SESSION_S, ConsoleAuth
 from edgelabels.console.kit import HERE, PREFIX, Console, Refused, utc
 from edgelabels.service.arns import parse_version_arn
 from edgelabels.service.context import ServiceContext
 
 __all__ = ["PREFIX", "create_console_app"]
-PAGE_MODULES = (thumbnails, dataset_pages, image_pages, version_pages, evaluation_pages, audit_pages)
+PAGE_MODULES = (thumbnails, dataset_pages, image_pages, version_pages, evaluation_pages, audit_pages, loop_pages)
 
 
 def create_console_app(ctx: ServiceContext, credentials: str | None = None) -> Starlette:
