@@ -13,6 +13,20 @@ from helpers.datasets import REPO, SHARED_DATA, make_stripes_dataset  # noqa: F4
 from helpers.marks import function_makes_a_model
 
 
+@pytest.fixture(scope="session")
+def chromium():
+    """One Chromium under Playwright for every browser test of the run (helpers/browser.py finds it; no browser is
+    a failure that says how to get one)."""
+    from playwright.sync_api import sync_playwright
+
+    from helpers.browser import launch_chromium
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        yield browser
+        browser.close()
+
+
 @pytest.fixture
 def stripes(tmp_path) -> Path:
     return make_stripes_dataset(tmp_path / "stripes")

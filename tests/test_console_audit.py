@@ -219,29 +219,14 @@ def test_the_review_is_refused_without_session_csrf_or_known_images(audited, ser
     assert send_json(service.port, REVIEW, {"refs": "not a list"}, audited["page"].cookie, audited["csrf"])[0] == 400
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    from helpers.browser import launch_chromium
-
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        yield browser
-        browser.close()
-
 
 def test_in_a_browser_the_audit_page_shows_thumbnails_and_its_form_starts_an_audit_without_a_script_error(
         audited, service, chromium):
     from playwright.sync_api import expect
 
-    from helpers.browser import collect_errors
+    from helpers.browser import signed_in_page
 
-    context = chromium.new_context()
-    context.add_cookies([{"name": COOKIE, "value": audited["page"].cookie, "domain": "127.0.0.1",
-                          "path": "/console"}])
-    page = context.new_page()
-    errors = collect_errors(page)
+    page, errors = signed_in_page(chromium, service.port, audited["page"].cookie)
     base = f"http://127.0.0.1:{service.port}"
     page.goto(base + AUDIT)
     first = page.locator(f'#suspects tr[data-ref="{ref(COPY)}"] img')
@@ -257,7 +242,7 @@ def test_in_a_browser_the_audit_page_shows_thumbnails_and_its_form_starts_an_aud
     assert page.url == base + "/console/projects/tiny/datasets/train/audit"
     expect(page.locator("#audit-reason")).to_contain_text("fewer than the 2 folds", timeout=30_000)
     assert json.loads(status_file.read_text())["started"] > before  # a new audit, failed for the same reason
-    context.close()
+    page.context.close()
     assert errors == []
 
 

@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from helpers.browser import launch_chromium
 from helpers.service import ServiceProcess
+from helpers.browser import collect_errors
 
 
 @pytest.fixture(scope="module")
@@ -23,15 +23,6 @@ def service(tmp_path_factory):
     yield process
     process.stop()
 
-
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        yield browser
-        browser.close()
 
 
 def start_url(service) -> str:
@@ -44,10 +35,7 @@ def test_a_person_creates_opens_and_deletes_a_project_without_a_script_error(ser
     from playwright.sync_api import expect
 
     page = chromium.new_page()
-    errors = []
-    page.on("console", lambda message: errors.append(f"{message.text} {message.location}")
-            if message.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    errors = collect_errors(page)
     page.on("dialog", lambda dialog: dialog.accept())  # the delete button asks first
 
     page.goto(start_url(service))

@@ -18,15 +18,14 @@ import pytest
 from PIL import Image
 
 import test_console as console_tests
-import test_console_browser as browser_tests
 from edgelabels.console.auth import COOKIE
 from edgelabels.service.s3 import S3Error, S3Objects
 
 from helpers.runs import make_image
 from helpers.service_ops import manifest_line
+from helpers.browser import signed_in_page
 
 service = console_tests.service  # the same in-process service (uvicorn + boto3), one per module
-chromium = browser_tests.chromium
 signed_in = console_tests.signed_in
 
 
@@ -461,14 +460,7 @@ def test_a_person_selects_two_tiles_and_relabels_them_without_a_script_error(ser
     from playwright.sync_api import expect
 
     arn = project_with(service, "browser", coloured(service, "browser-bucket", 3, 2))
-    context = chromium.new_context()
-    context.add_cookies([{"name": COOKIE, "value": signed_in(service).cookie, "domain": "127.0.0.1",
-                          "path": "/console"}])
-    page = context.new_page()
-    errors = []
-    page.on("console", lambda message: errors.append(f"{message.text} {message.location}")
-            if message.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    page, errors = signed_in_page(chromium, service.port, signed_in(service).cookie)
     page.goto(f"http://127.0.0.1:{service.port}/console/projects/browser/datasets/train")
     expect(page.locator("li.tile")).to_have_count(5)
     page.locator('li.tile[data-ref="s3://browser-bucket/red-01.png"] .frame').click()
@@ -489,4 +481,4 @@ def test_a_person_selects_two_tiles_and_relabels_them_without_a_script_error(ser
     assert {ref: label_of(line) for ref, line in entries(service, arn).items() if label_of(line) == "blue"} == {
         "s3://browser-bucket/red-01.png": "blue", "s3://browser-bucket/green-00.png": "blue"}
     assert errors == []
-    context.close()
+    page.context.close()

@@ -10,11 +10,10 @@ import pytest
 from edgelabels.console.lines import classification_line, labels_and_boxes, relabelled, with_labels_and_boxes
 
 import test_console
-import test_console_browser
 from test_console import signed_in
+from helpers.browser import collect_errors
 
 service = test_console.service  # the in-process service and boto3 on its port (this module's own, module scope)
-chromium = test_console_browser.chromium  # Chromium under Playwright
 
 REF = "s3://photos/cats/1.png"
 DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$")
@@ -334,10 +333,7 @@ def test_a_person_draws_moves_resizes_and_deletes_boxes_relabels_and_saves_witho
     from playwright.sync_api import expect
 
     page = chromium.new_page()
-    errors = []
-    page.on("console", lambda message: errors.append(f"{message.text} {message.location}")
-            if message.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    errors = collect_errors(page)
     base = f"http://127.0.0.1:{service.port}"
     page.goto(base + service.state.console.state.auth.start_path)
     page.goto(base + editor_url("c.png"))

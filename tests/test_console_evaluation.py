@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgelabels.console.auth import COOKIE
 from edgelabels.data.dataset import Box, Sample
 from edgelabels.evaluate.detection import write_detection_evaluation
 from edgelabels.evaluate.evaluation import write_evaluation
@@ -28,12 +27,11 @@ from edgelabels.service import outputs
 from edgelabels.service.versions import manifest_path
 
 import test_console
-import test_console_browser
 from helpers.service_ops import write_bucket
 from test_console import Page, signed_in
+from helpers.browser import signed_in_page
 
 service = test_console.service  # the in-process service (uvicorn, boto3 on the same port), one per module
-chromium = test_console_browser.chromium
 
 LABELS = ["bird", "cat", "red fox"]
 PROJECT, BUCKET = "pets", "pictures"
@@ -263,14 +261,7 @@ def test_a_detectors_page_says_why_no_slider_and_draws_its_false_and_missed_boxe
 
 def opened(service, chromium, version: str):
     """A signed-in page on VERSION's evaluation, its data loaded; the list its console errors go to."""
-    context = chromium.new_context()
-    context.add_cookies([{"name": COOKIE, "value": signed_in(service).cookie,
-                          "url": f"http://127.0.0.1:{service.port}"}])
-    page = context.new_page()
-    errors = []
-    page.on("console", lambda message: errors.append(f"{message.text} {message.location}")
-            if message.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    page, errors = signed_in_page(chromium, service.port, signed_in(service).cookie)
     page.goto(f"http://127.0.0.1:{service.port}{url(version)}")
     page.wait_for_selector('#evaluation[data-ready="true"]')
     return page, errors

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers.browser import launch_chromium
 from helpers.runs import make_image
 from helpers.service import ServiceProcess
 from helpers.service_ops import TINY
@@ -58,15 +57,6 @@ def service(folders):
     yield process
     process.stop()
 
-
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -27,11 +27,10 @@ from edgelabels.console.auth import COOKIE
 from helpers.runs import make_image
 from helpers.service_ops import make_context, write_bucket
 import test_console
-import test_console_browser
 from test_console import KEY, SECRET, Page, signed_in
+from helpers.browser import collect_errors
 
 console_service = test_console.service  # the in-process service (uvicorn on loopback, boto3 on the same port)
-chromium = test_console_browser.chromium  # the browser
 
 PROJECT, BUCKET, VERSION, EPOCHS = "colours", "pictures", "v1", 3
 VERSION_PATH = f"/console/projects/{PROJECT}/versions/{VERSION}"
@@ -133,10 +132,7 @@ def test_the_version_page_shows_the_training_live_then_starts_tries_photos_and_s
 
     context = chromium.new_context()
     page = context.new_page()
-    errors = []
-    page.on("console", lambda message: errors.append(f"{message.text} {message.location}")
-            if message.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    errors = collect_errors(page)
     page.goto(f"http://127.0.0.1:{service.port}/console/sign-in")
     page.locator("input[name=key_id]").fill(KEY)
     page.locator("input[name=secret]").fill(SECRET)

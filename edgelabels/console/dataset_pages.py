@@ -360,7 +360,7 @@ def routes(console) -> list:
             changed = await console.run(relabel, console, name, kind, refs, label)
         except Refused as error:
             return console.json({"message": f"Not relabelled: {error}"}, 400)
-        notes[session] = f"{changed} images relabelled {label!r}."
+        notes[session] = f"{changed} image{'' if changed == 1 else 's'} relabelled {label!r}."
         return console.json({"changed": changed, "message": notes[session]})
 
     async def split_answer(request: Request) -> Response:

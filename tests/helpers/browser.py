@@ -43,3 +43,13 @@ def collect_errors(page) -> list[str]:
     page.on("console", lambda m: errors.append(f"{m.text} {m.location}") if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     return errors
+
+
+def signed_in_page(chromium, port: int, cookie: str):
+    """(a page of a new browser context holding the console session `cookie`, the list its errors go to)."""
+    from edgelabels.console.auth import COOKIE
+
+    context = chromium.new_context()
+    context.add_cookies([{"name": COOKIE, "value": cookie, "url": f"http://127.0.0.1:{port}"}])
+    page = context.new_page()
+    return page, collect_errors(page)
