@@ -11,7 +11,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[train,aws,serve,dev,sm,ray]"
+	$(PY) -m pip install -q -e ".[train,aws,serve,dev,sm,ray,video]"
 	touch $(STAMP)
 
 demo: setup
