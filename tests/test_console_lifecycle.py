@@ -78,7 +78,7 @@ def page(service, chromium):
 def shot(page, name: str) -> None:
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.jpg"), full_page=True, type="jpeg", quality=70)
 
 
 def entries(api, project_arn: str, kind: str = "TRAIN") -> dict:
@@ -110,6 +110,7 @@ def test_a_person_walks_the_whole_lifecycle_in_the_browser(service, folders, pag
     shot(page, "projects")
     page.get_by_role("link", name=PROJECT).click()
     page.get_by_role("link", name="Create the train dataset").click()
+    shot(page, "add")
     page.locator("#add-folder input[name=folder]").fill(str(folders / "photos"))
     page.locator("#add-folder button[type=submit]").click()
     expect(page.locator("li.tile")).to_have_count(20)
@@ -152,11 +153,13 @@ def test_a_person_walks_the_whole_lifecycle_in_the_browser(service, folders, pag
     page.get_by_role("button", name="Split into train and test").click()
     page.goto(f"{service.url}/console/projects/{PROJECT}")
     expect(page.locator("#datasets")).to_contain_text("TEST")
+    shot(page, "project")
     page.locator("#train-link").click()
     shot(page, "train")
     page.locator("#train").click()
     updates = page.locator("#progress-updates")
     expect(updates).to_have_text(re.compile(r"^([2-9]|\d\d+)"), timeout=240_000)
+    shot(page, "version-training")
     expect(page.locator("a#evaluation")).to_be_visible(timeout=240_000)
     shot(page, "version-trained")
     version_url = page.url

@@ -20,7 +20,7 @@ import test_console
 import test_console_audit
 from edgelabels.console.auth import COOKIE
 
-from helpers.service_ops import write_bucket
+from helpers.service_ops import manifest_line, write_bucket
 
 service = test_console.service  # uvicorn + boto3 on one port, module scope
 BUCKET = "colours"
@@ -86,8 +86,6 @@ def message_of(text: str) -> str:
 def looped(service):
     from edgelabels.service.versions import manifest_path
 
-    from helpers.service_ops import manifest_line
-
     ctx = test_console_audit.ctx_of(service)
     write_bucket(ctx.s3.root, BUCKET)
     (ctx.s3.root / BUCKET / "elsewhere").mkdir()
@@ -117,7 +115,7 @@ def both(service, looped) -> tuple[dict, dict]:
 
 def test_label_studios_corrections_go_into_the_datasets_that_hold_each_image(service, looped):
     folder = export_review(service, looped, QUEUE)
-    status, listing = looped["page"].get(LOOP)
+    status, _, listing = looped["page"].get(LOOP)
     assert status == 200
     row = re.search(rf'<tr data-folder="{folder.name}">(.*?)</tr>', listing, re.S).group(1)
     assert f'href="{LOOP}/{folder.name}"' in row and 'class="images">3<' in row and 'data-imported="no"' in row
@@ -157,6 +155,40 @@ def test_label_studios_corrections_go_into_the_datasets_that_hold_each_image(ser
     assert both(service, looped) == (after_train, after_test)
 
 
+def test_a_box_moved_in_label_studio_is_moved_in_the_dataset_and_the_page_links_the_entry(service, looped):
+    key = "train/green-08.png"
+    line = json.loads(manifest_line(BUCKET, key, "green"))
+    line["bounding-box"] = {"image_size": [{"width": 64, "height": 64, "depth": 3}], "annotations": [
+        {"class_id": 0, "left": 4, "top": 4, "width": 20, "height": 20},
+        {"class_id": 1, "left": 30, "top": 30, "width": 16, "height": 16}]}
+    line["bounding-box-metadata"] = {**line["colour-metadata"], "type": "groundtruth/object-detection",
+                                     "objects": [{"confidence": 1}] * 2, "class-map": {"0": "spot", "1": "dot"}}
+    del line["bounding-box-metadata"]["class-name"], line["bounding-box-metadata"]["confidence"]
+    service.rekognition.update_dataset_entries(DatasetArn=looped["train"], Changes={
+        "GroundTruth": json.dumps(line).encode() + b"\n"})
+    test_console_audit.wait_dataset(service, looped["train"])
+    folder = export_review(service, looped, [key])
+    before = both(service, looped)
+    task, = json.loads((folder / "tasks.json").read_text())
+    result = json.loads(json.dumps(task["predictions"][0]["result"]))
+    spot, = [r for r in result if r["type"] == "rectanglelabels" and r["value"]["rectanglelabels"] == ["spot"]]
+    spot["value"]["x"] += 10  # 10% of 64 px to the right
+    task.update(id=1, annotations=[{"id": 1, "was_cancelled": False, "result": result}])
+    status, text = upload(service.port, f"{LOOP}/{folder.name}", looped["page"].cookie, looped["csrf"],
+                          "boxes.json", json.dumps([task]).encode())
+    assert status == 200
+    assert message_of(text) == ("boxes.json: 1 of 1 task answered; 0 labels and 1 box corrected in TRAIN, 0 labels "
+                                "and 0 boxes in TEST.")
+    after = both(service, looped)
+    assert {k for k in before[0] if before[0][k] != after[0][k]} == {ref(key)} and after[1] == before[1]
+    changed = after[0][ref(key)]
+    assert [(a["class_id"], a["left"], a["top"], a["width"], a["height"]) for a in
+            changed["bounding-box"]["annotations"]] == [(0, 10.4, 4, 20, 20), (1, 30, 30, 16, 16)]
+    assert label_of(changed) == "green"
+    assert (f'<a class="open" href="/console/projects/looped/datasets/train/entry?ref=s3%3A//{BUCKET}/{key}">'
+            in text)
+
+
 def test_an_image_in_neither_dataset_is_reported_and_not_added(service, looped):
     folder = export_review(service, looped, [EXTRA])
     before = both(service, looped)
@@ -169,24 +201,28 @@ def test_an_image_in_neither_dataset_is_reported_and_not_added(service, looped):
 
 
 def test_an_entry_edited_since_the_export_is_not_overwritten(service, looped):
-    import base64
-
-    from helpers.service_ops import manifest_line
-
-    folder = export_review(service, looped, ["train/green-05.png"])
-    # meanwhile someone relabels it (to red) through the API
-    service.rekognition.update_dataset_entries(DatasetArn=looped["train"], Changes={"GroundTruth": base64.b64encode(
-        (manifest_line(BUCKET, "train/green-05.png", "red") + "\n").encode())})
+    folder = export_review(service, looped, ["train/red-05.png"])
+    # meanwhile someone labels it blue through the API; then the person's "green" comes back from Label Studio
+    edited = json.loads(manifest_line(BUCKET, "train/red-05.png", "red"))
+    edited["colour-metadata"]["class-name"] = "blue"
+    service.rekognition.update_dataset_entries(DatasetArn=looped["train"], Changes={
+        "GroundTruth": json.dumps(edited).encode() + b"\n"})  # boto3 encodes the blob
     test_console_audit.wait_dataset(service, looped["train"])
     before = both(service, looped)
-    export = answered(json.loads((folder / "tasks.json").read_text()), ["red"])  # Label Studio's answer: also red
-    export[0]["annotations"][0]["result"][0]["value"]["choices"] = ["red"]
+    export = answered(json.loads((folder / "tasks.json").read_text()), ["green"])
     status, text = upload(service.port, f"{LOOP}/{folder.name}", looped["page"].cookie, looped["csrf"],
                           "late.json", json.dumps(export).encode())
     assert status == 200
-    # the export said green and the person said red: a correction, but of a line that is no longer the exported one
-    assert "1 entry was corrected already." in message_of(text)
+    assert message_of(text).endswith(f"0 labels and 0 boxes corrected in TRAIN, 0 labels and 0 boxes in TEST. "
+                                     f"1 entry was edited since the export, not overwritten: "
+                                     f"{ref('train/red-05.png')}.")
     assert both(service, looped) == before
+    assert label_of(before[0][ref("train/red-05.png")]) == "blue"
+
+
+def annotated_as(annotations):
+    """The folder's tasks with these (malformed) annotations, as JSON."""
+    return lambda tasks: json.dumps([{**task, "annotations": annotations} for task in tasks]).encode()
 
 
 @pytest.mark.parametrize("filename, data, says", [
@@ -194,11 +230,18 @@ def test_an_entry_edited_since_the_export_is_not_overwritten(service, looped):
     ("object.json", b'{"tasks": []}', "object.json: not a Label Studio JSON export (a list of tasks"),
     ("empty.json", b"[]", "empty.json: the export holds no task"),
     ("binary.json", bytes(range(256)), "binary.json: not a Label Studio JSON export"),
+    ("odd.json", b'[{"id": 4, "data": {"source_ref": ["a"], "image": 3}}]',
+     "odd.json: task 4 (no local image) is not one"),
+    ("odd.json", annotated_as("yes"), "odd.json: not a Label Studio JSON export of these tasks (AttributeError"),
+    ("odd.json", annotated_as([{"result": [{"type": "choices"}]}]),
+     "odd.json: not a Label Studio JSON export of these tasks (KeyError"),
 ])
 def test_an_upload_that_is_no_label_studio_export_is_one_line_and_changes_nothing(service, looped, filename, data,
                                                                                    says):
     folder = export_review(service, looped, QUEUE[:1])
     before = both(service, looped)
+    if callable(data):
+        data = data(json.loads((folder / "tasks.json").read_text()))
     status, text = upload(service.port, f"{LOOP}/{folder.name}", looped["page"].cookie, looped["csrf"], filename,
                           data)
     assert status == 400
@@ -221,16 +264,35 @@ def test_another_reviews_export_is_refused_and_changes_nothing(service, looped):
     assert both(service, looped) == before and not (mine / "imported.json").exists()
 
 
-def test_only_a_listed_folder_is_reached(service, looped):
+def test_only_a_listed_folder_is_reached(service, looped, tmp_path):
     page = looped["page"]
-    root = looped["ctx"].directory / "console" / "label-loop" / "looped"
-    (root / "not-a-review").mkdir(parents=True, exist_ok=True)
-    for folder in ("not-a-review", "..", "%2E%2E", "..%2F..%2Fstatus", "v1-20260101T000000Z"):
-        status, _, text = page.get(f"{LOOP}/{folder}")
-        assert status == 404 or status == 200 and "Label loop</h1>" in text, (folder, status)  # ".." is the listing
-        assert upload(service.port, f"{LOOP}/{folder}", page.cookie, looped["csrf"], "x.json", b"[]")[0] in (404, 405)
-    assert "not-a-review" not in page.get(LOOP)[2]
+    real = export_review(service, looped, QUEUE[:1])
+    root = real.parent
+    (root / "v1-20250101T000000Z").mkdir()  # a review's name, but no review in it
+    outside = tmp_path / "outside"
+    shutil.copytree(real, outside)
+    (root / "v1-20250102T000000Z").symlink_to(outside)  # a review, but a link out of the label-loop folder
+    for folder in ("v1-20250101T000000Z", "v1-20250102T000000Z", "v9-20260101T000000Z", "..", "%2E%2E",
+                   "..%2F..%2Fstatus.json", "images"):
+        assert page.get(f"{LOOP}/{folder}")[0] == 404, folder
+        assert upload(service.port, f"{LOOP}/{folder}", page.cookie, looped["csrf"], "x.json", b"[]")[0] == 404
+    listing = page.get(LOOP)[2]
+    assert "v1-20250101T000000Z" not in listing and "v1-20250102T000000Z" not in listing
+    assert f'data-folder="{real.name}"' in listing
     assert page.get("/console/projects/nobody/label-loop")[0] == 404
+
+
+def test_the_listing_is_newest_first_with_each_reviews_date_version_and_images(service, looped):
+    real = export_review(service, looped, QUEUE[:2])
+    names = ["v1-20250103T000000Z", "v1-20250103T000000Z-2", "v1-20250103T000000Z-10", "v2-20250104T093000Z"]
+    for name in names:
+        shutil.copytree(real, real.parent / name)
+    listing = looped["page"].get(LOOP)[2]
+    shown = re.findall(r'<tr data-folder="([^"]+)">', listing)
+    assert [name for name in shown if name in names] == [names[3], names[2], names[1], names[0]]
+    assert shown.index(real.name) < shown.index(names[3])  # this year's exports before those of 2025
+    row = re.search(rf'<tr data-folder="{names[3]}">(.*?)</tr>', listing, re.S).group(1)
+    assert "<td>2025-01-04 09:30:00 UTC</td>" in row and ">v2</a>" in row and 'class="images">2<' in row
 
 
 def test_the_pages_and_the_import_need_a_session_and_the_csrf_token(service, looped):
@@ -243,3 +305,27 @@ def test_the_pages_and_the_import_need_a_session_and_the_csrf_token(service, loo
     assert upload(service.port, f"{LOOP}/{folder.name}", looped["page"].cookie, None, "x.json", data)[0] == 403
     assert upload(service.port, f"{LOOP}/{folder.name}", looped["page"].cookie, "stale", "x.json", data)[0] == 403
     assert both(service, looped) == before and not (folder / "imported.json").exists()
+
+
+def test_in_a_browser_the_listing_leads_to_the_folder_whose_form_imports_the_export_without_a_script_error(
+        service, looped, chromium, tmp_path):
+    from playwright.sync_api import expect
+
+    from helpers.browser import signed_in_page
+
+    folder = export_review(service, looped, ["train/green-07.png"])
+    export = tmp_path / "project-9.json"
+    export.write_text(json.dumps(answered(json.loads((folder / "tasks.json").read_text()), ["red"])))
+    page, errors = signed_in_page(chromium, service.port, looped["page"].cookie)
+    base = f"http://127.0.0.1:{service.port}"
+    page.goto(base + LOOP)
+    page.click(f'#folders tr[data-folder="{folder.name}"] a.open')
+    expect(page.locator("#tasks-count")).to_have_text("1")
+    page.set_input_files("#import-corrections input[name=export]", str(export))
+    page.click("#import")
+    expect(page.locator("p.message")).to_have_text("project-9.json: 1 of 1 task answered; 1 label and 0 boxes "
+                                                   "corrected in TRAIN, 0 labels and 0 boxes in TEST.")
+    expect(page.locator("#imports td.result")).to_have_count(1)
+    assert label_of(entries(service, looped["train"])[ref("train/green-07.png")]) == "red"
+    page.context.close()
+    assert errors == []

@@ -10,6 +10,8 @@ One export is ctx.directory/console/label-loop/PROJECT/VERSION-UTCSTAMP/:
                           picked, the label as given, the S3 source-ref
     label-config.xml      the labelling interface: every label the project's data holds
     next-steps.txt        the message below
+    imported.json         what the console's label-loop page (console/loop_pages.py) brought back into the
+                          project's datasets from Label Studio's export of these tasks
 Label Studio's document root (LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT) is the label-loop folder itself: one Label
 Studio serves every export, and a task's image URL is the image's path below it.
 """
@@ -17,13 +19,15 @@ Studio serves every export, and a task's image URL is the image's path below it.
 from __future__ import annotations
 
 import json
+import re
 import time
+import urllib.parse
 from pathlib import Path
 
 from edgelabels import atomic
-from edgelabels.console.kit import Refused
+from edgelabels.console.kit import PREFIX, Refused
 from edgelabels.data.images import sniff_format
-from edgelabels.data.paths import Outside, inside, s3_object, split_s3_uri
+from edgelabels.data.paths import S3_BUCKET, Outside, inside, s3_object, split_s3_uri
 from edgelabels.errors import UserError
 from edgelabels.labeling.export import MODEL_VERSION, read_source
 from edgelabels.labeling.studio import label_config, line_boxes, line_label, local_files_url, task_of
@@ -34,11 +38,14 @@ LABEL_LOOP = Path("console") / "label-loop"  # under the service's directory
 MAX_REFS = 10_000
 IMAGE_MAX_BYTES = 15 * 1024 * 1024  # Rekognition's largest image (service/trainer.py)
 MANIFEST, TASKS, CONFIG, STEPS = "review.manifest", "tasks.json", "label-config.xml", "next-steps.txt"
+IMAGES = "images"
+# new_folder's names: VERSION-UTCSTAMP, then -2, -3, ... for more exports in the same second
+FOLDER_NAME = re.compile(r"^(?P<version>[A-Za-z0-9_.-]+)-(?P<stamp>\d{8}T\d{6}Z)(?:-(?P<n>\d+))?$")
 
 
 def export_review(console, project_name: str, version_name: str, refs: list[str]) -> dict:
-    """Write one export (see the module's docstring) -> {"message", "folder", "tasks"}. Refused: no such project
-    or version; UserError: nothing to export, with why."""
+    """Write one export (see the module's docstring) -> {"message", "folder", "tasks", "page"} (page: its console
+    page, console/loop_pages.py). Refused: no such project or version; UserError: nothing to export, with why."""
     if len(refs) > MAX_REFS:
         raise UserError(f"{len(refs)} images: send at most {MAX_REFS} at once")
     project = console.project(project_name)
@@ -79,7 +86,7 @@ def export_review(console, project_name: str, version_name: str, refs: list[str]
         f" ({len(skipped)} left out: {'; '.join(skipped[:3])}{'; ...' if len(skipped) > 3 else ''})" if skipped
         else "")
     atomic.write_text(folder / STEPS, message + "\n")
-    return {"message": message, "folder": str(folder), "tasks": len(tasks)}
+    return {"message": message, "folder": str(folder), "tasks": len(tasks), "page": page_url(folder)}
 
 
 def shown(line: dict) -> tuple:
@@ -127,7 +134,7 @@ def copy_image(ctx, ref: str, folder: Path) -> tuple[str | None, str | None]:
     """(images/BUCKET/KEY, None) once the image is copied under folder, or (None, why not)."""
     try:
         bucket, key = split_s3_uri(ref)
-        path = s3_object(folder / "images", bucket, key)
+        path = s3_object(folder / IMAGES, bucket, key)
         data = ctx.s3.read_bytes(ref, max_bytes=IMAGE_MAX_BYTES)
     except (ValueError, S3Error) as exc:
         return None, str(exc)
@@ -136,6 +143,20 @@ def copy_image(ctx, ref: str, folder: Path) -> tuple[str | None, str | None]:
         return None, f"{found or 'not an image'}, not PNG or JPEG"
     atomic.write_bytes(path, data)
     return path.relative_to(folder).as_posix(), None
+
+
+def s3_ref_of(local: str) -> str | None:
+    """The dataset's s3://BUCKET/KEY of an export's images/BUCKET/KEY (copy_image's name), or None for any other."""
+    top, _, rest = local.partition("/")
+    bucket, _, key = rest.partition("/")
+    valid = top == IMAGES and S3_BUCKET.match(bucket) and bucket not in (".", "..") and key.strip("/")
+    return f"s3://{bucket}/{key}" if valid else None
+
+
+def page_url(folder: Path) -> str:
+    """The console's page of an export (console/loop_pages.py): where Label Studio's export is brought back."""
+    return f"{PREFIX}/projects/{urllib.parse.quote(folder.parent.name, safe='')}/label-loop/" \
+           f"{urllib.parse.quote(folder.name, safe='')}"
 
 
 def review_task(line: dict, image: Path, root: Path, s3_ref: str) -> dict:
@@ -159,4 +180,6 @@ def next_steps(count: int, folder: Path, root: Path, title: str) -> str:
             f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root}), or let `edgelabels label export {manifest} "
             f"--label-studio URL --document-root {root} --project {title}` create it; once labelled, export the "
             f"project as JSON and run `edgelabels label import {manifest} --from-json EXPORT.json --out "
-            f"{folder / 'next.manifest'}` (its images/BUCKET/KEY are the dataset's s3://BUCKET/KEY)")
+            f"{folder / 'next.manifest'}` (its images/BUCKET/KEY are the dataset's s3://BUCKET/KEY); or upload that "
+            f"export on the console's page {page_url(folder)}, which writes the corrections into the project's "
+            "datasets")
