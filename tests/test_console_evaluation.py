@@ -328,8 +328,9 @@ def test_the_review_button_sends_the_images_below_coverage_and_shows_the_answer(
     response = answered.value
     assert set(response.request.post_data_json["refs"]) == below
     assert response.request.headers.get("x-csrf-token")
-    message = response.json()["message"]
-    page.wait_for_function("m => document.getElementById('review-message').textContent === m", arg=message)
+    message, folder_page = response.json()["message"], response.json()["page"]
+    page.wait_for_function("m => document.getElementById('review-message').textContent.startsWith(m)", arg=message)
+    assert page.get_attribute("#review-message a#review-folder", "href") == folder_page
     assert errors == []
 
 

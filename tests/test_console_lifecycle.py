@@ -181,6 +181,12 @@ def test_a_person_walks_the_whole_lifecycle_in_the_browser(service, folders, pag
             cell = page.locator(f'td[data-label="{row["label"]}"][data-metric="{metric}"]')
             expect(cell).to_have_text(shown)
     shot(page, "evaluation")
+    page.locator("#coverage").evaluate(  # every test image under the coverage threshold: all to review
+        "(slider) => { slider.value = slider.max; slider.dispatchEvent(new Event('input', {bubbles: true})); }")
+    page.locator("#send-review").click()
+    page.locator("a#review-folder").click()
+    expect(page.locator("form#import-corrections")).to_be_visible()
+    shot(page, "label-loop")
 
     # Use it: start (boto3 sees RUNNING), try a photo, stop (boto3 sees STOPPED).
     page.goto(version_url)

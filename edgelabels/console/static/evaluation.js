@@ -174,9 +174,16 @@
         body: JSON.stringify({refs}),
       });
       const text = await answer.text();
-      let said = "";
-      try { said = JSON.parse(text).message || ""; } catch (_) { said = ""; }
+      let said = "", page = "";
+      try { ({message: said = "", page = ""} = JSON.parse(text)); } catch (_) { said = ""; }
       message.textContent = said || `The review queue was not sent (HTTP ${answer.status}).`;
+      if (answer.ok && page) {  // the folder's page, where Label Studio's export comes back into the datasets
+        const link = document.createElement("a");
+        link.href = page;
+        link.id = "review-folder";
+        link.textContent = " Open this review's page.";
+        message.append(link);
+      }
     } catch (error) {
       message.textContent = `The review queue was not sent: ${error.message}`;
     }
