@@ -159,8 +159,12 @@ def test_a_person_walks_the_whole_lifecycle_in_the_browser(service, folders, pag
     page.locator("#train").click()
     updates = page.locator("#progress-updates")
     expect(updates).to_have_text(re.compile(r"^([2-9]|\d\d+)"), timeout=240_000)
+    expect(page.locator("#epoch")).to_have_text(re.compile(rf"Epoch [1-{EPOCHS}] of {EPOCHS}"), timeout=240_000)
     shot(page, "version-training")
     expect(page.locator("a#evaluation")).to_be_visible(timeout=240_000)
+    # Every epoch arrived by the event stream (the page was loaded before the first one ended).
+    expect(page.locator("#epoch")).to_have_text(re.compile(rf"Epoch {EPOCHS} of {EPOCHS}"))
+    assert int(updates.inner_text().split()[0]) >= EPOCHS
     shot(page, "version-trained")
     version_url = page.url
     version = api.describe_project_versions(ProjectArn=project_arn)["ProjectVersionDescriptions"][0]
