@@ -37,7 +37,8 @@ VERBS = {
     "tune": ("edgelabels.tune.command", "search models and hyperparameters within a wall-clock budget; export the best"),
     "evaluate": ("edgelabels.evaluate.command", "evaluate a run or an exported model: Rekognition summary, metrics, plots, report"),
     "export": ("edgelabels.export.command", "export a run to ONNX (optionally INT8) for the edge runtime"),
-    "predict": ("edgelabels.serve.predict_command", "run an exported model on images or a watched folder (no TensorFlow)"),
+    "predict": ("edgelabels.serve.predict_command",
+                "run an exported model on images, a watched folder or a video, stream or camera (no TensorFlow)"),
     "serve": ("edgelabels.service.command", "serve an exported model, or Rekognition Custom Labels (--projects DIR), behind a Rekognition-compatible endpoint"),
     "benchmark": ("edgelabels.benchmark.command", "compare a local model with a Rekognition model on the same test images"),
     "label": ("edgelabels.labeling.command", "send the images to look at to Label Studio with our answers, take "

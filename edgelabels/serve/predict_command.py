@@ -12,6 +12,9 @@ writes each image with its boxes drawn. Images are listed and answered by runtim
 answer stream that `--watch`, `--engine ray` and `serve` share. An --out or --draw folder that cannot be
 written is one line before any image is read.
 
+`--video SOURCE` answers a video file, a stream or a camera frame by frame instead (serve/video_predict.py: JSON
+lines with timestamps, objects tracked and counted, --draw OUT.mp4).
+
 `--engine ray` runs the same models on Ray Data instead (serve/ray_predict.py): `--input FOLDER|GLOB|FILE_LIST`,
 Parquet and JSONL shards in --out, a rerun resumes where a killed job stopped. Ray is an optional extra.
 """
@@ -22,16 +25,19 @@ import json
 import sys
 from pathlib import Path
 
+from edgelabels.serve import video_predict
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("model_dir", type=Path, help="exported model folder (RUN/export/ from `edgelabels export`)")
     parser.add_argument("paths", type=Path, nargs="*", metavar="PATH", help="images or folders of images")
     parser.add_argument("--out", type=Path, help="write <image name>.json per image into this folder "
-                        "(with --watch: default DIR/results)")
+                        "(with --watch: default DIR/results; with --video: a JSONL file, appended)")
     parser.add_argument("--json-beside", action="store_true",
                         help="write <image name>.json next to each image (the bee pipeline's layout)")
     parser.add_argument("--draw", type=Path, metavar="DIR",
-                        help="detectors: write a copy of each image into DIR with its boxes drawn (label + confidence)")
+                        help="detectors: write a copy of each image into DIR with its boxes drawn (label + confidence); "
+                        "with --video: a video file (OUT.mp4) of the sampled frames")
     parser.add_argument("--min-confidence", type=float, metavar="X",
                         help="0-100; omitted: each label's assumed threshold applies; 0: every label is returned")
     parser.add_argument("--max-results", type=int, metavar="N",
@@ -59,6 +65,7 @@ def add_arguments(parser) -> None:
                         "CPU of the cluster); they share the CPUs, and onnxruntime's threads are each one's share")
     parser.add_argument("--shard-size", type=int, metavar="N",
                         help="--engine ray: images per output shard, the unit a rerun skips (default 1000)")
+    video_predict.add_arguments(parser)
 
 
 def run(args) -> int:
@@ -71,6 +78,11 @@ def run(args) -> int:
         raise UserError(f"--max-results must be 0 or more, not {args.max_results}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, not {args.batch_size}")
+    if args.video is not None:
+        return video_predict.run_video(args)
+    for option in ("every", "line", "summary"):
+        if getattr(args, option) is not None:
+            raise UserError(f"--{option} is for --video")
     if args.engine == "ray":
         return ray_engine(args)
     if args.address or args.actors or args.shard_size:
