@@ -106,10 +106,8 @@ def ensure_dataset(console, name: str, kind: str) -> str:
 
 
 def _suspects(ctx, name: str, kind: str) -> dict:
-    try:
-        from edgelabels.console.suspects import suspects_of
-    except ImportError:  # the audit pages are optional: no audit, no suspects
-        return {}
+    from edgelabels.console.suspects import suspects_of
+
     return suspects_of(ctx, name, kind)
 
 
