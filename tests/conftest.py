@@ -13,10 +13,11 @@ from helpers.datasets import REPO, SHARED_DATA, make_stripes_dataset  # noqa: F4
 from helpers.marks import function_makes_a_model
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """One Chromium under Playwright for every browser test of the run (helpers/browser.py finds it; no browser is
-    a failure that says how to get one)."""
+    """A Chromium under Playwright for a module's browser tests (helpers/browser.py finds it; no browser is a
+    failure that says how to get one). Per module, not per session: Playwright's sync API holds an asyncio loop in
+    the main thread while it is open, and later tests that run their own loop (anyio.run) would find it running."""
     from playwright.sync_api import sync_playwright
 
     from helpers.browser import launch_chromium
