@@ -123,6 +123,10 @@ def test_label_studios_corrections_go_into_the_datasets_that_hold_each_image(ser
     assert status == 200 and re.search(r'id="tasks-count">3<', text)
     assert f"{LOOP}/{folder.name}" in (folder / "next-steps.txt").read_text()  # the review's message names the page
     assert 'form id="import-corrections"' in text and 'type="file" name="export"' in text
+    # the next steps as commands naming this review's own files, ready to copy
+    assert (f"<pre>edgelabels label import {folder}/review.manifest --from-json EXPORT.json --out "
+            f"{folder}/next.manifest</pre>") in text
+    assert f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={folder.parent.parent} label-studio start" in text
 
     # a person relabels the first and the third image green and confirms the second one's label
     before_train, before_test = both(service, looped)

@@ -33,7 +33,7 @@ from starlette.routing import Route
 from edgelabels import atomic
 from edgelabels.console.dataset_pages import settled, update_lines
 from edgelabels.console.kit import Refused, utc
-from edgelabels.console.label_loop import FOLDER_NAME, LABEL_LOOP, MANIFEST, STEPS, TASKS, s3_ref_of
+from edgelabels.console.label_loop import CONFIG, FOLDER_NAME, LABEL_LOOP, MANIFEST, TASKS, s3_ref_of
 from edgelabels.data.paths import Outside, inside
 from edgelabels.errors import UserError
 from edgelabels.labeling.export import read_source
@@ -242,10 +242,16 @@ def folder_page(console, session: str, name: str, folder: str, message: str = ""
         row = folder_of(console, name, folder)
     except Refused as exc:
         return console.message("No such review folder", str(exc), 404)
-    steps = (row["path"] / STEPS).read_text(encoding="utf-8").strip() if (row["path"] / STEPS).is_file() else ""
     done = [{**record, "date": utc(record.get("at"))} for record in reversed(imports_of(row["path"]))]
-    return console.page("label_loop_folder.html", status, session, name=name, row=row, steps=steps, imports=done,
-                        message=message)
+    return console.page("label_loop_folder.html", status, session, name=name, row=row, imports=done,
+                        message=message, paths=step_paths(row["path"], f"{name}-{row['version']}-review"))
+
+
+def step_paths(folder, title: str) -> dict:
+    """What the next steps name, for the page to lay them out as commands (next-steps.txt says the same in one
+    paragraph): the folder's files, Label Studio's document root (the label-loop folder) and the project title."""
+    return {"tasks": folder / TASKS, "config": folder / CONFIG, "images": folder / "images", "root": folder.parent.parent,
+            "manifest": folder / MANIFEST, "next": folder / "next.manifest", "title": title}
 
 
 def routes(console) -> list[Route]:
