@@ -314,6 +314,15 @@ def test_an_entry_or_dataset_that_does_not_exist_is_a_404_page_that_says_so(serv
     assert status == 404 and "has no test dataset" in text
 
 
+def test_an_image_named_by_its_ref_alone_opens_the_editor_of_the_dataset_that_holds_it(service, dataset):
+    page = signed_in(service)
+    status, answer, _ = page.get(f"/console/projects/{PROJECT}/entry?ref=s3://{BUCKET}/b.png")
+    assert (status, answer.getheader("Location")) == (303, editor_url("b.png"))
+    # a ref that is only the start of an entry's ref names no entry
+    status, _, text = page.get(f"/console/projects/{PROJECT}/entry?ref=s3://{BUCKET}/b.pn")
+    assert status == 404 and f"holds s3://{BUCKET}/b.pn now" in text
+
+
 def test_the_label_audits_suspicion_of_the_entry_is_shown_with_its_suggestion(service, dataset):
     from edgelabels.console.suspects import audit_folder
 

@@ -187,10 +187,14 @@ def test_a_person_walks_the_whole_lifecycle_in_the_browser(service, folders, pag
     shot(page, "evaluation")
     page.locator("#coverage").evaluate(  # every test image under the coverage threshold: all to review
         "(slider) => { slider.value = slider.max; slider.dispatchEvent(new Event('input', {bubbles: true})); }")
+    edit = page.locator("#review figure a.edit").first.get_attribute("href")
     page.locator("#send-review").click()
     page.locator("a#review-folder").click()
     expect(page.locator("form#import-corrections")).to_be_visible()
     shot(page, "label-loop")
+    page.goto(service.url + edit)  # a test image's Edit link: the editor of the dataset that holds it, TEST
+    expect(page.locator("#save")).to_be_visible()
+    assert f"/console/projects/{PROJECT}/datasets/test/entry?ref=" in page.url
 
     # Use it: start (boto3 sees RUNNING), try a photo, stop (boto3 sees STOPPED).
     page.goto(version_url)

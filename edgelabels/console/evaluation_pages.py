@@ -17,6 +17,7 @@ import csv
 import json
 import os
 import threading
+import urllib.parse
 from pathlib import Path
 from urllib.parse import quote
 
@@ -215,7 +216,8 @@ def routes(console) -> list:
         summary, classifier = found["summary"], found["classifier"]
         base = version_url(name, version)
         config = {"data": f"{base}/evaluation/data.json", "review": f"{base}/review", "classifier": classifier,
-                  "thumbnail": f"{PREFIX}/thumbnail", "image": f"{PREFIX}/image", "coverage": COVERAGE}
+                  "thumbnail": f"{PREFIX}/thumbnail", "image": f"{PREFIX}/image", "coverage": COVERAGE,
+                  "entry": f"{PREFIX}/projects/{urllib.parse.quote(name, safe='')}/entry"}
         mistakes = [] if classifier else detector_mistakes(ctx, described["ProjectVersionArn"], summary.labels)
         return console.page("evaluation.html", 200, session, name=name, version=version, base=base,
                             version_status=described["Status"], summary=summary, rows=label_rows(summary),

@@ -20,7 +20,7 @@ import time
 import urllib.parse
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from edgelabels.console.kit import PREFIX, Refused
@@ -195,5 +195,31 @@ def routes(console) -> list:
             return console.json({"message": f"Not saved: {exc}"}, 400)
         return console.json({"message": message})
 
+    async def find_entry(request: Request) -> Response:
+        """An image named by its ref alone (an evaluation's mistake): the editor of the dataset that holds it."""
+        session = await console.session(request)
+        if session is None:
+            return console.locked_out()
+        name, ref = request.path_params["name"], request.query_params.get("ref", "")
+        try:
+            kind = await console.run(_kind_holding, console, name, ref)
+        except Refused as exc:
+            return console.message(name, str(exc), 404)
+        query = urllib.parse.urlencode({"ref": ref})
+        return RedirectResponse(f"{PREFIX}/projects/{urllib.parse.quote(name, safe='')}/datasets/{kind}/entry?{query}",
+                                303)
+
     path = "/projects/{name}/datasets/{kind}/entry"
-    return [Route(path, editor, methods=["GET"]), Route(path, save_entry, methods=["POST"])]
+    return [Route(path, editor, methods=["GET"]), Route(path, save_entry, methods=["POST"]),
+            Route("/projects/{name}/entry", find_entry, methods=["GET"])]
+
+
+def _kind_holding(console, name: str, ref: str) -> str:
+    """train or test: the project's dataset that holds an entry `ref` (TRAIN first); Refused when neither does."""
+    project = console.project(name)
+    for kind in KINDS:
+        found = next((d for d in project["Datasets"] if d["DatasetType"] == KINDS[kind]), None)
+        if found is not None and any(item["source_ref"] == ref for item in console.ctx.store.entries(
+                found["DatasetArn"], source_ref_contains=ref, max_results=_EVERYTHING)[0]):
+            return kind
+    raise Refused(f"no dataset of {name!r} holds {ref or 'that image'} now (it may have been removed since)")

@@ -85,7 +85,12 @@
     img.src = `${config.thumbnail}?ref=${encodeURIComponent(ref)}&size=128`;
     link.append(img);
     const text = document.createElement("figcaption");
-    text.textContent = caption;
+    text.textContent = caption + " · ";
+    const edit = document.createElement("a");  // the image's editor, in whichever dataset holds it now
+    edit.className = "edit";
+    edit.href = `${config.entry}?ref=${encodeURIComponent(ref)}`;
+    edit.textContent = "Edit";
+    text.append(edit);
     figure.append(link, text);
     return figure;
   }
