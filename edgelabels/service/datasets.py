@@ -36,7 +36,6 @@ MAX_ENTRIES = 250_000  # Custom Labels' quota on the images of a dataset
 INVALID = "InvalidParameterException"
 READY = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_FAILED"}  # what ListDatasetEntries and friends read
 DISTRIBUTABLE = {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
-_EVERYTHING = 1 << 62  # a page size that is the whole listing
 _OURS = ("cl-metadata", "cl-errors")  # keys ListDatasetEntries adds; a line sent back in keeps none of them
 
 
@@ -85,12 +84,8 @@ def checked_lines(lines: list[str], where: str) -> tuple[list[tuple[str, list[st
     return kept, dropped
 
 
-def _all_entries(ctx: ServiceContext, arn: str) -> list[dict]:
-    return ctx.store.entries(arn, max_results=_EVERYTHING)[0]
-
-
 def _stats(ctx: ServiceContext, arn: str) -> dict:
-    return rules.dataset_stats(_all_entries(ctx, arn))
+    return rules.dataset_stats(ctx.store.all_entries(arn))
 
 
 # -- the work done in the background ----------------------------------------------------------------------
@@ -117,7 +112,7 @@ def _create(ctx: ServiceContext, arn: str, request: dict) -> str:
             raise DatasetFailure(f"the dataset to copy, {request['copy']}, no longer exists") from None
         if source["status"] not in READY:
             raise DatasetFailure(f"the dataset to copy, {request['copy']}, is {source['status']}")
-        kept, dropped = [(item["line"], item["errors"]) for item in _all_entries(ctx, source["arn"])], []
+        kept, dropped = [(item["line"], item["errors"]) for item in ctx.store.all_entries(source["arn"])], []
     else:
         kept, dropped = [], []
     ctx.store.put_entries(arn, kept)
@@ -132,7 +127,7 @@ def _update(ctx: ServiceContext, arn: str, request: dict) -> str:
 
 
 def _distribute(ctx: ServiceContext, train: str, test: str) -> None:
-    kept, moved = rules.distribute(_all_entries(ctx, train))
+    kept, moved = rules.distribute(ctx.store.all_entries(train))
     ctx.store.set_datasets_status(
         [train, test], "UPDATE_COMPLETE",
         f"The dataset was successfully updated ({len(moved)} entries moved from training to test).",
@@ -247,7 +242,7 @@ def list_dataset_entries(ctx: ServiceContext, params: dict) -> dict:
     row = _readable(ctx, params["DatasetArn"])
     filters = {"contains_labels": params.get("ContainsLabels"), "labeled": params.get("Labeled"),
                "source_ref_contains": params.get("SourceRefContains"), "has_errors": params.get("HasErrors")}
-    items = rules.filter_entries(_all_entries(ctx, row["arn"]), **filters)
+    items = rules.filter_entries(ctx.store.all_entries(row["arn"]), **filters)
     listing = f"dataset-entries:{json.dumps([row['arn'], filters], sort_keys=True)}"
     page, token = ctx.store.page(listing, items, params.get("MaxResults"), params.get("NextToken"))
     return {"DatasetEntries": [listed_entry(item) for item in page], **({"NextToken": token} if token else {})}
@@ -255,7 +250,7 @@ def list_dataset_entries(ctx: ServiceContext, params: dict) -> dict:
 
 def list_dataset_labels(ctx: ServiceContext, params: dict) -> dict:
     row = _readable(ctx, params["DatasetArn"])
-    labels = rules.dataset_labels(_all_entries(ctx, row["arn"]))
+    labels = rules.dataset_labels(ctx.store.all_entries(row["arn"]))
     page, token = ctx.store.page(f"dataset-labels:{row['arn']}", labels, params.get("MaxResults"),
                                  params.get("NextToken"))
     return {"DatasetLabelDescriptions": page, **({"NextToken": token} if token else {})}
@@ -287,7 +282,7 @@ def distribute_dataset_entries(ctx: ServiceContext, params: dict) -> dict:
         if row["status"] not in DISTRIBUTABLE:
             raise ApiError("ResourceNotReadyException", f"dataset {row['arn']} is {row['status']}; "
                            f"distribute datasets whose creation or update completed")
-    if _all_entries(ctx, test["arn"]):
+    if ctx.store.all_entries(test["arn"]):
         raise ApiError(INVALID, f"the test dataset {test['arn']} must be empty to receive 20% of the training one")
     ctx.store.set_datasets_status([train["arn"], test["arn"]], "UPDATE_IN_PROGRESS", requests={
         train["arn"]: {"kind": "distribute", "test": test["arn"]},

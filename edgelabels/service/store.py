@@ -356,12 +356,24 @@ class Store:
                            (dataset_arn, source_ref, line, json.dumps(list(errors)), seq))
             return db.execute("SELECT COUNT(*) FROM entries WHERE dataset_arn=?", (dataset_arn,)).fetchone()[0]
 
+    def all_entries(self, dataset_arn: str) -> list[dict]:
+        """Every entry of the dataset as a dict {source_ref, line, errors}, in the order first added (unpaged)."""
+        self.dataset(dataset_arn)
+        return [{"source_ref": r["source_ref"], "line": r["line"], "errors": json.loads(r["errors"])}
+                for r in self._db().execute("SELECT * FROM entries WHERE dataset_arn=? ORDER BY seq", (dataset_arn,))]
+
+    def entry(self, dataset_arn: str, source_ref: str) -> dict | None:
+        """The dataset's entry keyed `source_ref` ({source_ref, line, errors}), or None."""
+        self.dataset(dataset_arn)
+        row = self._db().execute("SELECT * FROM entries WHERE dataset_arn=? AND source_ref=?",
+                                 (dataset_arn, source_ref)).fetchone()
+        return None if row is None else {"source_ref": row["source_ref"], "line": row["line"],
+                                         "errors": json.loads(row["errors"])}
+
     def entries(self, dataset_arn: str, source_ref_contains: str | None = None, has_errors: bool | None = None,
                 max_results=None, next_token=None):
         """Entries as dicts {source_ref, line, errors}, in the order first added; paged."""
-        self.dataset(dataset_arn)
-        rows = [{"source_ref": r["source_ref"], "line": r["line"], "errors": json.loads(r["errors"])}
-                for r in self._db().execute("SELECT * FROM entries WHERE dataset_arn=? ORDER BY seq", (dataset_arn,))]
+        rows = self.all_entries(dataset_arn)
         if source_ref_contains is not None:
             rows = [r for r in rows if source_ref_contains in r["source_ref"]]
         if has_errors is not None:

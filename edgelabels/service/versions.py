@@ -123,7 +123,7 @@ def _from_datasets(ctx: ServiceContext, project_arn: str, datasets: dict) -> dic
             why = dataset["status_message"] or "see DescribeDataset"
             raise refused(f"dataset {dataset['arn']} is {dataset['status']} ({why}); fix it (UpdateDatasetEntries) "
                           "or create it again, then train")
-        rows, _ = ctx.store.entries(dataset["arn"], max_results=EVERYTHING)
+        rows = ctx.store.all_entries(dataset["arn"])
         sides[side] = [(row["line"], row["errors"]) for row in rows]
     return sides
 
