@@ -43,7 +43,6 @@ from edgelabels.service.versions import manifest_path
 
 log = logging.getLogger("edgelabels.console")
 
-KINDS = ("train", "test")
 QUICK = {"folds": 2, "rounds": 1}  # two trainings: a first look in minutes; the form asks for more
 SHOWN = 50  # suspects listed on the page (all of them in the grid's filter and suspects.csv)
 WORK = "work"
@@ -147,13 +146,8 @@ def read_status(ctx, name: str, kind: str) -> dict:
 
 def find_dataset(console, name: str, kind: str) -> dict:
     """The project's dataset of KIND (DescribeProjects' Datasets item); Refused when there is none."""
-    if kind not in KINDS:
-        raise Refused(f"{kind!r} is not a dataset type (train or test)")
-    project = console.project(name)
-    found = [d for d in project["Datasets"] if d["DatasetType"] == kind.upper()]
-    if not found:
-        raise Refused(f"project {name!r} has no {kind} dataset")
-    return {**found[0], "ProjectArn": project["ProjectArn"]}
+    project, found = console.dataset(name, kind)
+    return {**found, "ProjectArn": project["ProjectArn"]}
 
 
 # ---------------------------------------------------------------- starting and running an audit
@@ -233,12 +227,12 @@ def audit_dataset(ctx, folder: Path, dataset_arn: str, folds: int, rounds: int, 
     """Freeze the labelled entries as a training freezes them, fetch their images, audit, publish; the counts."""
     from edgelabels.audit.auditor import audit_with
     from edgelabels.service.trainer import fetch_images
-    from edgelabels.service.versions import EVERYTHING, freeze
+    from edgelabels.service.versions import freeze
     from edgelabels.train.recipe import source_config
 
     work = folder / WORK
     shutil.rmtree(work, ignore_errors=True)  # an earlier audit's folds would be refused (other images), not resumed
-    rows, _ = ctx.store.entries(dataset_arn, max_results=EVERYTHING)
+    rows = ctx.store.all_entries(dataset_arn)
     manifest = frozen(folder)
     data = manifest.parent
     freeze(data, {"train": [(row["line"], row["errors"]) for row in rows], "test": []})

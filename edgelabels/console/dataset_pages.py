@@ -31,7 +31,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from edgelabels.console import lines
-from edgelabels.console.kit import PREFIX, Refused
+from edgelabels.console.kit import KINDS, PREFIX, Refused, dataset_of
 from edgelabels.console.thumbnails import image_type, thumbnail_url
 from edgelabels.data import paths
 from edgelabels.data.images import is_image_path
@@ -43,19 +43,12 @@ from edgelabels.service.s3 import S3Error
 from edgelabels.service.store import InvalidPaginationToken
 
 PAGE_SIZE = 48
-KINDS = ("train", "test")
 SETTLE_S = 600  # the longest a request waits for a dataset's background work
 DEFAULT_BUCKET = "edgelabels-console"
-_EVERYTHING = 1 << 62
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 # -- the dataset and its operations --------------------------------------------------------------------------------
-
-
-def dataset_of(project: dict, kind: str) -> dict | None:
-    """The project's dataset of KIND (train / test) as DescribeProjects lists it, or None."""
-    return next((d for d in project["Datasets"] if d["DatasetType"] == kind.upper()), None)
 
 
 def settled(console, arn: str) -> dict:
@@ -161,7 +154,7 @@ def grid(console, name: str, kind: str, query) -> dict:
              **({"HasErrors": True} if "errors" in filters else {})}
     token = query.get("next") or None
     if "suspects" in filters:  # not an operation's filter: the store's entries, filtered and paged here
-        items = filter_entries(console.ctx.store.entries(arn, max_results=_EVERYTHING)[0],
+        items = filter_entries(console.ctx.store.all_entries(arn),
                                asked.get("ContainsLabels"), asked.get("Labeled"), None, asked.get("HasErrors"))
         items = [item for item in items if item["source_ref"] in suspects]
         listing = f"console-suspects:{json.dumps([arn, asked, sorted(suspects)], sort_keys=True)}"
@@ -190,7 +183,7 @@ def relabel(console, name: str, kind: str, refs: list[str], label: str) -> int:
     if found is None:
         raise Refused(f"the project has no {kind} dataset")
     wanted = set(refs)
-    items = console.ctx.store.entries(found["DatasetArn"], max_results=_EVERYTHING)[0]
+    items = console.ctx.store.all_entries(found["DatasetArn"])
     changed = [lines.relabelled(json.loads(item["line"]), label) for item in items if item["source_ref"] in wanted]
     if not changed:
         raise Refused(f"none of the selected images is in the {kind} dataset")

@@ -53,16 +53,6 @@ def evaluation_dir(ctx, arn: str) -> Path:
     return ctx.version_dir(arn) / RUN / EVALUATION_DIR
 
 
-def find_version(console, name: str, version: str) -> dict:
-    """DescribeProjectVersions' description of VERSION in project NAME; Refused if there is none."""
-    project = console.project(name)
-    found = console.call("DescribeProjectVersions", {"ProjectArn": project["ProjectArn"],
-                                                     "VersionNames": [version]})["ProjectVersionDescriptions"]
-    if not found:
-        raise Refused(f"project {name!r} has no version named {version!r}")
-    return found[0]
-
-
 def read_evaluation(ctx, described: dict) -> dict:
     """The version's summary (parsed) and metrics.json; NoEvaluation saying why there is none."""
     folder = evaluation_dir(ctx, described["ProjectVersionArn"])
@@ -209,7 +199,7 @@ def routes(console) -> list:
 
     def evaluation_page(session: str, name: str, version: str) -> Response:
         try:
-            described = find_version(console, name, version)
+            described = console.version(name, version)[1]
             found = read_evaluation(ctx, described)
         except (Refused, NoEvaluation) as exc:
             return console.message(version, str(exc), 404)
@@ -233,7 +223,7 @@ def routes(console) -> list:
 
     def data_answer(name: str, version: str) -> Response:
         try:
-            described = find_version(console, name, version)
+            described = console.version(name, version)[1]
             found = read_evaluation(ctx, described)
             if not found["classifier"]:
                 raise NoEvaluation("This version's evaluation keeps no per-image confidences (a detector's is "
@@ -264,7 +254,7 @@ def routes(console) -> list:
             if not chosen:
                 continue
             try:
-                found = read_evaluation(ctx, find_version(console, name, chosen))
+                found = read_evaluation(ctx, console.version(name, chosen)[1])
             except (Refused, NoEvaluation) as exc:
                 message = f"{chosen}: {exc}"
                 continue

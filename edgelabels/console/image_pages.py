@@ -23,32 +23,19 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from edgelabels.console.kit import PREFIX, Refused
+from edgelabels.console.kit import KINDS, PREFIX, Refused, dataset_of
 from edgelabels.console.lines import labels_and_boxes, with_labels_and_boxes
 from edgelabels.console.suspects import suspects_of
 from edgelabels.console.thumbnails import image_url
 from edgelabels.service import entries as rules
 from edgelabels.service.s3 import S3Error
 
-KINDS = {"train": "TRAIN", "test": "TEST"}
 MAX_IMAGE_BYTES = 64 * 1024 * 1024  # read only to learn its size when the line declares none
 SAVE_WAIT_S = 30.0  # the update's work is one SQLite write; past this the page says it is still running
-_EVERYTHING = 1 << 62
 
 
 class NotSaved(Exception):
     """A change the editor refuses: its one-line reason."""
-
-
-def _dataset(console, name: str, kind: str) -> dict:
-    """The dataset of project NAME of type KIND (train|test): its DescribeProjects metadata; Refused if none."""
-    if kind not in KINDS:
-        raise Refused(f"no dataset type {kind!r}: train or test")
-    project = console.project(name)
-    found = next((d for d in project["Datasets"] if d["DatasetType"] == KINDS[kind]), None)
-    if found is None:
-        raise Refused(f"project {name!r} has no {kind} dataset")
-    return found
 
 
 def _image_size(console, ref: str, line: dict) -> tuple[int, int] | None:
@@ -67,8 +54,8 @@ def _image_size(console, ref: str, line: dict) -> tuple[int, int] | None:
 
 def _entry(console, name: str, kind: str, ref: str) -> dict:
     """What the editor shows for one entry, read from the store (a dataset being updated is still shown)."""
-    arn = _dataset(console, name, kind)["DatasetArn"]
-    items = console.ctx.store.entries(arn, max_results=_EVERYTHING)[0]
+    arn = console.dataset(name, kind)[1]["DatasetArn"]
+    items = console.ctx.store.all_entries(arn)
     index = next((i for i, item in enumerate(items) if item["source_ref"] == ref), None)
     if index is None:
         raise Refused(f"the {kind} dataset of {name!r} has no entry {ref}")
@@ -137,16 +124,14 @@ def save(console, name: str, kind: str, body: dict) -> str:
     ref = body.get("ref")
     if not isinstance(ref, str) or not ref:
         raise NotSaved("the request names no entry (ref)")
-    dataset = _dataset(console, name, kind)
-    arn = dataset["DatasetArn"]
+    arn = console.dataset(name, kind)[1]["DatasetArn"]
     row = console.ctx.store.dataset(arn)
     if row["status"].endswith("_IN_PROGRESS"):
         raise NotSaved(f"the dataset is {row['status']}: save again in a moment")
-    found = [item for item in console.ctx.store.entries(arn, source_ref_contains=ref, max_results=_EVERYTHING)[0]
-             if item["source_ref"] == ref]
-    if not found:
+    found = console.ctx.store.entry(arn, ref)
+    if found is None:
         raise NotSaved(f"the dataset has no entry {ref}")
-    line = json.loads(found[0]["line"])
+    line = json.loads(found["line"])
     size = _image_size(console, ref, line)
     labels, boxes = checked_change(body, size)
     try:
@@ -218,8 +203,7 @@ def _kind_holding(console, name: str, ref: str) -> str:
     """train or test: the project's dataset that holds an entry `ref` (TRAIN first); Refused when neither does."""
     project = console.project(name)
     for kind in KINDS:
-        found = next((d for d in project["Datasets"] if d["DatasetType"] == KINDS[kind]), None)
-        if found is not None and any(item["source_ref"] == ref for item in console.ctx.store.entries(
-                found["DatasetArn"], source_ref_contains=ref, max_results=_EVERYTHING)[0]):
+        found = dataset_of(project, kind)
+        if found is not None and console.ctx.store.entry(found["DatasetArn"], ref) is not None:
             return kind
     raise Refused(f"no dataset of {name!r} holds {ref or 'that image'} now (it may have been removed since)")

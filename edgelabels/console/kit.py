@@ -14,6 +14,8 @@ module's `routes(console) -> [Route]`.
                                     then the operation function; Refused(message) when it is refused
     console.all_pages(op, params, key)  every item of a paged List/Describe operation
     console.project(name)           DescribeProjects' description of the project named NAME; Refused if none
+    console.dataset(name, kind)     (that project, its dataset of KIND: train|test); console.version(name, v)
+                                    (that project, DescribeProjectVersions' description of version V); Refused
     console.json(value, status)     a JSON answer with the console's headers
 
 A page module never builds responses past these: its templates extend base.html, its scripts are static files
@@ -50,6 +52,14 @@ TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"
 HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'; "
                                       "form-action 'self'",
            "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+
+
+KINDS = ("train", "test")  # a dataset's DatasetType, lower-cased, as the console's URLs name it
+
+
+def dataset_of(project: dict, kind: str) -> dict | None:
+    """The project's dataset of KIND (train / test) as DescribeProjects lists it, or None."""
+    return next((d for d in project["Datasets"] if d["DatasetType"] == kind.upper()), None)
 
 
 class Refused(Exception):
@@ -164,6 +174,26 @@ class Console:
         if not found:
             raise Refused(f"no project named {name!r}")
         return found[0]
+
+    def dataset(self, name: str, kind: str) -> tuple[dict, dict]:
+        """(project NAME's description, its dataset of KIND as DescribeProjects lists it); Refused when there is
+        no such kind, project or dataset."""
+        if kind not in KINDS:
+            raise Refused(f"no dataset type {kind!r}: train or test")
+        project = self.project(name)
+        found = dataset_of(project, kind)
+        if found is None:
+            raise Refused(f"project {name!r} has no {kind} dataset")
+        return project, found
+
+    def version(self, name: str, version: str) -> tuple[dict, dict]:
+        """(project NAME's description, DescribeProjectVersions' description of its VERSION); Refused if none."""
+        project = self.project(name)
+        found = self.call("DescribeProjectVersions", {"ProjectArn": project["ProjectArn"],
+                                                      "VersionNames": [version]})["ProjectVersionDescriptions"]
+        if not found:
+            raise Refused(f"project {name!r} has no version named {version!r}")
+        return project, found[0]
 
     @staticmethod
     async def run(function, *args):

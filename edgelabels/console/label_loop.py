@@ -25,14 +25,14 @@ import urllib.parse
 from pathlib import Path
 
 from edgelabels import atomic
-from edgelabels.console.kit import PREFIX, Refused
+from edgelabels.console.kit import PREFIX
 from edgelabels.data.images import sniff_format
 from edgelabels.data.paths import S3_BUCKET, Outside, inside, s3_object, split_s3_uri
 from edgelabels.errors import UserError
 from edgelabels.labeling.export import MODEL_VERSION, read_source
 from edgelabels.labeling.studio import label_config, line_boxes, line_label, local_files_url, task_of
 from edgelabels.service.s3 import S3Error
-from edgelabels.service.versions import EVERYTHING, SIDES, manifest_path
+from edgelabels.service.versions import SIDES, manifest_path
 
 LABEL_LOOP = Path("console") / "label-loop"  # under the service's directory
 MAX_REFS = 10_000
@@ -48,13 +48,9 @@ def export_review(console, project_name: str, version_name: str, refs: list[str]
     page, console/loop_pages.py). Refused: no such project or version; UserError: nothing to export, with why."""
     if len(refs) > MAX_REFS:
         raise UserError(f"{len(refs)} images: send at most {MAX_REFS} at once")
-    project = console.project(project_name)
-    found = console.call("DescribeProjectVersions", {"ProjectArn": project["ProjectArn"],
-                                                     "VersionNames": [version_name]})["ProjectVersionDescriptions"]
-    if not found:
-        raise Refused(f"project {project_name!r} has no version named {version_name!r}")
+    project, found = console.version(project_name, version_name)
     ctx = console.ctx
-    lines = known_lines(ctx, project, found[0]["ProjectVersionArn"])
+    lines = known_lines(ctx, project, found["ProjectVersionArn"])
     wanted = list(dict.fromkeys(refs))
     missing = [ref for ref in wanted if ref not in lines]
     if missing:
@@ -111,7 +107,7 @@ def known_lines(ctx, project: dict, version_arn: str) -> dict[str, dict]:
                 document = json.loads(line)
                 lines[document["source-ref"]] = document
     for dataset in project["Datasets"]:
-        rows, _ = ctx.store.entries(dataset["DatasetArn"], max_results=EVERYTHING)
+        rows = ctx.store.all_entries(dataset["DatasetArn"])
         lines.update((row["source_ref"], json.loads(row["line"])) for row in rows)
     return lines
 

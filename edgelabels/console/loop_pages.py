@@ -39,7 +39,6 @@ from edgelabels.errors import UserError
 from edgelabels.labeling.export import read_source
 from edgelabels.labeling.importing import next_version, read_export
 from edgelabels.labeling.studio import IMAGE_NAME
-from edgelabels.service.versions import EVERYTHING
 
 IMPORTED = "imported.json"
 SHOWN = 3  # refs named in a message; imported.json keeps them all
@@ -156,7 +155,7 @@ def write_corrections(console, project: dict, found: dict) -> dict:
     for dataset in sorted(project["Datasets"], key=lambda d: d["DatasetType"] != "TRAIN"):
         arn = dataset["DatasetArn"]
         settled(console, arn)
-        rows, _ = ctx.store.entries(arn, max_results=EVERYTHING)
+        rows = ctx.store.all_entries(arn)
         lines, counts = [], Counter()
         for row in rows:
             if row["source_ref"] not in found:

@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from edgelabels import atomic
 from edgelabels.console.kit import HEADERS, PREFIX
+from edgelabels.data.images import sniff_format
 from edgelabels.service.s3 import S3Error
 
 SIZES = (64, 512)
@@ -39,12 +40,8 @@ def image_url(ref: str) -> str:
 
 
 def image_type(data: bytes) -> str | None:
-    """The Content-Type of PNG or JPEG bytes (by their signature), else None."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    return None
+    """The Content-Type of PNG or JPEG bytes (by their signature: data/images.py's sniff_format), else None."""
+    return {"PNG": "image/png", "JPEG": "image/jpeg"}.get(sniff_format(data[:16]))
 
 
 class Unreadable(Exception):

@@ -45,15 +45,6 @@ def routes(console) -> list:
     def version_url(name: str, version: str) -> str:
         return f"{project_url(name)}/versions/{urllib.parse.quote(version, safe='')}"
 
-    def find(name: str, version: str) -> tuple[str, dict]:
-        """(the project's ARN, DescribeProjectVersions' description of the version); Refused when there is none."""
-        project = console.project(name)
-        found = console.call("DescribeProjectVersions", {"ProjectArn": project["ProjectArn"],
-                                                         "VersionNames": [version]})["ProjectVersionDescriptions"]
-        if not found:
-            raise Refused(f"project {name!r} has no version named {version!r}")
-        return project["ProjectArn"], found[0]
-
     # --- training -------------------------------------------------------------------------------------------------
     def label_counts(dataset_arn: str) -> list[tuple[str, int]]:
         """(label, images with it), most images first: how balanced the data is."""
@@ -114,7 +105,8 @@ def routes(console) -> list:
     # --- a version ------------------------------------------------------------------------------------------------
     def version_page(request: Request, session: str, message: str = "", status: int = 200) -> Response:
         name, version = request.path_params["name"], request.path_params["version"]
-        project_arn, found = find(name, version)
+        project, found = console.version(name, version)
+        project_arn = project["ProjectArn"]
         arn = found["ProjectVersionArn"]
         now = training_progress.progress(console.ctx, arn)
         endpoint = f"{request.url.scheme}://{request.headers.get('host') or request.url.netloc}"
@@ -139,7 +131,7 @@ def routes(console) -> list:
         if console.session_of(request) is None:
             return console.locked_out()
         try:
-            _, found = await console.run(find, request.path_params["name"], request.path_params["version"])
+            _, found = await console.run(console.version, request.path_params["name"], request.path_params["version"])
         except Refused as exc:
             return console.message(request.path_params["version"], str(exc), 404)
         return EventSourceResponse(stream(found["ProjectVersionArn"]), headers={"Cache-Control": "no-store"})
@@ -169,7 +161,7 @@ def routes(console) -> list:
                 return form
             name, version = request.path_params["name"], request.path_params["version"]
             try:
-                _, found = await console.run(find, name, version)
+                _, found = await console.run(console.version, name, version)
                 await console.run(console.call, operation, {"ProjectVersionArn": found["ProjectVersionArn"], **extra})
             except Refused as exc:
                 try:
@@ -198,7 +190,7 @@ def routes(console) -> list:
         if sniff_format(data[:16]) not in ("PNG", "JPEG"):
             return console.json({"message": f"{file_name} is not an image (PNG or JPEG)"}, 400)
         try:
-            _, found = await console.run(find, request.path_params["name"], request.path_params["version"])
+            _, found = await console.run(console.version, request.path_params["name"], request.path_params["version"])
             image = {"Bytes": base64.b64encode(bytes(data)).decode()}  # as the JSON protocol carries it
             params = {"ProjectVersionArn": found["ProjectVersionArn"], "Image": image}
             if request.query_params.get("min_confidence", "").strip():  # else the model's assumed thresholds
