@@ -25,7 +25,6 @@ import os
 import shutil
 import threading
 import time
-import urllib.parse
 from pathlib import Path
 
 from starlette.requests import Request
@@ -33,7 +32,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from edgelabels import atomic
-from edgelabels.console.kit import PREFIX, Refused, utc
+from edgelabels.console.kit import Refused, dataset_url, utc
 from edgelabels.console.label_loop import export_review
 from edgelabels.console.suspects import STATUS, audit_folder, suspects_of
 from edgelabels.console.thumbnails import thumbnail_url
@@ -108,7 +107,7 @@ def routes(console) -> list[Route]:
 
 
 def audit_url(name: str, kind: str) -> str:
-    return f"{PREFIX}/projects/{urllib.parse.quote(name, safe='')}/datasets/{kind}/audit"
+    return f"{dataset_url(name, kind)}/audit"
 
 
 # ---------------------------------------------------------------- the page

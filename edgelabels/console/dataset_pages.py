@@ -31,7 +31,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from edgelabels.console import lines
-from edgelabels.console.kit import KINDS, PREFIX, Refused, dataset_of
+from edgelabels.console.kit import KINDS, Refused, dataset_of, dataset_url
 from edgelabels.console.thumbnails import image_type, thumbnail_url
 from edgelabels.data import paths
 from edgelabels.data.images import is_image_path
@@ -137,7 +137,7 @@ def grid(console, name: str, kind: str, query) -> dict:
     """The grid's values: the dataset, its labels, this page's tiles and the next page's link."""
     project = console.project(name)
     found = dataset_of(project, kind)
-    base = f"{PREFIX}/projects/{urllib.parse.quote(name, safe='')}/datasets/{kind}"
+    base = dataset_url(name, kind)
     values = {"name": name, "kind": kind, "base": base, "project_url": base.rsplit("/", 2)[0], "dataset": found,
               "tiles": [], "labels": [], "filters": _filters(query), "next_page": "", "paged": bool(query.get("next"))}
     if found is None:
@@ -319,8 +319,6 @@ def routes(console) -> list:
     def where(request: Request) -> tuple[str, str]:
         return request.path_params["name"], request.path_params["kind"]
 
-    def grid_url(name: str, kind: str) -> str:
-        return f"{PREFIX}/projects/{urllib.parse.quote(name, safe='')}/datasets/{kind}"
 
     async def grid_page(request: Request) -> Response:
         session = await console.session(request)
@@ -363,10 +361,10 @@ def routes(console) -> list:
             notes[session] = await console.run(split, console, name)
         except Refused as error:
             notes[session] = f"Not split: {error}"
-        return RedirectResponse(grid_url(name, "train"), 303)
+        return RedirectResponse(dataset_url(name, "train"), 303)
 
     def add_page(session: str, name: str, kind: str, message: str = "", status: int = 200, form=None):
-        return console.page("add.html", status, session, name=name, kind=kind, grid=grid_url(name, kind),
+        return console.page("add.html", status, session, name=name, kind=kind, grid=dataset_url(name, kind),
                             message=message, form=form or {},
                             destination=f"s3://{DEFAULT_BUCKET}/{_safe(name)}/")
 
@@ -403,7 +401,7 @@ def routes(console) -> list:
             return add_page(session, name, kind, f"Nothing added: {error}", 400, form)
         shown = "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
         notes[session] = f"{len(made)} images added to the {kind} dataset." + (f" {shown}" if shown else "")
-        return RedirectResponse(grid_url(name, kind), 303)
+        return RedirectResponse(dataset_url(name, kind), 303)
 
     return [Route("/projects/{name}/datasets/{kind}", grid_page, methods=["GET"]),
             Route("/projects/{name}/datasets/{kind}/relabel", relabel_answer, methods=["POST"]),

@@ -17,16 +17,14 @@ import csv
 import json
 import os
 import threading
-import urllib.parse
 from pathlib import Path
-from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from edgelabels.artifacts import EVALUATION_DIR
-from edgelabels.console.kit import PREFIX, Refused
+from edgelabels.console.kit import PREFIX, Refused, project_url, version_url
 from edgelabels.console.thumbnails import thumbnail_url
 from edgelabels.data import paths
 from edgelabels.errors import UserError
@@ -194,9 +192,6 @@ def better(sides: list[dict], labels: list[str]) -> dict:
 def routes(console) -> list:
     ctx = console.ctx
 
-    def version_url(name: str, version: str) -> str:
-        return f"{PREFIX}/projects/{quote(name, safe='')}/versions/{quote(version, safe='')}"
-
     def evaluation_page(session: str, name: str, version: str) -> Response:
         try:
             described = console.version(name, version)[1]
@@ -207,7 +202,7 @@ def routes(console) -> list:
         base = version_url(name, version)
         config = {"data": f"{base}/evaluation/data.json", "review": f"{base}/review", "classifier": classifier,
                   "thumbnail": f"{PREFIX}/thumbnail", "image": f"{PREFIX}/image", "coverage": COVERAGE,
-                  "entry": f"{PREFIX}/projects/{urllib.parse.quote(name, safe='')}/entry"}
+                  "entry": f"{project_url(name)}/entry"}
         mistakes = [] if classifier else detector_mistakes(ctx, described["ProjectVersionArn"], summary.labels)
         return console.page("evaluation.html", 200, session, name=name, version=version, base=base,
                             version_status=described["Status"], summary=summary, rows=label_rows(summary),

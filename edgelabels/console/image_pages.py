@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from edgelabels.console.kit import KINDS, PREFIX, Refused, dataset_of
+from edgelabels.console.kit import KINDS, Refused, dataset_of, dataset_url
 from edgelabels.console.lines import labels_and_boxes, with_labels_and_boxes
 from edgelabels.console.suspects import suspects_of
 from edgelabels.console.thumbnails import image_url
@@ -62,7 +62,7 @@ def _entry(console, name: str, kind: str, ref: str) -> dict:
     line = json.loads(items[index]["line"])
     labels, boxes, _ = labels_and_boxes(line)
     size = _image_size(console, ref, line)
-    base = f"{PREFIX}/projects/{urllib.parse.quote(name, safe='')}/datasets/{kind}"
+    base = dataset_url(name, kind)
     near = {side: f"{base}/entry?{urllib.parse.urlencode({'ref': items[i]['source_ref']})}"
             for side, i in (("prev", index - 1), ("next", index + 1)) if 0 <= i < len(items)}
     return {"ref": ref, "labels": labels, "boxes": boxes, "width": size[0] if size else None,
@@ -191,7 +191,7 @@ def routes(console) -> list:
         except Refused as exc:
             return console.message(name, str(exc), 404)
         query = urllib.parse.urlencode({"ref": ref})
-        return RedirectResponse(f"{PREFIX}/projects/{urllib.parse.quote(name, safe='')}/datasets/{kind}/entry?{query}",
+        return RedirectResponse(f"{dataset_url(name, kind)}/entry?{query}",
                                 303)
 
     path = "/projects/{name}/datasets/{kind}/entry"

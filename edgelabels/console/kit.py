@@ -17,6 +17,7 @@ module's `routes(console) -> [Route]`.
     console.dataset(name, kind)     (that project, its dataset of KIND: train|test); console.version(name, v)
                                     (that project, DescribeProjectVersions' description of version V); Refused
     console.json(value, status)     a JSON answer with the console's headers
+    project_url(name), dataset_url(name, kind), version_url(name, version)   the pages' addresses, names quoted
 
 A page module never builds responses past these: its templates extend base.html, its scripts are static files
 (the Content-Security-Policy allows no inline script and no inline style attribute: data for a script goes in a
@@ -60,6 +61,18 @@ KINDS = ("train", "test")  # a dataset's DatasetType, lower-cased, as the consol
 def dataset_of(project: dict, kind: str) -> dict | None:
     """The project's dataset of KIND (train / test) as DescribeProjects lists it, or None."""
     return next((d for d in project["Datasets"] if d["DatasetType"] == kind.upper()), None)
+
+
+def project_url(name: str) -> str:
+    return f"{PREFIX}/projects/{urllib.parse.quote(name, safe='')}"
+
+
+def dataset_url(name: str, kind: str) -> str:
+    return f"{project_url(name)}/datasets/{kind}"
+
+
+def version_url(name: str, version: str) -> str:
+    return f"{project_url(name)}/versions/{urllib.parse.quote(version, safe='')}"
 
 
 class Refused(Exception):

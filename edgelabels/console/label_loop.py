@@ -25,7 +25,7 @@ import urllib.parse
 from pathlib import Path
 
 from edgelabels import atomic
-from edgelabels.console.kit import PREFIX
+from edgelabels.console.kit import project_url
 from edgelabels.data.images import sniff_format
 from edgelabels.data.paths import S3_BUCKET, Outside, inside, s3_object, split_s3_uri
 from edgelabels.errors import UserError
@@ -151,8 +151,7 @@ def s3_ref_of(local: str) -> str | None:
 
 def page_url(folder: Path) -> str:
     """The console's page of an export (console/loop_pages.py): where Label Studio's export is brought back."""
-    return f"{PREFIX}/projects/{urllib.parse.quote(folder.parent.name, safe='')}/label-loop/" \
-           f"{urllib.parse.quote(folder.name, safe='')}"
+    return f"{project_url(folder.parent.name)}/label-loop/{urllib.parse.quote(folder.name, safe='')}"
 
 
 def review_task(line: dict, image: Path, root: Path, s3_ref: str) -> dict:

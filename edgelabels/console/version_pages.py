@@ -19,14 +19,13 @@ import base64
 import json
 import re
 import shlex
-import urllib.parse
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from edgelabels.console import training_progress
-from edgelabels.console.kit import PREFIX, Refused, utc
+from edgelabels.console.kit import Refused, project_url, utc, version_url
 from edgelabels.serve.request_body import MAX_IMAGE_BYTES
 from edgelabels.service.arns import parse_version_arn
 from edgelabels.service.store import NotFound
@@ -39,12 +38,6 @@ MAX_NAME = 120  # of a photo's file name repeated in a message
 
 
 def routes(console) -> list:
-    def project_url(name: str) -> str:
-        return f"{PREFIX}/projects/{urllib.parse.quote(name, safe='')}"
-
-    def version_url(name: str, version: str) -> str:
-        return f"{project_url(name)}/versions/{urllib.parse.quote(version, safe='')}"
-
     # --- training -------------------------------------------------------------------------------------------------
     def label_counts(dataset_arn: str) -> list[tuple[str, int]]:
         """(label, images with it), most images first: how balanced the data is."""
