@@ -159,3 +159,22 @@ def replaceable_folder(out: str | Path, markers: tuple[str, ...], what: str) -> 
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not earlier)):
         raise UserError(f"{out}: exists and is not {what} (no {' or '.join(markers)}); choose another --out")
     return out
+
+
+def writable_folder(folder: str | Path, option: str) -> Path:
+    """Create `folder` if needed and check that a file can be written in it: an unwritable output (a file in its
+    way, no permission) is one line (UserError naming `option`) before any work starts, not a traceback half-way."""
+    import tempfile
+
+    from edgelabels.errors import UserError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except FileExistsError:
+        raise UserError(f"{option} {folder}: cannot write there (a file, not a folder, is in the way)") from None
+    except OSError as exc:
+        raise UserError(f"{option} {folder}: cannot write there ({exc.strerror or exc})") from None
+    return folder

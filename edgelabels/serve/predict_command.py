@@ -25,6 +25,7 @@ import json
 import sys
 from pathlib import Path
 
+from edgelabels import atomic
 from edgelabels.serve import video_predict
 
 
@@ -103,26 +104,8 @@ def run(args) -> int:
         return watch(model, args)
     for option, folder in (("--out", args.out), ("--draw", args.draw)):
         if folder is not None:
-            writable_folder(folder, option)
+            atomic.writable_folder(folder, option)
     return predict_files(model, args)
-
-
-def writable_folder(folder: Path, option: str) -> Path:
-    """Create `folder` if needed and check that a file can be written in it: an unwritable --out (a file in its
-    way, no permission) is one line before any image is read, not a traceback half-way."""
-    import tempfile
-
-    from edgelabels.errors import UserError
-
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except FileExistsError:
-        raise UserError(f"{option} {folder}: cannot write there (a file, not a folder, is in the way)") from None
-    except OSError as exc:
-        raise UserError(f"{option} {folder}: cannot write there ({exc.strerror or exc})") from None
-    return folder
 
 
 def ray_engine(args) -> int:
@@ -208,7 +191,7 @@ def watch(model, args) -> int:
 
     if not args.watch.is_dir():
         raise UserError(f"{args.watch}: no such folder to watch")
-    writable_folder(args.out or args.watch / "results", "--out")
+    atomic.writable_folder(args.out or args.watch / "results", "--out")
     watcher = FolderWatcher(model, args.watch, args.out, min_confidence=args.min_confidence,
                             max_results=args.max_results, settle=args.settle, batch_size=args.batch_size)
     stopping = []

@@ -220,15 +220,11 @@ def parse_line(text: str) -> tuple[float, float, float, float]:
 def writable_file(path: Path, option: str) -> None:
     """A file this run will write: its folder created, writable, and no folder in the file's place; one line
     otherwise, before any frame is read."""
+    from edgelabels import atomic
+
     if path.is_dir():
         raise UserError(f"{option} {path}: a folder is in the way (give a file name)")
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{option} {path}: cannot create its folder ({exc.strerror or exc})") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UserError(f"{option} {path}: cannot write in {folder} (permission denied)")
+    atomic.writable_folder(path.parent, option)
 
 
 def earlier_answers(path: Path) -> list[dict]:
